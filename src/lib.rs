@@ -1,0 +1,14 @@
+//! # tbptt
+//!
+//! A streaming online learner: a recurrent network (Elman, GRU or LSTM, written with nalgebra)
+//! that predicts every event of a stream at once and learns from it by truncated
+//! backpropagation through time, TBPTT(k1, k2) in Williams & Peng's terms.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod loss;
+pub mod optim;
+pub mod scalar;
+
+pub use error::{Error, Result};
+pub use scalar::Float;
