@@ -12,3 +12,12 @@ pub mod scalar;
 
 pub use error::{Error, Result};
 pub use scalar::Float;
+pub mod event;
+pub mod format;
+pub mod cell;
+pub(crate) mod linalg;
+pub mod model;
+
+pub use cell::CellKind;
+pub use loss::Loss;
+pub use model::{Model, ModelConfig, ParamName, StepWorkspace, Window};

@@ -1,1 +1,4 @@
-fn main(){}
+//! Integration tests of tbptt: golden comparisons with PyTorch, gradient checks, learning.
+
+mod golden;
+mod util;

@@ -1,0 +1,111 @@
+//! LSTM cell, PyTorch's formulation (gates i, f, g, o).
+
+use super::{LayerBuf, LayerGrads, LayerParams};
+use crate::linalg::{gemm_nn, gemm_nt, gemm_tn, gemv, gemv_t, row_sums};
+use crate::Float;
+
+/// One live step; `a` is scratch of length `4H`. `h` and `c` are updated in place.
+#[inline]
+pub(crate) fn step<T: Float>(
+    p: &LayerParams<'_, T>,
+    x: &[T],
+    h: &mut [T],
+    c: &mut [T],
+    a: &mut [T],
+) {
+    let hh = p.h;
+    let a = &mut a[..4 * hh];
+    for ((ai, bi), bh) in a.iter_mut().zip(p.b_ih).zip(p.b_hh) {
+        *ai = *bi + *bh;
+    }
+    gemv(a, T::one(), p.w_ih, x, T::one());
+    gemv(a, T::one(), p.w_hh, h, T::one());
+    for i in 0..hh {
+        let ig = a[i].sigmoid();
+        let fg = a[hh + i].sigmoid();
+        let gg = a[2 * hh + i].tanh();
+        let og = a[3 * hh + i].sigmoid();
+        let cn = fg * c[i] + ig * gg;
+        c[i] = cn;
+        h[i] = og * cn.tanh();
+    }
+}
+
+/// Forward over `n` steps of `x` (`d_in x n`) from the start state in column 0 of `buf.hs`
+/// and `buf.cs`. Saves i, f, g, o (activated) and `tanh(c)` per step in `buf.act`.
+pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: &mut LayerBuf<T>) {
+    let h = p.h;
+    let g4 = 4 * h;
+    gemm_nn(&mut buf.gi, g4, n, p.w_ih, x, p.d_in, T::zero());
+    for col in buf.gi.chunks_exact_mut(g4).take(n) {
+        for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
+            *v += *bi + *bh;
+        }
+    }
+    for t in 0..n {
+        let act = &mut buf.act[t * 5 * h..(t + 1) * 5 * h];
+        let (a, tc) = act.split_at_mut(g4);
+        a.copy_from_slice(&buf.gi[t * g4..(t + 1) * g4]);
+        gemv(a, T::one(), p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        let (cprev, cnext) = buf.cs.split_at_mut((t + 1) * h);
+        let cprev = &cprev[t * h..];
+        let hnext = &mut buf.hs[(t + 1) * h..(t + 2) * h];
+        for i in 0..h {
+            let ig = a[i].sigmoid();
+            let fg = a[h + i].sigmoid();
+            let gg = a[2 * h + i].tanh();
+            let og = a[3 * h + i].sigmoid();
+            a[i] = ig;
+            a[h + i] = fg;
+            a[2 * h + i] = gg;
+            a[3 * h + i] = og;
+            let cn = fg * cprev[i] + ig * gg;
+            cnext[i] = cn;
+            let t_c = cn.tanh();
+            tc[i] = t_c;
+            hnext[i] = og * t_c;
+        }
+    }
+}
+
+/// Backward over the `n` steps of the last [`forward`]; see `elman::backward`. Leaves the
+/// start-state gradients in `buf.dh` and `buf.dc`.
+pub(crate) fn backward<T: Float>(
+    p: &LayerParams<'_, T>,
+    x: &[T],
+    n: usize,
+    buf: &mut LayerBuf<T>,
+    dh_above: &[T],
+    g: LayerGrads<'_, T>,
+    need_dx: bool,
+) {
+    let h = p.h;
+    let g4 = 4 * h;
+    let one = T::one();
+    buf.dh.fill(T::zero());
+    buf.dc.fill(T::zero());
+    for t in (0..n).rev() {
+        let act = &buf.act[t * 5 * h..(t + 1) * 5 * h];
+        let cprev = &buf.cs[t * h..(t + 1) * h];
+        let up = &dh_above[t * h..(t + 1) * h];
+        let da = &mut buf.da[t * g4..(t + 1) * g4];
+        for i in 0..h {
+            let (ig, fg, gg, og, tc) = (act[i], act[h + i], act[2 * h + i], act[3 * h + i], act[4 * h + i]);
+            let dht = up[i] + buf.dh[i];
+            let dct = dht * og * (one - tc * tc) + buf.dc[i];
+            da[i] = dct * gg * ig * (one - ig);
+            da[h + i] = dct * cprev[i] * fg * (one - fg);
+            da[2 * h + i] = dct * ig * (one - gg * gg);
+            da[3 * h + i] = dht * tc * og * (one - og);
+            buf.dc[i] = dct * fg;
+        }
+        gemv_t(&mut buf.dh, one, p.w_hh, da, T::zero());
+    }
+    gemm_nt(g.w_ih, g4, p.d_in, &buf.da, x, n, T::zero());
+    gemm_nt(g.w_hh, g4, h, &buf.da, &buf.hs, n, T::zero());
+    row_sums(g.b_ih, &buf.da, n, T::zero());
+    g.b_hh.copy_from_slice(g.b_ih);
+    if need_dx {
+        gemm_tn(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, g4, T::zero());
+    }
+}
