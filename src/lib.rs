@@ -21,3 +21,10 @@ pub mod model;
 pub use cell::CellKind;
 pub use loss::Loss;
 pub use model::{Model, ModelConfig, ParamName, StepWorkspace, Window};
+pub mod learner;
+pub mod ring;
+pub mod tbptt;
+
+pub use learner::{Learner, LearnerConfig, Prediction, Targets};
+pub use optim::{Optimizer, OptimizerConfig};
+pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};

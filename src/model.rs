@@ -476,6 +476,11 @@ impl<T: Float> Window<T> {
         &mut self.targets
     }
 
+    /// Both buffers at once: `(inputs, targets)`.
+    pub fn io_mut(&mut self) -> (&mut [T], &mut [T]) {
+        (&mut self.x, &mut self.targets)
+    }
+
     /// Forward over the first `n` steps from `start` (a state of
     /// [`ModelConfig::state_len`]), loss over the last `loss_steps` of them (mean as defined by
     /// [`Loss::normalizer`]), backward through all `n` steps. Returns the loss; the gradients

@@ -137,3 +137,64 @@ fn window_fixtures_match_pytorch_f64() {
 fn window_fixtures_match_pytorch_f32() {
     assert_eq!(check_windows::<f32>(1e-4), 9);
 }
+
+/// A learner configured and initialized as a trajectory fixture says.
+fn learner_from(fx: &Value) -> tbptt::Learner<f32> {
+    let cfg = &fx["config"];
+    let init = &fx["init"];
+    let model: Model<f32> = model_from(init);
+    let opt = cfg["opt"].as_str().expect("opt");
+    let lr = cfg["lr"].as_f64().expect("lr");
+    let optimizer = match opt {
+        "sgd" => match tbptt::OptimizerConfig::sgd(lr) {
+            tbptt::OptimizerConfig::Sgd { nesterov, weight_decay, .. } => tbptt::OptimizerConfig::Sgd {
+                lr,
+                momentum: cfg["momentum"].as_f64().unwrap_or(0.0),
+                nesterov,
+                weight_decay,
+            },
+            other => other,
+        },
+        "adam" => tbptt::OptimizerConfig::adam(lr),
+        other => panic!("fixture optimizer {other}"),
+    };
+    let clip = cfg["clip"].as_f64().unwrap_or(0.0);
+    let config = tbptt::LearnerConfig {
+        cell: model.config().cell,
+        d_input: model.config().d_input,
+        d_hidden: model.config().d_hidden,
+        window: cfg["T"].as_u64().unwrap() as usize,
+        every: cfg["k"].as_u64().unwrap() as usize,
+        loss_steps: tbptt::LossSteps::Last(cfg["loss_steps"].as_u64().unwrap() as usize),
+        optimizer,
+        clip: (clip > 0.0).then_some(clip),
+        ..Default::default()
+    };
+    tbptt::Learner::with_model(config, model).expect("learner")
+}
+
+#[test]
+fn trajectories_reproduce_pytorch_online_runs() {
+    let files = golden_files("trajectory");
+    assert_eq!(files.len(), 6, "expected 6 trajectory fixtures");
+    for path in &files {
+        let fx = load(path);
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let mut learner = learner_from(&fx);
+        let stream = fx["stream"].as_array().unwrap();
+        let want = fx["predictions"].as_array().unwrap();
+        assert_eq!(stream.len(), want.len());
+        let mut worst = 0.0f64;
+        for (t, (x, w)) in stream.iter().zip(want).enumerate() {
+            let x: Vec<f32> = flat(x).iter().map(|v| *v as f32).collect();
+            let p = learner.step(&x).expect("step");
+            for (a, b) in p.forecast.iter().zip(flat(w)) {
+                let e = (*a as f64 - b).abs() / b.abs().max(1.0);
+                worst = worst.max(e);
+                assert!(e < 1e-4, "{name}: event {t}: prediction {a} vs PyTorch {b}");
+            }
+        }
+        assert_eq!(learner.updates(), fx["updates"].as_u64().unwrap(), "{name}: update count");
+        eprintln!("{name}: worst relative prediction error {worst:.2e}");
+    }
+}
