@@ -109,7 +109,10 @@ impl LearnerConfig {
             }
             (Targets::Explicit, Some(d)) => d,
             (Targets::Explicit, None) => {
-                return Err(Error::config("d_target", "explicit targets need a target size"))
+                return Err(Error::config(
+                    "d_target",
+                    "explicit targets need a target size",
+                ))
             }
         };
         let m = ModelConfig {
@@ -218,7 +221,10 @@ impl<T: Float> Learner<T> {
         if *model.config() != mc {
             return Err(Error::config(
                 "model",
-                format!("model shape {:?} differs from the configuration's {mc:?}", model.config()),
+                format!(
+                    "model shape {:?} differs from the configuration's {mc:?}",
+                    model.config()
+                ),
             ));
         }
         let trainer = Trainer::new(&mc, config.trainer_config())?;
@@ -313,12 +319,16 @@ impl<T: Float> Learner<T> {
     /// nothing changes.
     pub fn step(&mut self, x: &[T]) -> Result<Prediction<'_, T>> {
         if self.config.targets != Targets::NextInput {
-            return Err(Error::config("targets", "this learner needs step_supervised"));
+            return Err(Error::config(
+                "targets",
+                "this learner needs step_supervised",
+            ));
         }
         self.check("step", x, self.pending_x.len())?;
         let error = (self.events > 0).then(|| self.score(x));
         self.pre.copy_from_slice(&self.state);
-        self.model.step_to(x, &mut self.state, &mut self.ws, &mut self.y);
+        self.model
+            .step_to(x, &mut self.state, &mut self.ws, &mut self.y);
         if self.has_pending {
             self.ring.push(&self.pending_x, x, &self.pending_s);
         }
@@ -335,12 +345,16 @@ impl<T: Float> Learner<T> {
     /// As [`Learner::step`], for `x` and `target`.
     pub fn step_supervised(&mut self, x: &[T], target: &[T]) -> Result<Prediction<'_, T>> {
         if self.config.targets != Targets::Explicit {
-            return Err(Error::config("targets", "this learner forecasts its input; use step"));
+            return Err(Error::config(
+                "targets",
+                "this learner forecasts its input; use step",
+            ));
         }
         self.check("step_supervised (input)", x, self.pending_x.len())?;
         self.check("step_supervised (target)", target, self.y.len())?;
         self.pre.copy_from_slice(&self.state);
-        self.model.step_to(x, &mut self.state, &mut self.ws, &mut self.y);
+        self.model
+            .step_to(x, &mut self.state, &mut self.ws, &mut self.y);
         let error = Some(self.score(target));
         self.ring.push(x, target, &self.pre);
         self.finish(error)
@@ -349,8 +363,8 @@ impl<T: Float> Learner<T> {
     fn finish(&mut self, error: Option<T>) -> Result<Prediction<'_, T>> {
         let index = self.events;
         self.events += 1;
-        let due = self.ring.len() >= self.config.window
-            && self.events % self.config.every as u64 == 0;
+        let due =
+            self.ring.len() >= self.config.window && self.events % self.config.every as u64 == 0;
         let update = if due {
             Some(self.trainer.update(&mut self.model, &self.ring)?)
         } else {

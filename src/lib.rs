@@ -12,9 +12,9 @@ pub mod scalar;
 
 pub use error::{Error, Result};
 pub use scalar::Float;
+pub mod cell;
 pub mod event;
 pub mod format;
-pub mod cell;
 pub(crate) mod linalg;
 pub mod model;
 

@@ -87,7 +87,15 @@ pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 }
 
 /// `C = A B + beta C`: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`, all column-major.
-pub(crate) fn gemm_nn<T: Float>(c: &mut [T], m: usize, n: usize, a: &[T], b: &[T], k: usize, beta: T) {
+pub(crate) fn gemm_nn<T: Float>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+) {
     debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
     if m == 0 {
         return;
@@ -111,7 +119,15 @@ pub(crate) fn gemm_nn<T: Float>(c: &mut [T], m: usize, n: usize, a: &[T], b: &[T
 ///
 /// This is the shape of every weight gradient over a window: `dW = dA X^T`, a sum of `k`
 /// outer products done as one product.
-pub(crate) fn gemm_nt<T: Float>(c: &mut [T], m: usize, n: usize, a: &[T], b: &[T], k: usize, beta: T) {
+pub(crate) fn gemm_nt<T: Float>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+) {
     debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= n * k);
     if m == 0 {
         return;
@@ -129,7 +145,15 @@ pub(crate) fn gemm_nt<T: Float>(c: &mut [T], m: usize, n: usize, a: &[T], b: &[T
 }
 
 /// `C = A^T B + beta C`: `A` is `k x m`, `B` is `k x n`, `C` is `m x n`, all column-major.
-pub(crate) fn gemm_tn<T: Float>(c: &mut [T], m: usize, n: usize, a: &[T], b: &[T], k: usize, beta: T) {
+pub(crate) fn gemm_tn<T: Float>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+) {
     debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
     if m == 0 {
         return;
@@ -181,17 +205,41 @@ mod tests {
             let b = m(kk, nn, 0.2);
             let c0 = m(mm, nn, 0.3);
             let mut c = c0.clone();
-            gemm_nn(c.as_mut_slice(), mm, nn, a.as_slice(), b.as_slice(), kk, 0.5);
+            gemm_nn(
+                c.as_mut_slice(),
+                mm,
+                nn,
+                a.as_slice(),
+                b.as_slice(),
+                kk,
+                0.5,
+            );
             close(&(&a * &b + &c0 * 0.5), c.as_slice());
 
             let bt = m(nn, kk, 0.4);
             let mut c = c0.clone();
-            gemm_nt(c.as_mut_slice(), mm, nn, a.as_slice(), bt.as_slice(), kk, 1.0);
+            gemm_nt(
+                c.as_mut_slice(),
+                mm,
+                nn,
+                a.as_slice(),
+                bt.as_slice(),
+                kk,
+                1.0,
+            );
             close(&(&a * bt.transpose() + &c0), c.as_slice());
 
             let at = m(kk, mm, 0.5);
             let mut c = c0.clone();
-            gemm_tn(c.as_mut_slice(), mm, nn, at.as_slice(), b.as_slice(), kk, 0.0);
+            gemm_tn(
+                c.as_mut_slice(),
+                mm,
+                nn,
+                at.as_slice(),
+                b.as_slice(),
+                kk,
+                0.0,
+            );
             close(&(at.transpose() * &b), c.as_slice());
 
             let x = m(kk, 1, 0.6);

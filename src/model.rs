@@ -65,7 +65,10 @@ impl ModelConfig {
             ("d_output", self.d_output),
         ] {
             if v == 0 || v > MAX_DIM {
-                return Err(Error::config(field, format!("must be in 1..={MAX_DIM}, got {v}")));
+                return Err(Error::config(
+                    field,
+                    format!("must be in 1..={MAX_DIM}, got {v}"),
+                ));
             }
         }
         if self.layers == 0 || self.layers > 64 {
@@ -141,7 +144,11 @@ impl Layout {
             .collect();
         let w_out = take(c.d_output * h);
         let b_out = take(c.d_output);
-        Layout { layers, w_out, b_out }
+        Layout {
+            layers,
+            w_out,
+            b_out,
+        }
     }
 }
 
@@ -269,7 +276,10 @@ impl<T: Float> Model<T> {
         let (g, h) = (c.gate_rows(), c.d_hidden);
         let span = |l: usize| {
             self.layout.layers.get(l).ok_or_else(|| {
-                Error::config("param", format!("layer {l} does not exist ({} layers)", c.layers))
+                Error::config(
+                    "param",
+                    format!("layer {l} does not exist ({} layers)", c.layers),
+                )
             })
         };
         Ok(match name {
@@ -512,7 +522,11 @@ impl<T: Float> Window<T> {
             return Err(Error::len("forward_backward (loss steps)", n, loss_steps));
         }
         if start.len() != c.state_len() {
-            return Err(Error::len("forward_backward (start state)", c.state_len(), start.len()));
+            return Err(Error::len(
+                "forward_backward (start state)",
+                c.state_len(),
+                start.len(),
+            ));
         }
         let h = c.d_hidden;
         let (d_out, top) = (c.d_output, c.layers - 1);
@@ -525,7 +539,11 @@ impl<T: Float> Window<T> {
                 let off = c.layers * h + l * h;
                 buf.cs[..h].copy_from_slice(&start[off..off + h]);
             }
-            let x: &[T] = if l == 0 { &self.x } else { &below[l - 1].hs[h..] };
+            let x: &[T] = if l == 0 {
+                &self.x
+            } else {
+                &below[l - 1].hs[h..]
+            };
             let p = model.layer(l);
             match c.cell {
                 CellKind::Elman => cell::elman::forward(&p, x, n, buf),
@@ -545,7 +563,13 @@ impl<T: Float> Window<T> {
         for t in s0..n {
             let y = &mut self.y[t * d_out..(t + 1) * d_out];
             y.copy_from_slice(b_out);
-            gemv(y, T::one(), w_out, &hs_top[(t + 1) * h..(t + 2) * h], T::one());
+            gemv(
+                y,
+                T::one(),
+                w_out,
+                &hs_top[(t + 1) * h..(t + 2) * h],
+                T::one(),
+            );
             total += loss.step_to(
                 y,
                 &self.targets[t * d_out..(t + 1) * d_out],
@@ -554,17 +578,35 @@ impl<T: Float> Window<T> {
         }
         let norm = T::of_usize(loss.normalizer(loss_steps, d_out));
         let inv = T::one() / norm;
-        self.dy[s0 * d_out..n * d_out].iter_mut().for_each(|v| *v *= inv);
+        self.dy[s0 * d_out..n * d_out]
+            .iter_mut()
+            .for_each(|v| *v *= inv);
         // ---- gradients of the readout, and dL/dh_top from it
         let layout = model.layout();
         let grads = self.grads.as_mut_slice();
         let (g_layers, g_out) = grads.split_at_mut(layout.w_out.start);
         let (gw, gb) = g_out.split_at_mut(d_out * h);
         let dy = &self.dy[s0 * d_out..n * d_out];
-        gemm_nt(gw, d_out, h, dy, &hs_top[(s0 + 1) * h..(n + 1) * h], loss_steps, T::zero());
+        gemm_nt(
+            gw,
+            d_out,
+            h,
+            dy,
+            &hs_top[(s0 + 1) * h..(n + 1) * h],
+            loss_steps,
+            T::zero(),
+        );
         row_sums(gb, dy, loss_steps, T::zero());
         self.dh_top[..s0 * h].fill(T::zero());
-        gemm_tn(&mut self.dh_top[s0 * h..n * h], h, loss_steps, w_out, dy, d_out, T::zero());
+        gemm_tn(
+            &mut self.dh_top[s0 * h..n * h],
+            h,
+            loss_steps,
+            w_out,
+            dy,
+            d_out,
+            T::zero(),
+        );
         // ---- backward, top layer first
         let mut g_rest = g_layers;
         for l in (0..c.layers).rev() {
@@ -583,7 +625,11 @@ impl<T: Float> Window<T> {
             let (below, rest) = self.layers.split_at_mut(l);
             let (buf, above) = rest.split_at_mut(1);
             let buf = &mut buf[0];
-            let x: &[T] = if l == 0 { &self.x } else { &below[l - 1].hs[h..] };
+            let x: &[T] = if l == 0 {
+                &self.x
+            } else {
+                &below[l - 1].hs[h..]
+            };
             let dh_above: &[T] = if l == top { &self.dh_top } else { &above[0].dx };
             let p = model.layer(l);
             let need_dx = l > 0;

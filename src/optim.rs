@@ -1109,7 +1109,7 @@ mod tests {
             OptimizerConfig::adam(0.05),
             OptimizerConfig::adamw(0.05, 0.0),
         ] {
-            let mut opt = Optimizer::<f32>::new(config, 3).unwrap();
+            let mut opt = Optimizer::<f32>::new(config.clone(), 3).unwrap();
             let mut p = [3.0f32, -4.0, 0.0];
             let c = [0.5f32, -1.0, 2.0];
             for _ in 0..3000 {
@@ -1153,7 +1153,7 @@ mod tests {
     #[test]
     fn reset_and_set_lr() {
         for config in variants() {
-            let mut opt = Optimizer::<f64>::new(config, 3).unwrap();
+            let mut opt = Optimizer::<f64>::new(config.clone(), 3).unwrap();
             let mut p = [1.0, 2.0, 3.0];
             for _ in 0..3 {
                 let mut g = quad_grad(&p);
@@ -1161,7 +1161,11 @@ mod tests {
             }
             assert_eq!(opt.steps(), 3);
             opt.reset();
-            assert_eq!(opt, Optimizer::new(config.clone(), 3).unwrap(), "{config:?}");
+            assert_eq!(
+                opt,
+                Optimizer::new(config.clone(), 3).unwrap(),
+                "{config:?}"
+            );
         }
         let mut opt = Optimizer::<f64>::new(OptimizerConfig::sgd(0.1), 1).unwrap();
         opt.set_lr(0.5);
@@ -1385,7 +1389,7 @@ mod tests {
         // JSON float parsing in serde_json is best-effort (exact only with its
         // `float_roundtrip` feature), so compare the continued runs to 1e-14.
         for config in variants() {
-            let mut a = Optimizer::<f64>::new(config, 3).unwrap();
+            let mut a = Optimizer::<f64>::new(config.clone(), 3).unwrap();
             let mut p = vec![1.0, 0.25, -0.5];
             for _ in 0..3 {
                 let mut g = quad_grad(&p);

@@ -47,7 +47,10 @@ impl FromStr for LossSteps {
             "k" | "every" => Ok(LossSteps::Every),
             "all" | "T" => Ok(LossSteps::All),
             n => n.parse::<usize>().map(LossSteps::Last).map_err(|_| {
-                Error::config("loss_steps", format!("expected k, all or a number, got {s:?}"))
+                Error::config(
+                    "loss_steps",
+                    format!("expected k, all or a number, got {s:?}"),
+                )
             }),
         }
     }
@@ -129,7 +132,10 @@ impl TrainerConfig {
         }
         if let Some(c) = self.clip {
             if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::config("clip", format!("must be positive and finite, got {c}")));
+                return Err(Error::config(
+                    "clip",
+                    format!("must be positive and finite, got {c}"),
+                ));
             }
         }
         self.loss.validate()?;
@@ -225,7 +231,9 @@ impl<T: Float> Trainer<T> {
         }
         let (xs, ys) = self.window.io_mut();
         let start = ring.copy_newest_to(t, xs, ys);
-        let loss = self.window.forward_backward(model, start, t, self.config.loss, self.loss_steps)?;
+        let loss =
+            self.window
+                .forward_backward(model, start, t, self.config.loss, self.loss_steps)?;
         self.apply(model, loss)
     }
 
@@ -280,7 +288,11 @@ pub fn full_bptt<T: Float>(
     }
     let n = inputs.len() / c.d_input;
     if targets.len() != n * c.d_output {
-        return Err(Error::len("full_bptt (targets)", n * c.d_output, targets.len()));
+        return Err(Error::len(
+            "full_bptt (targets)",
+            n * c.d_output,
+            targets.len(),
+        ));
     }
     let mut w = Window::new(&c, n)?;
     let (xs, ys) = w.io_mut();

@@ -90,7 +90,13 @@ pub(crate) fn backward<T: Float>(
         let up = &dh_above[t * h..(t + 1) * h];
         let da = &mut buf.da[t * g4..(t + 1) * g4];
         for i in 0..h {
-            let (ig, fg, gg, og, tc) = (act[i], act[h + i], act[2 * h + i], act[3 * h + i], act[4 * h + i]);
+            let (ig, fg, gg, og, tc) = (
+                act[i],
+                act[h + i],
+                act[2 * h + i],
+                act[3 * h + i],
+                act[4 * h + i],
+            );
             let dht = up[i] + buf.dh[i];
             let dct = dht * og * (one - tc * tc) + buf.dc[i];
             da[i] = dct * gg * ig * (one - ig);

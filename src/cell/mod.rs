@@ -138,11 +138,19 @@ impl<T: crate::Float> LayerBuf<T> {
         };
         LayerBuf {
             hs: z(h * (cap + 1)),
-            cs: if kind.has_cell_state() { z(h * (cap + 1)) } else { Vec::new() },
+            cs: if kind.has_cell_state() {
+                z(h * (cap + 1))
+            } else {
+                Vec::new()
+            },
             gi: z(g * cap),
             act: z(act),
             da: z(g * cap),
-            dah: if kind == CellKind::Gru { z(g * cap) } else { Vec::new() },
+            dah: if kind == CellKind::Gru {
+                z(g * cap)
+            } else {
+                Vec::new()
+            },
             dx: z(d_in * cap),
             dh: z(h),
             dc: z(h),

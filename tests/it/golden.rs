@@ -16,14 +16,21 @@ const PARAMS: [(&str, ParamName); 6] = [
 
 /// Builds the model described by a fixture's weights object.
 pub fn model_from<T: Float>(w: &Value) -> Model<T> {
-    let cell: CellKind = w["cell"].as_str().expect("cell").parse().expect("known cell");
+    let cell: CellKind = w["cell"]
+        .as_str()
+        .expect("cell")
+        .parse()
+        .expect("known cell");
     let d = w["input_dim"].as_u64().expect("input_dim") as usize;
     let config = ModelConfig {
         cell,
         d_input: d,
         d_hidden: w["hidden"].as_u64().expect("hidden") as usize,
         layers: 1,
-        d_output: w.get("output_dim").and_then(Value::as_u64).map_or(d, |v| v as usize),
+        d_output: w
+            .get("output_dim")
+            .and_then(Value::as_u64)
+            .map_or(d, |v| v as usize),
     };
     let mut m = Model::zeros(config).expect("valid config");
     for (key, name) in PARAMS {
@@ -50,7 +57,11 @@ fn run_window<T: Float>(case: &Value) -> WindowResult {
     let len = inputs.len() / d;
     let has_targets = case.get("targets").is_some();
     let n = if has_targets { len } else { len - 1 };
-    let targets = if has_targets { flat(&case["targets"]) } else { inputs[d..].to_vec() };
+    let targets = if has_targets {
+        flat(&case["targets"])
+    } else {
+        inputs[d..].to_vec()
+    };
     let mut start = vec![T::zero(); c.state_len()];
     if let Some(h0) = case.get("h0") {
         for (s, v) in start.iter_mut().zip(flat(h0)) {
@@ -69,7 +80,9 @@ fn run_window<T: Float>(case: &Value) -> WindowResult {
     for (dst, src) in w.targets_mut().iter_mut().zip(&targets[..n * d_out]) {
         *dst = T::cast(*src);
     }
-    let loss = w.forward_backward(&m, &start, n, Loss::Mse, n).expect("pass");
+    let loss = w
+        .forward_backward(&m, &start, n, Loss::Mse, n)
+        .expect("pass");
     let mut state = vec![T::zero(); c.state_len()];
     w.final_state_to(&mut state).expect("state");
     if !has_targets {
@@ -99,7 +112,13 @@ fn check_windows<T: Float>(tol: f64) -> usize {
     let files = golden_files("");
     let files: Vec<_> = files
         .into_iter()
-        .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with("trajectory"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("trajectory")
+        })
         .collect();
     assert_eq!(files.len(), 9, "expected 9 window fixtures");
     for path in &files {
@@ -109,7 +128,11 @@ fn check_windows<T: Float>(tol: f64) -> usize {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let check = |what: &str, got: &[f64], want: &[f64]| {
             let e = rel_err(got, want);
-            assert!(e < tol, "{name} {} {what}: relative error {e:.3e} >= {tol:e}", T::NAME);
+            assert!(
+                e < tol,
+                "{name} {} {what}: relative error {e:.3e} >= {tol:e}",
+                T::NAME
+            );
         };
         check("loss", &[r.loss], &[exp["loss"].as_f64().unwrap()]);
         check("predictions", &r.predictions, &flat(&exp["predictions"]));
@@ -147,7 +170,11 @@ fn learner_from(fx: &Value) -> tbptt::Learner<f32> {
     let lr = cfg["lr"].as_f64().expect("lr");
     let optimizer = match opt {
         "sgd" => match tbptt::OptimizerConfig::sgd(lr) {
-            tbptt::OptimizerConfig::Sgd { nesterov, weight_decay, .. } => tbptt::OptimizerConfig::Sgd {
+            tbptt::OptimizerConfig::Sgd {
+                nesterov,
+                weight_decay,
+                ..
+            } => tbptt::OptimizerConfig::Sgd {
                 lr,
                 momentum: cfg["momentum"].as_f64().unwrap_or(0.0),
                 nesterov,
@@ -194,7 +221,11 @@ fn trajectories_reproduce_pytorch_online_runs() {
                 assert!(e < 1e-4, "{name}: event {t}: prediction {a} vs PyTorch {b}");
             }
         }
-        assert_eq!(learner.updates(), fx["updates"].as_u64().unwrap(), "{name}: update count");
+        assert_eq!(
+            learner.updates(),
+            fx["updates"].as_u64().unwrap(),
+            "{name}: update count"
+        );
         eprintln!("{name}: worst relative prediction error {worst:.2e}");
     }
 }

@@ -1,4 +1,5 @@
 //! Integration tests of tbptt: golden comparisons with PyTorch, gradient checks, learning.
 
 mod golden;
+mod gradcheck;
 mod util;

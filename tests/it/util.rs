@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 /// Path of a file under tests/golden.
 pub fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 /// All golden files whose name starts with `prefix`.
@@ -42,7 +44,10 @@ pub fn flat(v: &Value) -> Vec<f64> {
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
     if scale < 1e-12 {
         diff
     } else {
