@@ -2,4 +2,5 @@
 
 mod golden;
 mod gradcheck;
+mod learning;
 mod util;

@@ -1,0 +1,91 @@
+//! Learning tests: the learner must actually learn, and truncation must matter.
+
+use tbptt::{CellKind, LearnerConfig, OptimizerConfig, Targets};
+
+/// Deterministic noisy sum of three incommensurate sines (the PyTorch peer's stream, D = 1).
+pub fn sines(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut gauss = move || {
+        // Box-Muller from xorshift uniforms
+        let mut u = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (a, b) = (u(), u());
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    };
+    let tau = 2.0 * std::f64::consts::PI;
+    (0..n)
+        .map(|t| {
+            let t = t as f64;
+            (0.5 * (tau * t / 40.0).sin()
+                + 0.3 * (tau * t / 13.7).sin()
+                + 0.2 * (tau * t / 97.3).sin()
+                + 0.05 * gauss()) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn learns_noisy_sines_better_than_repeating_the_last_value() {
+    let xs = sines(20_000, 1);
+    let mut learner = LearnerConfig::default().build::<f32>().unwrap();
+    let from = xs.len() - xs.len() / 5;
+    let (mut model_se, mut naive_se) = (0.0f64, 0.0f64);
+    for (t, x) in xs.iter().enumerate() {
+        let p = learner.step(&[*x]).unwrap();
+        if t >= from {
+            model_se += p.error.unwrap() as f64;
+            naive_se += ((x - xs[t - 1]) as f64).powi(2);
+        }
+    }
+    let ratio = model_se / naive_se;
+    eprintln!("sines: model MSE / naive MSE over the last 20% = {ratio:.3}");
+    assert!(ratio <= 0.5, "model MSE is {ratio:.3} of the naive forecast's");
+    // Updates after events n = 40, 48, ..., 20000 (1-based): the first with T = 32 full pairs.
+    assert_eq!(learner.updates(), (20_000 - 40) / 8 + 1);
+}
+
+/// Online MSE over the last 20% of a stream whose target is the input `delay` steps earlier.
+fn delayed_recall_mse(window: usize, delay: usize, events: usize) -> f64 {
+    let config = LearnerConfig {
+        cell: CellKind::Gru,
+        d_hidden: 32,
+        d_target: Some(1),
+        targets: Targets::Explicit,
+        window,
+        every: 4,
+        optimizer: OptimizerConfig::adam(3e-3),
+        ..Default::default()
+    };
+    let mut learner = config.build::<f32>().unwrap();
+    let mut s: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut xs = Vec::with_capacity(events);
+    let mut se = 0.0;
+    let from = events - events / 5;
+    for t in 0..events {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = if s & 1 == 1 { 1.0f32 } else { -1.0 };
+        xs.push(x);
+        let y = if t >= delay { xs[t - delay] } else { 0.0 };
+        let p = learner.step_supervised(&[x], &[y]).unwrap();
+        if t >= from {
+            se += p.error.unwrap() as f64;
+        }
+    }
+    se / (events - from) as f64
+}
+
+#[test]
+fn delayed_recall_needs_a_window_longer_than_the_delay() {
+    // Target = input 10 steps back, inputs ±1 (variance 1). Predicting 0 scores MSE 1.
+    let short = delayed_recall_mse(4, 10, 60_000);
+    let long = delayed_recall_mse(16, 10, 60_000);
+    eprintln!("delayed recall, delay 10: MSE with T = 4: {short:.3}, with T = 16: {long:.3}");
+    assert!(short > 0.8, "T = 4 should not learn a 10-step recall (MSE {short:.3})");
+    assert!(long < 0.3, "T = 16 should learn a 10-step recall (MSE {long:.3})");
+}
