@@ -43,7 +43,10 @@ fn learns_noisy_sines_better_than_repeating_the_last_value() {
     }
     let ratio = model_se / naive_se;
     eprintln!("sines: model MSE / naive MSE over the last 20% = {ratio:.3}");
-    assert!(ratio <= 0.5, "model MSE is {ratio:.3} of the naive forecast's");
+    assert!(
+        ratio <= 0.5,
+        "model MSE is {ratio:.3} of the naive forecast's"
+    );
     // Updates after events n = 40, 48, ..., 20000 (1-based): the first with T = 32 full pairs.
     assert_eq!(learner.updates(), (20_000 - 40) / 8 + 1);
 }
@@ -86,6 +89,12 @@ fn delayed_recall_needs_a_window_longer_than_the_delay() {
     let short = delayed_recall_mse(4, 10, 60_000);
     let long = delayed_recall_mse(16, 10, 60_000);
     eprintln!("delayed recall, delay 10: MSE with T = 4: {short:.3}, with T = 16: {long:.3}");
-    assert!(short > 0.8, "T = 4 should not learn a 10-step recall (MSE {short:.3})");
-    assert!(long < 0.3, "T = 16 should learn a 10-step recall (MSE {long:.3})");
+    assert!(
+        short > 0.8,
+        "T = 4 should not learn a 10-step recall (MSE {short:.3})"
+    );
+    assert!(
+        long < 0.3,
+        "T = 16 should learn a 10-step recall (MSE {long:.3})"
+    );
 }

@@ -1,0 +1,155 @@
+//! Proves the hot path allocates nothing after warm-up: a counting global allocator records
+//! every allocation made on the test's thread while the learner steps and trains.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tbptt::{CellKind, LearnerConfig, Loss, LossSteps, OptimizerConfig, Targets};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Print a backtrace of every counted allocation (set from `ALLOC_BACKTRACE`).
+static BT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    if COUNTING.with(|c| c.get()) {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        if BT.load(Ordering::SeqCst) {
+            COUNTING.with(|c| c.set(false));
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+            COUNTING.with(|c| c.set(true));
+        }
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made while `f` runs on this thread.
+fn count<R>(f: impl FnOnce() -> R) -> (u64, R) {
+    let before = ALLOCS.load(Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (ALLOCS.load(Ordering::SeqCst) - before, r)
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Guards the test below against a counter that never counts.
+    let (n, v) = count(|| vec![1u8; 100]);
+    assert!(n >= 1 && v.len() == 100);
+}
+
+fn configs() -> Vec<LearnerConfig> {
+    let mut v = Vec::new();
+    for cell in [CellKind::Elman, CellKind::Gru, CellKind::Lstm] {
+        for layers in [1, 2] {
+            for optimizer in [
+                OptimizerConfig::adam(1e-3),
+                OptimizerConfig::sgd(1e-2),
+                OptimizerConfig::rmsprop(1e-3),
+                OptimizerConfig::adamw(1e-3, 1e-2),
+            ] {
+                v.push(LearnerConfig {
+                    cell,
+                    layers,
+                    d_input: 3,
+                    d_hidden: 16,
+                    window: 12,
+                    every: 4,
+                    optimizer,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    v.push(LearnerConfig {
+        loss: Loss::Huber { delta: 0.5 },
+        loss_steps: LossSteps::All,
+        clip: None,
+        ..Default::default()
+    });
+    v.push(LearnerConfig {
+        d_input: 4,
+        d_target: Some(4),
+        targets: Targets::Explicit,
+        loss: Loss::CrossEntropy,
+        ..Default::default()
+    });
+    v
+}
+
+#[test]
+fn no_allocation_per_event_or_update_after_warm_up() {
+    BT.store(
+        std::env::var_os("ALLOC_BACKTRACE").is_some(),
+        Ordering::SeqCst,
+    );
+    for config in configs() {
+        let mut learner = config.build::<f32>().unwrap();
+        let d = config.d_input;
+        let mut x = vec![0.0f32; d];
+        let mut y = vec![0.0f32; d];
+        let feed = |learner: &mut tbptt::Learner<f32>, t: usize, x: &mut [f32], y: &mut [f32]| {
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = ((t * (i + 1)) as f32 * 0.1).sin();
+            }
+            y.fill(0.0);
+            y[t % d] = 1.0;
+            let p = match config.targets {
+                Targets::NextInput => learner.step(x).unwrap(),
+                Targets::Explicit => learner.step_supervised(x, y).unwrap(),
+            };
+            p.update.is_some()
+        };
+        // Warm-up: fill the window and make the first update.
+        let mut t = 0;
+        while learner.updates() == 0 {
+            feed(&mut learner, t, &mut x, &mut y);
+            t += 1;
+        }
+        let (allocs, updates) = count(|| {
+            let mut updates = 0;
+            for s in t..t + 200 {
+                updates += feed(&mut learner, s, &mut x, &mut y) as u32;
+            }
+            updates
+        });
+        assert!(
+            updates as usize >= 200 / config.every,
+            "{config:?}: only {updates} updates"
+        );
+        assert_eq!(
+            allocs,
+            0,
+            "{:?} {} layers, {}: {allocs} allocations in 200 events",
+            config.cell,
+            config.layers,
+            config.optimizer.name()
+        );
+    }
+}
