@@ -167,7 +167,8 @@ pub struct Prediction<'a, T> {
     pub error: Option<T>,
     /// The model's output now: the forecast of the next event (or of this event's target).
     pub forecast: &'a [T],
-    /// The update made after this event, if one was due.
+    /// The update made after this event, if one was due and training runs inline (with a
+    /// background trainer the update happens later, on its thread).
     pub update: Option<UpdateStats<T>>,
 }
 
@@ -187,7 +188,7 @@ pub struct Prediction<'a, T> {
 pub struct Learner<T: Float = f32> {
     config: LearnerConfig,
     model: Model<T>,
-    trainer: Trainer<T>,
+    mode: Mode<T>,
     ring: Ring<T>,
     state: Vec<T>,
     pre: Vec<T>,
@@ -198,6 +199,7 @@ pub struct Learner<T: Float = f32> {
     pending_s: Vec<T>,
     has_pending: bool,
     events: u64,
+    skipped: u64,
 }
 
 impl<T: Float> Learner<T> {
@@ -241,8 +243,9 @@ impl<T: Float> Learner<T> {
             pending_s: z(s),
             has_pending: false,
             events: 0,
+            skipped: 0,
             model,
-            trainer,
+            mode: Mode::Inline(Box::new(trainer)),
             config,
         })
     }
@@ -262,9 +265,89 @@ impl<T: Float> Learner<T> {
         &mut self.model
     }
 
-    /// The training side (optimizer state, counters, last window's buffers).
-    pub fn trainer(&self) -> &Trainer<T> {
-        &self.trainer
+    /// The training side (optimizer state, counters, last window's buffers), when training
+    /// runs inline; `None` while it runs on a background thread.
+    pub fn trainer(&self) -> Option<&Trainer<T>> {
+        match &self.mode {
+            Mode::Inline(t) => Some(t),
+            Mode::Background(_) | Mode::Switching => None,
+        }
+    }
+
+    /// Whether training runs on a background thread.
+    pub fn is_background(&self) -> bool {
+        matches!(self.mode, Mode::Background(_))
+    }
+
+    /// Updates skipped because the background trainer was still busy with earlier windows
+    /// (always 0 inline).
+    pub fn skipped_updates(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Updates rejected because the loss or a gradient was not finite.
+    pub fn rejected_updates(&self) -> u64 {
+        match &self.mode {
+            Mode::Inline(t) => t.rejected(),
+            Mode::Background(b) => b.rejected,
+            Mode::Switching => 0,
+        }
+    }
+
+    /// Mean loss over the updates applied so far (as last published by a background trainer).
+    pub fn mean_loss(&self) -> f64 {
+        match &self.mode {
+            Mode::Inline(t) => t.mean_loss(),
+            Mode::Background(b) => b.mean_loss,
+            Mode::Switching => 0.0,
+        }
+    }
+
+    /// Moves training to a background thread: from now on a due update copies the window into
+    /// a preallocated job and hands it over a bounded crossbeam channel; the trainer computes
+    /// the update on its own copy of the weights and publishes them back; every event first
+    /// swaps in the newest published weights. Prediction never waits for training: when both
+    /// job buffers are busy, the due update is skipped and counted
+    /// ([`Learner::skipped_updates`]). No allocation per event or update after warm-up.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the thread cannot be started. Calling it twice is a no-op.
+    pub fn spawn_trainer(&mut self) -> Result<()> {
+        if self.is_background() {
+            return Ok(());
+        }
+        let Mode::Inline(trainer) = std::mem::replace(&mut self.mode, Mode::Switching) else {
+            return Ok(());
+        };
+        match Background::spawn(*trainer, self.model.clone()) {
+            Ok(b) => {
+                self.mode = Mode::Background(Box::new(b));
+                Ok(())
+            }
+            Err((trainer, e)) => {
+                self.mode = Mode::Inline(trainer);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the background trainer to finish the windows it holds, takes its final
+    /// weights and returns to inline training (deterministic from here on). A no-op inline.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the trainer thread panicked (its weights are then lost and the
+    /// learner keeps the last weights it received).
+    pub fn join_trainer(&mut self) -> Result<()> {
+        let Mode::Background(b) = std::mem::replace(&mut self.mode, Mode::Switching) else {
+            if let Mode::Switching = self.mode {
+                return Err(Error::config("trainer", "learner is in an invalid state"));
+            }
+            return Ok(());
+        };
+        let (trainer, model) = b.join()?;
+        self.model.copy_params_from(model.params())?;
+        self.mode = Mode::Inline(trainer);
+        Ok(())
     }
 
     /// The ring of the last `T` pairs.
@@ -289,7 +372,11 @@ impl<T: Float> Learner<T> {
 
     /// Updates applied.
     pub fn updates(&self) -> u64 {
-        self.trainer.updates()
+        match &self.mode {
+            Mode::Inline(t) => t.updates(),
+            Mode::Background(b) => b.updates,
+            Mode::Switching => 0,
+        }
     }
 
     fn check(&self, op: &'static str, v: &[T], len: usize) -> Result<()> {
@@ -325,6 +412,7 @@ impl<T: Float> Learner<T> {
             ));
         }
         self.check("step", x, self.pending_x.len())?;
+        self.poll();
         let error = (self.events > 0).then(|| self.score(x));
         self.pre.copy_from_slice(&self.state);
         self.model
@@ -352,6 +440,7 @@ impl<T: Float> Learner<T> {
         }
         self.check("step_supervised (input)", x, self.pending_x.len())?;
         self.check("step_supervised (target)", target, self.y.len())?;
+        self.poll();
         self.pre.copy_from_slice(&self.state);
         self.model
             .step_to(x, &mut self.state, &mut self.ws, &mut self.y);
@@ -360,15 +449,28 @@ impl<T: Float> Learner<T> {
         self.finish(error)
     }
 
+    /// Swaps in the newest weights a background trainer has published (no-op inline).
+    fn poll(&mut self) {
+        if let Mode::Background(b) = &mut self.mode {
+            b.poll(&mut self.model);
+        }
+    }
+
     fn finish(&mut self, error: Option<T>) -> Result<Prediction<'_, T>> {
         let index = self.events;
         self.events += 1;
         let due =
             self.ring.len() >= self.config.window && self.events % self.config.every as u64 == 0;
-        let update = if due {
-            Some(self.trainer.update(&mut self.model, &self.ring)?)
-        } else {
-            None
+        let update = match (&mut self.mode, due) {
+            (_, false) => None,
+            (Mode::Inline(t), true) => Some(t.update(&mut self.model, &self.ring)?),
+            (Mode::Background(b), true) => {
+                if !b.submit(&self.ring) {
+                    self.skipped += 1;
+                }
+                None
+            }
+            (Mode::Switching, true) => None,
         };
         Ok(Prediction {
             index,
@@ -391,5 +493,188 @@ impl<T: Float> Learner<T> {
         let mut y = vec![T::zero(); self.y.len()];
         self.model.step_to(x, &mut s, &mut ws, &mut y);
         Ok(y)
+    }
+}
+
+enum Mode<T: Float> {
+    Inline(Box<Trainer<T>>),
+    Background(Box<Background<T>>),
+    /// Only while switching between the two.
+    Switching,
+}
+
+impl<T: Float> Clone for Mode<T> {
+    /// A clone of a background learner trains inline (threads are not cloned).
+    fn clone(&self) -> Self {
+        match self {
+            Mode::Inline(t) => Mode::Inline(t.clone()),
+            Mode::Background(b) => Mode::Inline(Box::new(b.snapshot.clone())),
+            Mode::Switching => Mode::Switching,
+        }
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Mode<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Inline(_) => f.write_str("Inline"),
+            Mode::Background(b) => write!(f, "Background {{ updates: {} }}", b.updates),
+            Mode::Switching => f.write_str("Switching"),
+        }
+    }
+}
+
+/// A window handed to the trainer thread: inputs, targets and the start state.
+struct Job<T> {
+    xs: Vec<T>,
+    ys: Vec<T>,
+    start: Vec<T>,
+}
+
+/// Weights and counters the trainer thread publishes after each update.
+struct Published<T> {
+    params: Vec<T>,
+    updates: u64,
+    rejected: u64,
+    mean_loss: f64,
+}
+
+/// Number of window buffers in flight (one being trained, one queued).
+const JOBS: usize = 2;
+/// Number of weight buffers circulating between the threads.
+const WEIGHT_BUFFERS: usize = 3;
+
+struct Background<T: Float> {
+    jobs: Option<crossbeam_channel::Sender<Job<T>>>,
+    free_jobs: crossbeam_channel::Receiver<Job<T>>,
+    weights: crossbeam_channel::Receiver<Published<T>>,
+    free_weights: crossbeam_channel::Sender<Vec<T>>,
+    handle: Option<std::thread::JoinHandle<(Trainer<T>, Model<T>)>>,
+    /// Configuration-only copy of the trainer, for `Clone` of the learner.
+    snapshot: Trainer<T>,
+    updates: u64,
+    rejected: u64,
+    mean_loss: f64,
+}
+
+impl<T: Float> Background<T> {
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        trainer: Trainer<T>,
+        model: Model<T>,
+    ) -> std::result::Result<Self, (Box<Trainer<T>>, Error)> {
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job<T>>(JOBS);
+        let (free_jobs_tx, free_jobs_rx) = crossbeam_channel::bounded::<Job<T>>(JOBS);
+        let (weights_tx, weights_rx) = crossbeam_channel::bounded::<Published<T>>(WEIGHT_BUFFERS);
+        let (free_w_tx, free_w_rx) = crossbeam_channel::bounded::<Vec<T>>(WEIGHT_BUFFERS);
+        let t = trainer.config().window;
+        let mc = *model.config();
+        for _ in 0..JOBS {
+            let job = Job {
+                xs: vec![T::zero(); t * mc.d_input],
+                ys: vec![T::zero(); t * mc.d_output],
+                start: vec![T::zero(); mc.state_len()],
+            };
+            let _ = free_jobs_tx.send(job);
+        }
+        for _ in 0..WEIGHT_BUFFERS {
+            let _ = free_w_tx.send(vec![T::zero(); mc.n_params()]);
+        }
+        let (updates, rejected, mean_loss) =
+            (trainer.updates(), trainer.rejected(), trainer.mean_loss());
+        let snapshot = trainer.clone();
+        let recycle = free_w_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tbptt-trainer".into())
+            .spawn(move || {
+                let (mut trainer, mut model) = (trainer, model);
+                for job in jobs_rx.iter() {
+                    // A failed update (shape errors cannot happen: buffers are sized once)
+                    // is counted by the trainer; the weights are published either way.
+                    let _ = trainer.update_from(&mut model, &job.xs, &job.ys, &job.start);
+                    let _ = free_jobs_tx.send(job);
+                    if let Ok(mut buf) = free_w_rx.try_recv() {
+                        buf.copy_from_slice(model.params());
+                        let msg = Published {
+                            params: buf,
+                            updates: trainer.updates(),
+                            rejected: trainer.rejected(),
+                            mean_loss: trainer.mean_loss(),
+                        };
+                        if let Err(e) = weights_tx.try_send(msg) {
+                            let _ = recycle.try_send(e.into_inner().params);
+                        }
+                    }
+                }
+                (trainer, model)
+            });
+        match spawned {
+            Ok(handle) => Ok(Background {
+                jobs: Some(jobs_tx),
+                free_jobs: free_jobs_rx,
+                weights: weights_rx,
+                free_weights: free_w_tx,
+                handle: Some(handle),
+                snapshot,
+                updates,
+                rejected,
+                mean_loss,
+            }),
+            Err(e) => Err((
+                Box::new(snapshot),
+                Error::config("trainer", format!("cannot start the trainer thread: {e}")),
+            )),
+        }
+    }
+
+    /// Hands the newest window to the trainer; `false` if it is busy (the update is skipped).
+    fn submit(&mut self, ring: &Ring<T>) -> bool {
+        let Some(jobs) = &self.jobs else { return false };
+        match self.free_jobs.try_recv() {
+            Ok(mut job) => {
+                let t = self.snapshot.config().window;
+                let start = ring.copy_newest_to(t, &mut job.xs, &mut job.ys);
+                job.start.copy_from_slice(start);
+                jobs.try_send(job).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Copies the newest published weights into `model` and recycles the buffers.
+    fn poll(&mut self, model: &mut Model<T>) {
+        let mut newest: Option<Published<T>> = None;
+        while let Ok(p) = self.weights.try_recv() {
+            if let Some(old) = newest.replace(p) {
+                let _ = self.free_weights.try_send(old.params);
+            }
+        }
+        if let Some(p) = newest {
+            // Lengths match by construction; a mismatch would leave the old weights.
+            let _ = model.copy_params_from(&p.params);
+            self.updates = p.updates;
+            self.rejected = p.rejected;
+            self.mean_loss = p.mean_loss;
+            let _ = self.free_weights.try_send(p.params);
+        }
+    }
+
+    /// Closes the job queue, waits for the thread and returns its trainer and weights.
+    fn join(mut self) -> Result<(Box<Trainer<T>>, Model<T>)> {
+        self.jobs = None;
+        let handle = self.handle.take();
+        match handle.map(|h| h.join()) {
+            Some(Ok((trainer, model))) => Ok((Box::new(trainer), model)),
+            _ => Err(Error::config("trainer", "the trainer thread panicked")),
+        }
+    }
+}
+
+impl<T: Float> Drop for Background<T> {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }

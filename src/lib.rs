@@ -28,3 +28,6 @@ pub mod tbptt;
 pub use learner::{Learner, LearnerConfig, Prediction, Targets};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
+pub mod norm;
+pub mod shutdown;
+pub mod source;

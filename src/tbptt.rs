@@ -237,6 +237,35 @@ impl<T: Float> Trainer<T> {
         self.apply(model, loss)
     }
 
+    /// One TBPTT update of `model` on a window given as column-major buffers (`d_input x T`
+    /// inputs, `d_output x T` targets) and its start state. No allocation.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if a buffer does not fit.
+    pub fn update_from(
+        &mut self,
+        model: &mut Model<T>,
+        xs: &[T],
+        ys: &[T],
+        start: &[T],
+    ) -> Result<UpdateStats<T>> {
+        let t = self.config.window;
+        let (wx, wy) = self.window.io_mut();
+        if xs.len() != wx.len() || ys.len() != wy.len() {
+            return Err(Error::len(
+                "update_from (window)",
+                wx.len() + wy.len(),
+                xs.len() + ys.len(),
+            ));
+        }
+        wx.copy_from_slice(xs);
+        wy.copy_from_slice(ys);
+        let loss =
+            self.window
+                .forward_backward(model, start, t, self.config.loss, self.loss_steps)?;
+        self.apply(model, loss)
+    }
+
     /// Clips and applies the gradients now in the window buffers (after a forward/backward).
     fn apply(&mut self, model: &mut Model<T>, loss: T) -> Result<UpdateStats<T>> {
         let grads = self.window.grads_mut();

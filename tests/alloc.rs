@@ -3,22 +3,23 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use tbptt::{CellKind, LearnerConfig, Loss, LossSteps, OptimizerConfig, Targets};
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
 /// Print a backtrace of every counted allocation (set from `ALLOC_BACKTRACE`).
 static BT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations counted on this thread (tests run in parallel threads).
+    static MINE: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        MINE.with(|m| m.set(m.get() + 1));
         if BT.load(Ordering::SeqCst) {
             COUNTING.with(|c| c.set(false));
             eprintln!("{}", std::backtrace::Backtrace::force_capture());
@@ -50,11 +51,11 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations made while `f` runs on this thread.
 fn count<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = MINE.with(|m| m.get());
     COUNTING.with(|c| c.set(true));
     let r = f();
     COUNTING.with(|c| c.set(false));
-    (ALLOCS.load(Ordering::SeqCst) - before, r)
+    (MINE.with(|m| m.get()) - before, r)
 }
 
 #[test]
@@ -152,4 +153,47 @@ fn no_allocation_per_event_or_update_after_warm_up() {
             config.optimizer.name()
         );
     }
+}
+
+#[test]
+fn no_allocation_on_the_prediction_thread_with_a_background_trainer() {
+    let config = LearnerConfig {
+        d_hidden: 16,
+        window: 16,
+        every: 4,
+        ..Default::default()
+    };
+    let mut learner = config.build::<f32>().unwrap();
+    learner.spawn_trainer().unwrap();
+    let mut t = 0usize;
+    let mut step = |learner: &mut tbptt::Learner<f32>| {
+        t += 1;
+        learner.step(&[(t as f32 * 0.1).sin()]).unwrap();
+    };
+    // Warm-up: until weights have been published back at least once.
+    let started = std::time::Instant::now();
+    while learner.updates() < 3 && started.elapsed() < std::time::Duration::from_secs(60) {
+        step(&mut learner);
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    assert!(
+        learner.updates() >= 3,
+        "the trainer never published weights"
+    );
+    let before = learner.updates();
+    let (allocs, ()) = count(|| {
+        for _ in 0..400 {
+            step(&mut learner);
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    });
+    assert!(
+        learner.updates() > before,
+        "no weights were swapped in while counting"
+    );
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations on the prediction thread in 400 events"
+    );
+    learner.join_trainer().unwrap();
 }

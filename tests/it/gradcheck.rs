@@ -197,7 +197,7 @@ fn first_update_grads(
         };
         if p.update.is_some() {
             assert_eq!(t + 1, xs.len(), "update before the end of the sequence");
-            return l.trainer().window().grads().to_vec();
+            return l.trainer().unwrap().window().grads().to_vec();
         }
     }
     panic!("no update happened");
@@ -293,7 +293,7 @@ fn a_shorter_window_gives_a_different_gradient() {
     let mut short = None;
     for x in &xs {
         if l.step(x).unwrap().update.is_some() {
-            short = Some(l.trainer().window().grads().to_vec());
+            short = Some(l.trainer().unwrap().window().grads().to_vec());
         }
     }
     let short = short.unwrap();

@@ -98,3 +98,60 @@ fn delayed_recall_needs_a_window_longer_than_the_delay() {
         "T = 16 should learn a 10-step recall (MSE {long:.3})"
     );
 }
+
+/// Runs a background-trainer learner over `xs`, sleeping `pause` after every 8th event (a
+/// stream that arrives at a finite rate). Returns (updates, skipped, model MSE / naive MSE).
+fn background_run(xs: &[f32], pause: std::time::Duration) -> (u64, u64, f64) {
+    let mut learner = LearnerConfig::default().build::<f32>().unwrap();
+    learner.spawn_trainer().unwrap();
+    assert!(learner.is_background() && learner.trainer().is_none());
+    let from = xs.len() - xs.len() / 5;
+    let (mut model_se, mut naive_se) = (0.0f64, 0.0f64);
+    for (t, x) in xs.iter().enumerate() {
+        let p = learner.step(&[*x]).unwrap();
+        assert!(p.update.is_none() && p.forecast[0].is_finite());
+        if t >= from {
+            model_se += p.error.unwrap() as f64;
+            naive_se += ((x - xs[t - 1]) as f64).powi(2);
+        }
+        if (t + 1) % 8 == 0 && !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    learner.join_trainer().unwrap();
+    assert!(!learner.is_background());
+    let due = (xs.len() as u64 - 40) / 8 + 1;
+    let (updates, skipped) = (learner.updates(), learner.skipped_updates());
+    assert_eq!(
+        updates + skipped,
+        due,
+        "every due update is applied or counted as skipped"
+    );
+    // Back inline, the learner keeps training deterministically.
+    for x in &xs[..80] {
+        learner.step(&[*x]).unwrap();
+    }
+    assert_eq!(learner.updates(), updates + 10);
+    (updates, skipped, model_se / naive_se)
+}
+
+#[test]
+fn background_trainer_never_blocks_and_counts_skipped_updates() {
+    // At full speed the trainer cannot keep up: updates are skipped, never waited for.
+    let (updates, skipped, _) = background_run(&sines(8_000, 2), std::time::Duration::ZERO);
+    eprintln!("background, unpaced: {updates} updates, {skipped} skipped");
+    assert!(updates > 0);
+}
+
+#[test]
+fn background_trainer_learns_a_paced_stream() {
+    let (updates, skipped, ratio) =
+        background_run(&sines(16_000, 3), std::time::Duration::from_micros(1500));
+    eprintln!("background, paced: {updates} updates, {skipped} skipped, MSE ratio {ratio:.3}");
+    assert!(
+        skipped * 10 < updates,
+        "a paced stream should rarely skip ({skipped} of {})",
+        updates + skipped
+    );
+    assert!(ratio <= 0.5, "background learner: {ratio:.3}");
+}

@@ -1,0 +1,74 @@
+//! The TCP listener: one task per connection, each with its own framer and decoder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::stream::{self, Ctx};
+use super::{Origin, Result, SourceError, SourceKind, SourceStats};
+
+/// Binds `addr` (before returning, so that bind errors surface) and spawns the accept loop.
+pub(crate) fn spawn(
+    addr: SocketAddr,
+    max_connections: usize,
+    ctx: Ctx,
+) -> Result<(JoinHandle<Result<()>>, SocketAddr)> {
+    let bind_error = |source| SourceError::Bind {
+        addr: format!("tcp://{addr}"),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let listener = TcpListener::from_std(listener).map_err(bind_error)?;
+    tracing::info!(addr = %local, "listening on tcp");
+    Ok((tokio::spawn(run(listener, max_connections, ctx)), local))
+}
+
+async fn run(listener: TcpListener, max_connections: usize, mut ctx: Ctx) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut conns = JoinSet::new();
+    let mut next_peer = 0_u64;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::warn!(%peer, max_connections, "too many connections; closing the new one");
+                        SourceStats::add(&ctx.out.stats.refused_connections, 1);
+                        continue;
+                    };
+                    next_peer += 1;
+                    // Small writes from senders should not wait for Nagle; best effort.
+                    let _ = socket.set_nodelay(true);
+                    let origin = Origin::new(SourceKind::Tcp, format!("tcp {peer}"), next_peer, ctx.template.start());
+                    let mut conn_ctx = ctx.clone();
+                    conns.spawn(async move {
+                        stream::serve(socket, origin, &mut conn_ctx).await;
+                        drop(slot);
+                    });
+                }
+                Err(e) => accept_failed(&e, &mut ctx).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = ctx.shutdown.recv() => break,
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Logs a failed accept (out of file descriptors, say) and pauses briefly, as mini-redis's
+/// server does, so that the loop does not spin.
+pub(crate) async fn accept_failed(e: &std::io::Error, ctx: &mut Ctx) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        () = ctx.shutdown.recv() => {}
+    }
+}

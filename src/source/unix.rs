@@ -1,0 +1,111 @@
+//! The Unix stream socket listener: like the TCP one; the socket file is removed on shutdown.
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::stream::{self, Ctx};
+use super::tcp::accept_failed;
+use super::{Origin, Result, SourceError, SourceKind, SourceStats};
+
+/// Binds `path` and spawns the accept loop. A stale socket file at `path` (no one listening)
+/// is removed first; any other file is left alone and is an error.
+pub(crate) fn spawn(
+    path: &Path,
+    max_connections: usize,
+    ctx: Ctx,
+) -> Result<JoinHandle<Result<()>>> {
+    let bind_error = |source| SourceError::Bind {
+        addr: format!("unix://{}", path.display()),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(bind_error(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process is listening on this socket",
+                )));
+            }
+            tracing::info!(path = %path.display(), "removing stale socket file");
+            std::fs::remove_file(path).map_err(bind_error)?;
+        }
+        Ok(_) => {
+            return Err(SourceError::NotASocket {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_error(e)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
+    let guard = SocketFile(path.to_path_buf());
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let listener = UnixListener::from_std(listener).map_err(bind_error)?;
+    tracing::info!(path = %path.display(), "listening on unix socket");
+    Ok(tokio::spawn(run(listener, guard, max_connections, ctx)))
+}
+
+/// Removes the socket file when dropped (at shutdown, or if the task is cancelled), if it is
+/// still a socket.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let is_socket = std::fs::symlink_metadata(&self.0)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false);
+        if is_socket {
+            if let Err(e) = std::fs::remove_file(&self.0) {
+                tracing::warn!(path = %self.0.display(), error = %e, "cannot remove socket file");
+            }
+        }
+    }
+}
+
+async fn run(
+    listener: UnixListener,
+    socket_file: SocketFile,
+    max_connections: usize,
+    mut ctx: Ctx,
+) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut conns = JoinSet::new();
+    let mut next_peer = 0_u64;
+    let path = socket_file.0.display().to_string();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::warn!(path, max_connections, "too many connections; closing the new one");
+                        SourceStats::add(&ctx.out.stats.refused_connections, 1);
+                        continue;
+                    };
+                    next_peer += 1;
+                    let name = format!("unix {path} #{next_peer}");
+                    let origin = Origin::new(SourceKind::Unix, name, next_peer, ctx.template.start());
+                    let mut conn_ctx = ctx.clone();
+                    conns.spawn(async move {
+                        stream::serve(socket, origin, &mut conn_ctx).await;
+                        drop(slot);
+                    });
+                }
+                Err(e) => accept_failed(&e, &mut ctx).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = ctx.shutdown.recv() => break,
+        }
+    }
+    // No new client from here on; remove the file before the channel can close.
+    drop(listener);
+    drop(socket_file);
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
