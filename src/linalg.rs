@@ -22,9 +22,21 @@ pub(crate) fn gemv<T: Float>(y: &mut [T], alpha: T, a: &[T], x: &[T], beta: T) {
     if m == 0 {
         return;
     }
-    for (col, &xj) in a.chunks_exact(m).take(n).zip(x) {
-        let s = alpha * xj;
-        axpy(y, s, col);
+    // Four columns per pass: y is loaded and stored once per four columns.
+    let mut cols = a.chunks_exact(4 * m).take(n / 4);
+    let mut xs = x.chunks_exact(4);
+    for (block, xq) in (&mut cols).zip(&mut xs) {
+        let (c0, rest) = block.split_at(m);
+        let (c1, rest) = rest.split_at(m);
+        let (c2, c3) = rest.split_at(m);
+        let (s0, s1, s2, s3) = (alpha * xq[0], alpha * xq[1], alpha * xq[2], alpha * xq[3]);
+        for ((((yi, a0), a1), a2), a3) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
+            *yi += (s0 * *a0 + s1 * *a1) + (s2 * *a2 + s3 * *a3);
+        }
+    }
+    let done = (n / 4) * 4;
+    for (col, &xj) in a[done * m..].chunks_exact(m).zip(&x[done..n]) {
+        axpy(y, alpha * xj, col);
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) fn step<T: Float>(p: &LayerParams<'_, T>, x: &[T], h: &mut [T], a: &m
     gemv(a, T::one(), p.w_ih, x, T::one());
     gemv(a, T::one(), p.w_hh, h, T::one());
     for (hi, ai) in h.iter_mut().zip(a.iter()) {
-        *hi = ai.tanh();
+        *hi = ai.tanh_act();
     }
 }
 
@@ -33,7 +33,7 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
         let next = &mut next[..h];
         next.copy_from_slice(&buf.gi[t * h..(t + 1) * h]);
         gemv(next, T::one(), p.w_hh, prev, T::one());
-        next.iter_mut().for_each(|v| *v = v.tanh());
+        next.iter_mut().for_each(|v| *v = v.tanh_act());
     }
 }
 

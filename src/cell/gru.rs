@@ -19,7 +19,7 @@ fn gates<T: Float>(gi: &[T], gh: &[T], hp: &[T], hn: &mut [T], act: &mut [T], h:
     for i in 0..h {
         let r = (gi_r[i] + gh_r[i]).sigmoid();
         let z = (gi_z[i] + gh_z[i]).sigmoid();
-        let nn = (gi_n[i] + r * gh_n[i]).tanh();
+        let nn = (gi_n[i] + r * gh_n[i]).tanh_act();
         ar[i] = r;
         az[i] = z;
         an[i] = nn;
@@ -48,7 +48,7 @@ pub(crate) fn step<T: Float>(
     for i in 0..hh {
         let r = (gi[i] + gh[i]).sigmoid();
         let z = (gi[hh + i] + gh[hh + i]).sigmoid();
-        let nn = (gi[2 * hh + i] + r * gh[2 * hh + i]).tanh();
+        let nn = (gi[2 * hh + i] + r * gh[2 * hh + i]).tanh_act();
         h[i] = nn + z * (h[i] - nn);
     }
 }

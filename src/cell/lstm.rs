@@ -23,11 +23,11 @@ pub(crate) fn step<T: Float>(
     for i in 0..hh {
         let ig = a[i].sigmoid();
         let fg = a[hh + i].sigmoid();
-        let gg = a[2 * hh + i].tanh();
+        let gg = a[2 * hh + i].tanh_act();
         let og = a[3 * hh + i].sigmoid();
         let cn = fg * c[i] + ig * gg;
         c[i] = cn;
-        h[i] = og * cn.tanh();
+        h[i] = og * cn.tanh_act();
     }
 }
 
@@ -53,7 +53,7 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
         for i in 0..h {
             let ig = a[i].sigmoid();
             let fg = a[h + i].sigmoid();
-            let gg = a[2 * h + i].tanh();
+            let gg = a[2 * h + i].tanh_act();
             let og = a[3 * h + i].sigmoid();
             a[i] = ig;
             a[h + i] = fg;
@@ -61,7 +61,7 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
             a[3 * h + i] = og;
             let cn = fg * cprev[i] + ig * gg;
             cnext[i] = cn;
-            let t_c = cn.tanh();
+            let t_c = cn.tanh_act();
             tc[i] = t_c;
             hnext[i] = og * t_c;
         }

@@ -43,7 +43,8 @@ pub(crate) async fn run(
                     ctx.template.start(),
                 );
                 tracing::info!(%addr, id = peer, "connected");
-                match stream::serve(socket, origin, &mut ctx).await {
+                let conn = ctx.template.conn(origin)?;
+                match stream::serve(socket, conn, &mut ctx).await {
                     End::Shutdown | End::Closed => return Ok(()),
                     End::Fatal(error) => return Err(SourceError::Parse { name, error }),
                     End::Eof | End::Io(_) => {}

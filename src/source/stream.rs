@@ -66,49 +66,61 @@ impl Output {
 }
 
 /// Cuts a stream into lines or MessagePack frames.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Framer {
     Lines(LineFramer),
     Frames(MsgPackFramer),
 }
 
-/// A fresh framer and decoder, cloned for each stream so that each has its own header, layout
+/// Makes a fresh framer and decoder for each stream, so that each has its own header, layout
 /// and line count.
+///
+/// Decoders are built anew rather than cloned: cloning a CSV decoder clones csv-core's
+/// `Reader`, whose `Clone` (csv-core 0.1.13) drops most of its DFA, so the clone misreads
+/// every line.
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
-    pub(crate) decoder: Decoder,
-    framer: Framer,
+    config: DecoderConfig,
 }
 
 impl Template {
+    /// Checks that `config` builds.
     pub(crate) fn new(config: &DecoderConfig) -> Result<Self> {
-        let decoder = config.build()?;
-        let framer = if config.format.is_line_based() {
-            Framer::Lines(config.line_framer())
-        } else {
-            Framer::Frames(config.msgpack_framer())
-        };
-        Ok(Self { decoder, framer })
+        config.build()?;
+        Ok(Self {
+            config: config.clone(),
+        })
+    }
+
+    /// A new decoder.
+    pub(crate) fn decoder(&self) -> Result<Decoder> {
+        Ok(self.config.build()?)
     }
 
     /// The position of a stream's start: line 0 or byte 0.
     pub(crate) fn start(&self) -> Position {
-        match self.framer {
-            Framer::Lines(_) => Position::Line(0),
-            Framer::Frames(_) => Position::Offset(0),
+        if self.config.format.is_line_based() {
+            Position::Line(0)
+        } else {
+            Position::Offset(0)
         }
     }
 
     /// The decoding state of a new stream.
-    pub(crate) fn conn(&self, mut origin: Origin) -> Conn {
+    pub(crate) fn conn(&self, mut origin: Origin) -> Result<Conn> {
         origin.position = self.start();
-        Conn {
-            framer: self.framer.clone(),
-            decoder: self.decoder.clone(),
+        let framer = if self.config.format.is_line_based() {
+            Framer::Lines(self.config.line_framer())
+        } else {
+            Framer::Frames(self.config.msgpack_framer())
+        };
+        Ok(Conn {
+            framer,
+            decoder: self.decoder()?,
             event: Event::new(),
             origin,
             received: Instant::now(),
-        }
+        })
     }
 }
 
@@ -304,7 +316,7 @@ pub(crate) async fn read_to_end<R>(mut reader: R, origin: Origin, mut ctx: Ctx) 
 where
     R: AsyncRead + Unpin,
 {
-    let mut conn = ctx.template.conn(origin);
+    let mut conn = ctx.template.conn(origin)?;
     let end = pump(&mut reader, &mut conn, &mut ctx).await;
     end_of_stream(end, &conn.origin)
 }
@@ -324,8 +336,9 @@ pub(crate) fn end_of_stream(end: End, origin: &Origin) -> Result<()> {
     }
 }
 
-/// Serves one connection: `Connected`, its items, `Disconnected`. Returns how it ended.
-pub(crate) async fn serve<R>(mut reader: R, origin: Origin, ctx: &mut Ctx) -> End
+/// Serves one connection, decoded by `conn`: `Connected`, its items, `Disconnected`.
+/// Returns how it ended.
+pub(crate) async fn serve<R>(mut reader: R, mut conn: Conn, ctx: &mut Ctx) -> End
 where
     R: AsyncRead + Unpin,
 {
@@ -334,7 +347,6 @@ where
     stats
         .active_connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut conn = ctx.template.conn(origin);
     tracing::debug!(peer = %conn.origin.name, id = conn.origin.peer, "connected");
     let end = match ctx
         .out

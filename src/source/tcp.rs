@@ -46,9 +46,16 @@ async fn run(listener: TcpListener, max_connections: usize, mut ctx: Ctx) -> Res
                     // Small writes from senders should not wait for Nagle; best effort.
                     let _ = socket.set_nodelay(true);
                     let origin = Origin::new(SourceKind::Tcp, format!("tcp {peer}"), next_peer, ctx.template.start());
+                    let conn = match ctx.template.conn(origin) {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot decode a new connection; closing it");
+                            continue;
+                        }
+                    };
                     let mut conn_ctx = ctx.clone();
                     conns.spawn(async move {
-                        stream::serve(socket, origin, &mut conn_ctx).await;
+                        stream::serve(socket, conn, &mut conn_ctx).await;
                         drop(slot);
                     });
                 }

@@ -67,7 +67,7 @@ enum Flow {
 
 async fn run(socket: UdpSocket, mut ctx: Ctx) -> Result<()> {
     let mut buf = vec![0; MAX_DATAGRAM];
-    let mut decoder = ctx.template.decoder.clone();
+    let mut decoder = ctx.template.decoder()?;
     let mut event = Event::new();
     let mut peers = Peers::default();
     let mut offset = 0_u64;

@@ -91,9 +91,16 @@ async fn run(
                     next_peer += 1;
                     let name = format!("unix {path} #{next_peer}");
                     let origin = Origin::new(SourceKind::Unix, name, next_peer, ctx.template.start());
+                    let conn = match ctx.template.conn(origin) {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot decode a new connection; closing it");
+                            continue;
+                        }
+                    };
                     let mut conn_ctx = ctx.clone();
                     conns.spawn(async move {
-                        stream::serve(socket, origin, &mut conn_ctx).await;
+                        stream::serve(socket, conn, &mut conn_ctx).await;
                         drop(slot);
                     });
                 }
