@@ -124,10 +124,10 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
     let a = x.abs();
     let s = x * x;
     let p = -5.704_988_7e-3_f32;
-    let p = p * s + 2.063_908_9e-2;
+    let p = p * s + 2.063_909e-2;
     let p = p * s - 5.373_971_6e-2;
     let p = p * s + 1.333_144_2e-1;
-    let p = p * s - 3.333_328_2e-1;
+    let p = p * s - 3.333_328e-1;
     let small = p * s * x + x;
     let big = 1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0);
     let big = big.copysign(x);
