@@ -28,6 +28,8 @@ pub mod tbptt;
 pub use learner::{Learner, LearnerConfig, Prediction, Targets};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
+pub mod anomaly;
 pub mod norm;
+pub mod pipeline;
 pub mod shutdown;
 pub mod source;

@@ -246,8 +246,7 @@ async fn tcp_clients_are_separate_streams() {
     let (mut rx, handle, trigger) = start(config(tcp_any(), csv(None)));
     let addr = tcp_addr(&handle);
     let mut a = TcpStream::connect(addr).await.unwrap();
-    let Ok(SourceItem::Connected(origin_a)) = timeout(STEP, rx.recv()).await.map(Option::unwrap)
-    else {
+    let SourceItem::Connected(origin_a) = next(&mut rx).await else {
         panic!("expected Connected")
     };
     let mut b = TcpStream::connect(addr).await.unwrap();

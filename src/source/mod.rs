@@ -722,7 +722,7 @@ pub enum SourceError {
         /// The OS error.
         source: io::Error,
     },
-    /// A listener could not bind its address, or the stdin thread could not start.
+    /// A listener could not bind its address.
     #[error("cannot bind {addr}: {source}")]
     Bind {
         /// The address, as in the spec.
@@ -736,7 +736,7 @@ pub enum SourceError {
         /// The path.
         path: PathBuf,
     },
-    /// Reading stdin or the file failed.
+    /// Reading stdin or the file failed (or the stdin thread could not start).
     #[error("reading {name}: {source}")]
     Read {
         /// The stream, as in [`Origin::name`].
@@ -778,7 +778,7 @@ pub enum SourceError {
 /// # Errors
 /// [`SourceError::Config`] for bad settings, [`SourceError::NoRuntime`] outside a runtime,
 /// [`SourceError::Open`], [`SourceError::Bind`] or [`SourceError::NotASocket`] when the file
-/// or socket cannot be opened.
+/// or socket cannot be opened, [`SourceError::Read`] if the stdin thread cannot start.
 pub fn spawn(
     config: SourceConfig,
     shutdown: Shutdown,

@@ -44,8 +44,8 @@ pub(crate) fn spawn(ctx: Ctx, runtime: &Handle) -> Result<JoinHandle<Result<()>>
             }
             drop(writer);
         })
-        .map_err(|source| SourceError::Bind {
-            addr: "stdin".into(),
+        .map_err(|source| SourceError::Read {
+            name: "stdin".into(),
             source,
         })?;
     let mut ctx = ctx;

@@ -61,12 +61,14 @@ async fn run(listener: TcpListener, max_connections: usize, mut ctx: Ctx) -> Res
                 }
                 Err(e) => accept_failed(&e, &mut ctx).await,
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(joined) = conns.join_next(), if !conns.is_empty() => log_panic(joined),
             () = ctx.shutdown.recv() => break,
         }
     }
     drop(listener);
-    while conns.join_next().await.is_some() {}
+    while let Some(joined) = conns.join_next().await {
+        log_panic(joined);
+    }
     Ok(())
 }
 
@@ -77,5 +79,12 @@ pub(crate) async fn accept_failed(e: &std::io::Error, ctx: &mut Ctx) {
     tokio::select! {
         () = tokio::time::sleep(Duration::from_millis(100)) => {}
         () = ctx.shutdown.recv() => {}
+    }
+}
+
+/// Logs a connection task that panicked (none should).
+pub(crate) fn log_panic(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined {
+        tracing::error!(error = %e, "connection task failed");
     }
 }

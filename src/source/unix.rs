@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::stream::{self, Ctx};
-use super::tcp::accept_failed;
+use super::tcp::{accept_failed, log_panic};
 use super::{Origin, Result, SourceError, SourceKind, SourceStats};
 
 /// Binds `path` and spawns the accept loop. A stale socket file at `path` (no one listening)
@@ -106,13 +106,15 @@ async fn run(
                 }
                 Err(e) => accept_failed(&e, &mut ctx).await,
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(joined) = conns.join_next(), if !conns.is_empty() => log_panic(joined),
             () = ctx.shutdown.recv() => break,
         }
     }
     // No new client from here on; remove the file before the channel can close.
     drop(listener);
     drop(socket_file);
-    while conns.join_next().await.is_some() {}
+    while let Some(joined) = conns.join_next().await {
+        log_panic(joined);
+    }
     Ok(())
 }

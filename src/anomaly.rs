@@ -1,0 +1,142 @@
+//! Anomaly scores from the learner's prediction errors.
+//!
+//! The residual of each event, `|r| = sqrt(mean_i (r_i / std_i)^2)` in normalized units, is
+//! standardized against an exponentially weighted running mean and variance of the residuals
+//! seen *before* it: `score = (|r| − mean) / std`. Online and O(1) per event; the score is 0
+//! during a warm-up of `warmup` residuals. An event is flagged when `score > threshold`.
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of the anomaly score.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// Half-life of the residual statistics, in events. Default: 1000.
+    pub half_life: f64,
+    /// Residuals observed before scores are reported (0 before that). Default: 50.
+    pub warmup: u64,
+    /// Score above which an event is flagged. Default: 4.0.
+    pub threshold: f64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            half_life: 1000.0,
+            warmup: 50,
+            threshold: 4.0,
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] if the half-life is not positive or the threshold not finite.
+    pub fn validate(&self) -> crate::Result<()> {
+        if !(self.half_life > 0.0 && self.half_life.is_finite()) {
+            return Err(crate::Error::config(
+                "anomaly.half_life",
+                format!("must be positive, got {}", self.half_life),
+            ));
+        }
+        if !self.threshold.is_finite() {
+            return Err(crate::Error::config("threshold", "must be finite"));
+        }
+        Ok(())
+    }
+}
+
+/// Running residual statistics and the score they give.
+///
+/// # Example
+/// ```
+/// use tbptt::anomaly::{AnomalyConfig, ZScore};
+/// let mut z = ZScore::new(AnomalyConfig { warmup: 10, ..Default::default() });
+/// for i in 0..200 {
+///     z.score(1.0 + 0.1 * ((i % 7) as f64 - 3.0));
+/// }
+/// assert!(z.score(10.0) > 4.0); // a residual far outside the usual range
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZScore {
+    config: AnomalyConfig,
+    count: u64,
+    weight: f64,
+    mean: f64,
+    var: f64,
+}
+
+impl ZScore {
+    /// Fresh statistics.
+    pub fn new(config: AnomalyConfig) -> Self {
+        ZScore {
+            config,
+            count: 0,
+            weight: 0.0,
+            mean: 0.0,
+            var: 0.0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AnomalyConfig {
+        &self.config
+    }
+
+    /// Scores `residual` against the residuals seen so far, then adds it to them. A
+    /// non-finite residual scores 0 and is not added.
+    pub fn score(&mut self, residual: f64) -> f64 {
+        if !residual.is_finite() {
+            return 0.0;
+        }
+        let score = if self.count >= self.config.warmup.max(2) {
+            let std = self.var.sqrt().max(1e-9 * self.mean.abs().max(1e-12));
+            (residual - self.mean) / std
+        } else {
+            0.0
+        };
+        let decay = 0.5f64.powf(1.0 / self.config.half_life);
+        self.weight = self.weight * decay + 1.0;
+        let a = 1.0 / self.weight;
+        let d = residual - self.mean;
+        self.mean += a * d;
+        self.var = (1.0 - a) * (self.var + a * d * d);
+        self.count += 1;
+        score
+    }
+
+    /// Whether a score is above the threshold.
+    pub fn flags(&self, score: f64) -> bool {
+        score > self.config.threshold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_scores_zero_and_a_spike_stands_out() {
+        let mut z = ZScore::new(AnomalyConfig::default());
+        let mut s = 0x1234_5678_u64;
+        let mut worst_quiet = 0.0f64;
+        for i in 0..5000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let r = 1.0 + ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.2;
+            let sc = z.score(r);
+            if i < 50 {
+                assert_eq!(sc, 0.0);
+            } else {
+                worst_quiet = worst_quiet.max(sc);
+            }
+        }
+        assert!(worst_quiet < 2.5, "uniform noise scored {worst_quiet}");
+        let spike = z.score(3.0);
+        assert!(z.flags(spike), "spike scored {spike}");
+        assert_eq!(z.score(f64::NAN), 0.0);
+    }
+}

@@ -1,0 +1,415 @@
+//! From decoded events to output records: normalization, the learner, residuals, anomaly
+//! scores and the running figures of the summary.
+//!
+//! The pipeline is built lazily from the first event, whose arity fixes the input size `D`
+//! (and the target size, when events carry targets). Per event it
+//! 1. scores the forecast made for this event (in the input's own units) and its anomaly
+//!    score;
+//! 2. updates the normalization statistics and feeds the normalized values to the learner;
+//! 3. reports the learner's new forecast de-normalized.
+//!
+//! Nothing is allocated per event once the first event has set the sizes.
+
+use crate::anomaly::{AnomalyConfig, ZScore};
+use crate::event::Event;
+use crate::learner::{Learner, LearnerConfig, Targets};
+use crate::norm::{NormMode, Normalizer};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Settings of a pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// The learner. `d_input`, `d_target` and `targets` are set from the first event.
+    pub learner: LearnerConfig,
+    /// Normalization of inputs and targets. Default: cumulative mean and variance.
+    pub normalize: NormMode,
+    /// Anomaly score settings.
+    pub anomaly: AnomalyConfig,
+    /// Train on a background thread (predictions never wait). Default: false (inline,
+    /// deterministic).
+    pub background: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            learner: LearnerConfig::default(),
+            normalize: NormMode::Cumulative,
+            anomaly: AnomalyConfig::default(),
+            background: false,
+        }
+    }
+}
+
+/// The result of one event. Reused from event to event (read it before the next).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OutputRecord {
+    /// 0-based index of the event among accepted events.
+    pub index: u64,
+    /// The event's timestamp (seconds since the Unix epoch, or the raw numeric time).
+    pub time: Option<f64>,
+    /// The event's series key (empty when none).
+    pub key: String,
+    /// Mean squared error of the forecast made for this event, in the input's units
+    /// (`None` for the first event of a forecast stream).
+    pub error: Option<f64>,
+    /// `actual − forecast` per value, in the input's units (empty when `error` is `None`).
+    pub residual: Vec<f64>,
+    /// Anomaly score of this event (see [`crate::anomaly`]); 0 during warm-up.
+    pub score: f64,
+    /// Whether the score is above the threshold.
+    pub anomaly: bool,
+    /// The forecast of the next event (or of this event's target), in the input's units.
+    pub forecast: Vec<f64>,
+    /// Updates applied so far.
+    pub updates: u64,
+}
+
+/// Errors of at most `2048` blocks of consecutive events, merged pairwise as the stream grows,
+/// so the error over the last 20% of any stream is known in bounded memory (to within 1/1024
+/// of the stream's length).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorTrail {
+    block: u64,
+    sums: Vec<(f64, f64, u64)>,
+    events: u64,
+}
+
+const TRAIL_BLOCKS: usize = 2048;
+
+impl ErrorTrail {
+    /// Adds the model's and the naive forecast's squared error of one event.
+    pub fn push(&mut self, model: f64, naive: f64) {
+        if self.block == 0 {
+            self.block = 1;
+            self.sums.reserve(TRAIL_BLOCKS);
+        }
+        match self.sums.last_mut() {
+            Some(last) if last.2 < self.block => {
+                last.0 += model;
+                last.1 += naive;
+                last.2 += 1;
+            }
+            _ => {
+                if self.sums.len() == TRAIL_BLOCKS {
+                    for i in 0..TRAIL_BLOCKS / 2 {
+                        let (a, b) = (self.sums[2 * i], self.sums[2 * i + 1]);
+                        self.sums[i] = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+                    }
+                    self.sums.truncate(TRAIL_BLOCKS / 2);
+                    self.block *= 2;
+                }
+                self.sums.push((model, naive, 1));
+            }
+        }
+        self.events += 1;
+    }
+
+    /// Mean model and naive error over (about) the last 20% of the events: `(model, naive)`.
+    pub fn last20(&self) -> (f64, f64) {
+        let want = (self.events / 5).max(1);
+        let (mut m, mut n, mut c) = (0.0, 0.0, 0u64);
+        for s in self.sums.iter().rev() {
+            if c >= want {
+                break;
+            }
+            m += s.0;
+            n += s.1;
+            c += s.2;
+        }
+        if c == 0 {
+            (0.0, 0.0)
+        } else {
+            (m / c as f64, n / c as f64)
+        }
+    }
+}
+
+struct Inner {
+    learner: Learner<f32>,
+    norm_x: Normalizer,
+    norm_y: Normalizer,
+    anomaly: ZScore,
+    explicit: bool,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    raw_x: Vec<f64>,
+    prev_forecast: Vec<f64>,
+    prev_actual: Vec<f64>,
+    has_prev: bool,
+}
+
+/// Events in, output records out.
+pub struct Pipeline {
+    config: PipelineConfig,
+    inner: Option<Inner>,
+    out: OutputRecord,
+    trail: ErrorTrail,
+    anomalies: u64,
+}
+
+impl Pipeline {
+    /// A pipeline that starts learning at its first event.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a setting is invalid (checked with `D = 1`).
+    pub fn new(config: PipelineConfig) -> Result<Self> {
+        config.anomaly.validate()?;
+        let mut probe = config.learner.clone();
+        probe.d_input = 1;
+        probe.d_target = None;
+        probe.targets = Targets::NextInput;
+        probe.validate()?;
+        if let NormMode::Ewm { half_life } = config.normalize {
+            if !(half_life > 0.0 && half_life.is_finite()) {
+                return Err(Error::config("normalize.half_life", "must be positive"));
+            }
+        }
+        Ok(Pipeline {
+            config,
+            inner: None,
+            out: OutputRecord::default(),
+            trail: ErrorTrail::default(),
+            anomalies: 0,
+        })
+    }
+
+    fn init(&mut self, ev: &Event) -> Result<()> {
+        let d = ev.values.len();
+        if d == 0 {
+            return Err(Error::config("input", "an event needs at least one value"));
+        }
+        let explicit = !ev.targets.is_empty();
+        let mut lc = self.config.learner.clone();
+        lc.d_input = d;
+        if explicit {
+            lc.targets = Targets::Explicit;
+            lc.d_target = Some(ev.targets.len());
+        } else {
+            lc.targets = Targets::NextInput;
+            lc.d_target = None;
+        }
+        let mut learner = Learner::new(lc)?;
+        if self.config.background {
+            learner.spawn_trainer()?;
+        }
+        let dy = if explicit { ev.targets.len() } else { d };
+        self.out.residual = Vec::with_capacity(dy);
+        self.out.forecast = vec![0.0; dy];
+        self.out.key.reserve(64);
+        self.inner = Some(Inner {
+            learner,
+            norm_x: Normalizer::new(d, self.config.normalize),
+            norm_y: Normalizer::new(dy, self.config.normalize),
+            anomaly: ZScore::new(self.config.anomaly),
+            explicit,
+            x: vec![0.0; d],
+            y: vec![0.0; dy],
+            raw_x: vec![0.0; d],
+            prev_forecast: vec![0.0; dy],
+            prev_actual: vec![0.0; dy],
+            has_prev: false,
+        });
+        Ok(())
+    }
+
+    /// The input size, once the first event has fixed it.
+    pub fn d_input(&self) -> Option<usize> {
+        self.inner.as_ref().map(|i| i.x.len())
+    }
+
+    /// Processes one event and returns its output record.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the event's arity differs from the first event's (the event is
+    /// rejected and nothing changes), [`Error::NonFinite`] for a NaN or infinite value,
+    /// [`Error::Config`] if the learner cannot be built.
+    pub fn process(&mut self, ev: &Event) -> Result<&OutputRecord> {
+        if self.inner.is_none() {
+            self.init(ev)?;
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Err(Error::config("pipeline", "not initialized"));
+        };
+        let d = inner.x.len();
+        if ev.values.len() != d {
+            return Err(Error::len("event values", d, ev.values.len()));
+        }
+        let dy = inner.y.len();
+        if inner.explicit && ev.targets.len() != dy {
+            return Err(Error::len("event targets", dy, ev.targets.len()));
+        }
+        if let Some(i) = ev
+            .values
+            .iter()
+            .chain(&ev.targets)
+            .position(|v| !v.is_finite())
+        {
+            return Err(Error::NonFinite {
+                op: "event",
+                index: i,
+            });
+        }
+        let out = &mut self.out;
+        out.index = inner.learner.events();
+        out.time = ev.time;
+        out.key.clear();
+        out.key.push_str(&ev.key);
+        out.residual.clear();
+        out.error = None;
+        out.score = 0.0;
+        out.anomaly = false;
+        // The actual values this event brings for the forecast made before it.
+        let actual: &[f64] = if inner.explicit {
+            &ev.targets
+        } else {
+            &ev.values
+        };
+        inner.raw_x.copy_from_slice(&ev.values);
+        // Normalization statistics include this event before it is fed to the learner.
+        inner.norm_x.observe(&ev.values);
+        if inner.explicit {
+            inner.norm_y.observe(&ev.targets);
+        }
+        inner.norm_x.normalize_to(&ev.values, &mut inner.x);
+        let step = if inner.explicit {
+            inner.norm_y.normalize_to(&ev.targets, &mut inner.y);
+            inner.learner.step_supervised(&inner.x, &inner.y)?
+        } else {
+            inner.learner.step(&inner.x)?
+        };
+        let norm_out = if inner.explicit {
+            &inner.norm_y
+        } else {
+            &inner.norm_x
+        };
+        if inner.explicit {
+            // With explicit targets the forecast made now is for this event's target.
+            norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            inner.prev_forecast.copy_from_slice(&out.forecast);
+        }
+        if inner.has_prev || inner.explicit {
+            let (mut se, mut zse, mut naive) = (0.0, 0.0, 0.0);
+            for (i, (a, f)) in actual.iter().zip(&inner.prev_forecast).enumerate() {
+                let r = a - f;
+                out.residual.push(r);
+                se += r * r;
+                let z = r / norm_out.std(i);
+                zse += z * z;
+                let n = a - inner.prev_actual[i];
+                naive += n * n;
+            }
+            let k = actual.len() as f64;
+            let mse = se / k;
+            out.error = Some(mse);
+            out.score = inner.anomaly.score((zse / k).sqrt());
+            out.anomaly = inner.anomaly.flags(out.score);
+            if inner.has_prev {
+                self.trail.push(mse, naive / k);
+            }
+        }
+        if !inner.explicit {
+            norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            inner.prev_forecast.copy_from_slice(&out.forecast);
+        }
+        inner.prev_actual.copy_from_slice(actual);
+        inner.has_prev = true;
+        out.updates = inner.learner.updates();
+        if out.anomaly {
+            self.anomalies += 1;
+        }
+        Ok(&self.out)
+    }
+
+    /// The learner, once the first event has built it.
+    pub fn learner(&self) -> Option<&Learner<f32>> {
+        self.inner.as_ref().map(|i| &i.learner)
+    }
+
+    /// Stops a background trainer, taking its final weights (no-op inline).
+    ///
+    /// # Errors
+    /// As [`Learner::join_trainer`].
+    pub fn finish(&mut self) -> Result<()> {
+        match self.inner.as_mut() {
+            Some(i) => i.learner.join_trainer(),
+            None => Ok(()),
+        }
+    }
+
+    /// Events flagged as anomalies.
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
+    }
+
+    /// Model and naive mean squared error over the last 20% of the events.
+    pub fn last20(&self) -> (f64, f64) {
+        self.trail.last20()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(values: &[f64]) -> Event {
+        let mut e = Event::new();
+        e.values.extend_from_slice(values);
+        e
+    }
+
+    #[test]
+    fn forecasts_are_in_input_units_and_residuals_match() {
+        let mut p = Pipeline::new(PipelineConfig::default()).unwrap();
+        let mut prev_forecast: Option<f64> = None;
+        for t in 0..3000 {
+            let x = 1000.0 + 50.0 * (t as f64 * 0.2).sin();
+            let out = p.process(&ev(&[x])).unwrap();
+            assert_eq!(out.index, t);
+            if let Some(f) = prev_forecast {
+                assert!((out.residual[0] - (x - f)).abs() < 1e-9);
+                assert!((out.error.unwrap() - (x - f).powi(2)).abs() < 1e-6);
+            } else {
+                assert!(out.error.is_none() && out.residual.is_empty());
+            }
+            prev_forecast = Some(out.forecast[0]);
+        }
+        // Learned: the forecast is in the input's range (around 1000), close to the truth.
+        let (model, naive) = p.last20();
+        assert!(model < naive, "model {model} vs naive {naive}");
+        assert!((prev_forecast.unwrap() - 1000.0).abs() < 80.0);
+    }
+
+    #[test]
+    fn wrong_arity_and_non_finite_events_are_rejected_without_effect() {
+        let mut p = Pipeline::new(PipelineConfig::default()).unwrap();
+        p.process(&ev(&[1.0, 2.0])).unwrap();
+        assert!(matches!(p.process(&ev(&[1.0])), Err(Error::Shape { .. })));
+        assert!(matches!(
+            p.process(&ev(&[1.0, f64::NAN])),
+            Err(Error::NonFinite { .. })
+        ));
+        let out = p.process(&ev(&[1.5, 2.5])).unwrap();
+        assert_eq!(out.index, 1);
+    }
+
+    #[test]
+    fn error_trail_last20_is_exact_for_short_streams_and_bounded_for_long() {
+        let mut t = ErrorTrail::default();
+        for i in 0..1000 {
+            t.push(i as f64, 2.0 * i as f64);
+        }
+        let (m, n) = t.last20();
+        let want = (800..1000).map(|i| i as f64).sum::<f64>() / 200.0;
+        assert!((m - want).abs() < 1e-9 && (n - 2.0 * want).abs() < 1e-9);
+        let mut t = ErrorTrail::default();
+        for i in 0..1_000_000u64 {
+            t.push((i / 1000) as f64, 0.0);
+        }
+        assert!(t.sums.len() <= TRAIL_BLOCKS);
+        let (m, _) = t.last20();
+        assert!((m - 899.5).abs() < 2.0, "{m}");
+    }
+}
