@@ -30,8 +30,10 @@ use super::{text_record, ColumnSpec, Decoded, Missing, Selector};
 use crate::event::Event;
 
 /// Decodes CSV lines. Build it with [`DecoderConfig`](super::DecoderConfig).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CsvDecoder {
+    /// The delimiter the reader was built with (kept to rebuild it in `clone`).
+    delimiter: u8,
     /// Boxed: csv-core's DFA tables make it large.
     reader: Box<Reader>,
     spec: ColumnSpec,
@@ -45,6 +47,24 @@ pub struct CsvDecoder {
     /// Unescaped field bytes of the current line, and the end of each field.
     fields: Vec<u8>,
     ends: Vec<usize>,
+}
+
+impl Clone for CsvDecoder {
+    /// A copy in the same state. The csv-core reader is rebuilt rather than cloned: its
+    /// `Clone` copies only part of its state (csv-core 0.1.13), which breaks decoding.
+    fn clone(&self) -> Self {
+        let mut c = Self::new(
+            self.spec.clone(),
+            self.missing,
+            self.max_line_len,
+            self.delimiter,
+            self.header,
+        );
+        c.names = self.names.clone();
+        c.layout = self.layout.clone();
+        c.hold = self.hold.clone();
+        c
+    }
 }
 
 impl CsvDecoder {
@@ -62,6 +82,7 @@ impl CsvDecoder {
                 .build(),
         );
         Self {
+            delimiter,
             reader,
             spec,
             missing,
@@ -567,5 +588,23 @@ mod tests {
         d.decode_frame(b"1,2\n", 0, &mut ev).unwrap();
         let e = d.decode_frame(b"1\r\n", 4, &mut ev).unwrap_err();
         assert_eq!(e.to_string(), "byte 4: expected 2 fields, got 1");
+    }
+}
+
+#[cfg(test)]
+mod clone_tests {
+    use crate::event::Event;
+    use crate::format::{Decoded, DecoderConfig};
+
+    #[test]
+    fn a_cloned_decoder_decodes_like_the_original() {
+        let mut d = DecoderConfig::default().build().unwrap();
+        let mut ev = Event::new();
+        assert_eq!(d.decode_line(b"a,b", 1, &mut ev).unwrap(), Decoded::Header);
+        let mut c = d.clone();
+        assert_eq!(c.decode_line(b"0,0", 2, &mut ev).unwrap(), Decoded::Event);
+        assert_eq!(ev.values, vec![0.0, 0.0]);
+        assert_eq!(d.decode_line(b"1,\"2\"", 2, &mut ev).unwrap(), Decoded::Event);
+        assert_eq!(ev.values, vec![1.0, 2.0]);
     }
 }
