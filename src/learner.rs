@@ -338,11 +338,11 @@ impl<T: Float> Learner<T> {
     /// [`Error::Config`] if the trainer thread panicked (its weights are then lost and the
     /// learner keeps the last weights it received).
     pub fn join_trainer(&mut self) -> Result<()> {
-        let Mode::Background(b) = std::mem::replace(&mut self.mode, Mode::Switching) else {
-            if let Mode::Switching = self.mode {
-                return Err(Error::config("trainer", "learner is in an invalid state"));
-            }
+        if !self.is_background() {
             return Ok(());
+        }
+        let Mode::Background(b) = std::mem::replace(&mut self.mode, Mode::Switching) else {
+            return Err(Error::config("trainer", "learner is in an invalid state"));
         };
         let (trainer, model) = b.join()?;
         self.model.copy_params_from(model.params())?;

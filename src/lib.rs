@@ -31,5 +31,7 @@ pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
 pub mod anomaly;
 pub mod norm;
 pub mod pipeline;
+pub mod run;
 pub mod shutdown;
+pub mod sink;
 pub mod source;

@@ -604,7 +604,10 @@ mod clone_tests {
         let mut c = d.clone();
         assert_eq!(c.decode_line(b"0,0", 2, &mut ev).unwrap(), Decoded::Event);
         assert_eq!(ev.values, vec![0.0, 0.0]);
-        assert_eq!(d.decode_line(b"1,\"2\"", 2, &mut ev).unwrap(), Decoded::Event);
+        assert_eq!(
+            d.decode_line(b"1,\"2\"", 2, &mut ev).unwrap(),
+            Decoded::Event
+        );
         assert_eq!(ev.values, vec![1.0, 2.0]);
     }
 }

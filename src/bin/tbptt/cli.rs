@@ -1,0 +1,199 @@
+//! Command-line flags (the only clap user).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  cat data/co2_mauna_loa_weekly.csv | tbptt learn --missing hold
+  tbptt replay data/nab_ec2_cpu_utilization_24ae8d.csv --summary summary.json -o out.csv
+  tbptt replay log.csv --speed 60x --cell lstm --hidden 64 -T 48 -k 4
+  tbptt learn --listen tcp://127.0.0.1:9000 --format jsonl --threshold 5
+  tbptt learn --listen udp://127.0.0.1:9001 --columns cpu,mem --time ts
+  tbptt learn --connect 127.0.0.1:9000 --output-format jsonl";
+
+/// Streaming online learner: a recurrent network that forecasts every event of a stream at
+/// once and learns from it by truncated backpropagation through time, TBPTT(k, T).
+#[derive(Parser, Debug)]
+#[command(name = "tbptt", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Log level for messages on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Read events (stdin, a file or a socket), forecast each at once, learn, write one record
+    /// per event. Trains on a background thread unless --sync.
+    #[command(after_help = EXAMPLES)]
+    Learn(LearnArgs),
+    /// Replay a recorded log: like `learn` on a file, deterministic (--sync) by default,
+    /// optionally paced by the log's timestamps, with a progress bar on a terminal.
+    #[command(after_help = EXAMPLES)]
+    Replay(ReplayArgs),
+}
+
+/// Flags of `learn`.
+#[derive(Args, Debug)]
+pub struct LearnArgs {
+    /// Input file ('-' or nothing: standard input). Not with --listen or --connect.
+    #[arg(value_name = "FILE", conflicts_with_all = ["listen", "connect"])]
+    pub input: Option<PathBuf>,
+    /// Listen for events: tcp://ADDR (many clients, one model), udp://ADDR (one event per
+    /// datagram) or unix://PATH.
+    #[arg(long, value_name = "URL", conflicts_with = "connect")]
+    pub listen: Option<String>,
+    /// Connect to a TCP server and read events from it, reconnecting with backoff.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub connect: Option<String>,
+    /// Train inline, deterministically (predictions wait for updates).
+    #[arg(long)]
+    pub sync: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Flags of `replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The recorded log.
+    #[arg(value_name = "FILE")]
+    pub input: PathBuf,
+    /// Pacing: max, realtime, or a factor such as 10x (uses the --time column).
+    #[arg(long, default_value = "max", value_name = "SPEED")]
+    pub speed: String,
+    /// Train on a background thread instead of inline (not deterministic).
+    #[arg(long = "async")]
+    pub background: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Flags shared by `learn` and `replay`.
+#[derive(Args, Debug)]
+pub struct Common {
+    // ---- input format
+    /// Input format: csv, jsonl or msgpack.
+    #[arg(long, default_value = "csv", help_heading = "Input")]
+    pub format: String,
+    /// Input columns, by name or 0-based index, comma-separated (default: all but time/key).
+    #[arg(long, value_name = "COLS", help_heading = "Input")]
+    pub columns: Option<String>,
+    /// Explicit target columns (supervised pairs); without it the next event is the target.
+    #[arg(long, value_name = "COLS", help_heading = "Input")]
+    pub target: Option<String>,
+    /// Timestamp column (default: detected from its values).
+    #[arg(long, value_name = "COL", help_heading = "Input")]
+    pub time: Option<String>,
+    /// Series key column (carried to the output).
+    #[arg(long, value_name = "COL", help_heading = "Input")]
+    pub key: Option<String>,
+    /// Missing values (empty, NA, null): skip the event, or hold the column's last value.
+    #[arg(
+        long,
+        default_value = "skip",
+        value_name = "POLICY",
+        help_heading = "Input"
+    )]
+    pub missing: String,
+    /// CSV delimiter.
+    #[arg(long, default_value = ",", help_heading = "Input")]
+    pub delimiter: char,
+    /// Longest accepted line or frame, in bytes.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", help_heading = "Input")]
+    pub max_line: usize,
+    /// Stop with an error at the first bad record instead of skipping it.
+    #[arg(long, help_heading = "Input")]
+    pub strict: bool,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N", help_heading = "Input")]
+    pub max_events: Option<u64>,
+
+    // ---- model
+    /// Recurrent cell: elman, gru or lstm.
+    #[arg(long, default_value = "gru", help_heading = "Model")]
+    pub cell: String,
+    /// Hidden size H.
+    #[arg(long, default_value_t = 32, value_name = "H", help_heading = "Model")]
+    pub hidden: usize,
+    /// Stacked layers.
+    #[arg(short = 'L', long, default_value_t = 1, help_heading = "Model")]
+    pub layers: usize,
+    /// Window length T (k2): steps of backpropagation per update.
+    #[arg(
+        short = 'T',
+        long = "window",
+        default_value_t = 32,
+        value_name = "T",
+        help_heading = "Model"
+    )]
+    pub window: usize,
+    /// Update every k events (k1 <= T).
+    #[arg(
+        short = 'k',
+        long = "every",
+        default_value_t = 8,
+        value_name = "K",
+        help_heading = "Model"
+    )]
+    pub every: usize,
+    /// Steps of each window the loss counts: k, all, or a number.
+    #[arg(long, default_value = "k", value_name = "L", help_heading = "Model")]
+    pub loss_steps: String,
+    /// Optimizer: sgd, adam, adamw or rmsprop.
+    #[arg(long, default_value = "adam", help_heading = "Model")]
+    pub opt: String,
+    /// Learning rate (default: 3e-3; sgd 5e-2).
+    #[arg(long, help_heading = "Model")]
+    pub lr: Option<f64>,
+    /// Global gradient-norm clip; 0 disables.
+    #[arg(long, default_value_t = 1.0, help_heading = "Model")]
+    pub clip: f64,
+    /// Loss: mse, huber[:DELTA] or ce (cross-entropy over one-hot classes).
+    #[arg(long, default_value = "mse", help_heading = "Model")]
+    pub loss: String,
+    /// Seed of the weight initialization.
+    #[arg(long, default_value_t = 0, help_heading = "Model")]
+    pub seed: u64,
+    /// Do not normalize inputs and targets.
+    #[arg(long, help_heading = "Model")]
+    pub no_normalize: bool,
+    /// Exponentially weighted normalization with this half-life in events (default:
+    /// cumulative statistics).
+    #[arg(long, value_name = "EVENTS", help_heading = "Model")]
+    pub norm_halflife: Option<f64>,
+
+    // ---- anomaly
+    /// Flag events whose anomaly score exceeds this.
+    #[arg(long, default_value_t = 4.0, help_heading = "Anomaly")]
+    pub threshold: f64,
+    /// Half-life of the residual statistics behind the anomaly score, in events.
+    #[arg(
+        long,
+        default_value_t = 1000.0,
+        value_name = "EVENTS",
+        help_heading = "Anomaly"
+    )]
+    pub anomaly_halflife: f64,
+
+    // ---- output
+    /// Where records go: '-' for stdout, a file, or 'none'.
+    #[arg(short = 'o', long, default_value = "-", help_heading = "Output")]
+    pub output: String,
+    /// Record format: csv or jsonl.
+    #[arg(long, default_value = "csv", help_heading = "Output")]
+    pub output_format: String,
+    /// Also write the summary as one JSON object to this file.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub summary: Option<PathBuf>,
+    /// Do not print the summary on stderr.
+    #[arg(short, long, help_heading = "Output")]
+    pub quiet: bool,
+}

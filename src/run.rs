@@ -1,0 +1,398 @@
+//! The streaming runtime: a source on tokio, the pipeline on its own thread, output records
+//! written as they come, a summary at the end.
+//!
+//! ```text
+//! source (tokio tasks) --bounded mpsc--> predict thread: pipeline + writer
+//!                                          |  every k events (background mode)
+//!                                          v
+//!                                   trainer thread (crossbeam, bounded)
+//! ```
+//! The predict thread never waits for training. It stops at the end of the input, on
+//! shutdown (Ctrl-C, SIGTERM: the source closes, queued events are still processed), on a
+//! broken output pipe, or at the first bad record with `strict`.
+
+use crate::event::Event;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::shutdown::Shutdown;
+use crate::sink::{OutputFormat, RecordWriter};
+use crate::source::{self, Origin, SourceConfig, SourceItem};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How fast a recorded log is replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Speed {
+    /// As fast as possible (default).
+    #[default]
+    Max,
+    /// Honour the events' timestamps: event `i` is processed `(t_i − t_0) / factor` seconds
+    /// after the first. `Factor(1.0)` is real time.
+    Factor(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = crate::Error;
+
+    /// `max`, `realtime` (= `1x`), or `Nx` / `N` for N times real time (N > 0).
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "max" => Ok(Speed::Max),
+            "realtime" | "real-time" => Ok(Speed::Factor(1.0)),
+            _ => {
+                let n = s.strip_suffix('x').unwrap_or(s);
+                match n.parse::<f64>() {
+                    Ok(f) if f > 0.0 && f.is_finite() => Ok(Speed::Factor(f)),
+                    _ => Err(crate::Error::config(
+                        "speed",
+                        format!("expected max, realtime or a factor like 10x, got {s:?}"),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Where output records go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum OutputTarget {
+    /// Standard output (default).
+    #[default]
+    Stdout,
+    /// A file (created or truncated).
+    File(PathBuf),
+    /// Nowhere (only the summary is wanted).
+    Discard,
+}
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The input.
+    pub source: SourceConfig,
+    /// Normalization, learner, anomaly score.
+    pub pipeline: PipelineConfig,
+    /// Where output records go.
+    pub output: OutputTarget,
+    /// Their format.
+    pub output_format: OutputFormat,
+    /// Stop at the first rejected record instead of skipping it.
+    pub strict: bool,
+    /// Replay pacing.
+    pub speed: Speed,
+    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Expected number of input lines, for the progress bar (e.g. a file's line count).
+    pub progress_len: Option<u64>,
+    /// Stop after this many accepted events.
+    pub max_events: Option<u64>,
+}
+
+/// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Events accepted and predicted.
+    pub events: u64,
+    /// TBPTT updates applied.
+    pub updates: u64,
+    /// Due updates skipped because the background trainer was busy.
+    pub skipped_updates: u64,
+    /// Updates rejected because the loss or a gradient was not finite.
+    pub rejected_updates: u64,
+    /// Input records rejected (malformed, wrong arity, NaN/Inf, too long, missing values).
+    pub rejected: u64,
+    /// UDP datagrams dropped because the pipeline was behind.
+    pub dropped_datagrams: u64,
+    /// Events flagged as anomalies.
+    pub anomalies: u64,
+    /// Mean training loss over the applied updates (normalized units).
+    pub mean_loss: f64,
+    /// Mean squared forecast error over the last 20% of the events, in the input's units.
+    pub mse_last20: f64,
+    /// The same for the naive forecast (repeat the last value).
+    pub naive_mse_last20: f64,
+    /// Accepted events per second of wall time.
+    pub events_per_sec: f64,
+    /// Wall time of the run, in seconds.
+    pub wall_seconds: f64,
+    /// Why the run ended: `end of input`, `shutdown`, `output closed`, `max events`.
+    pub ended_by: String,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "tbptt summary ({})", self.ended_by)?;
+        writeln!(f, "  events            {}", self.events)?;
+        writeln!(
+            f,
+            "  updates           {} applied, {} skipped, {} rejected (non-finite)",
+            self.updates, self.skipped_updates, self.rejected_updates
+        )?;
+        if self.skipped_updates > self.updates {
+            writeln!(
+                f,
+                "  note              training fell behind the input; --sync trains on every window"
+            )?;
+        }
+        writeln!(f, "  rejected input    {}", self.rejected)?;
+        if self.dropped_datagrams > 0 {
+            writeln!(f, "  dropped datagrams {}", self.dropped_datagrams)?;
+        }
+        writeln!(f, "  anomalies         {}", self.anomalies)?;
+        writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
+        let ratio = if self.naive_mse_last20 > 0.0 {
+            format!(" ({:.3} of naive)", self.mse_last20 / self.naive_mse_last20)
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "  MSE last 20%      {:.6} vs naive {:.6}{ratio}",
+            self.mse_last20, self.naive_mse_last20
+        )?;
+        write!(
+            f,
+            "  throughput        {:.0} events/s over {:.3} s",
+            self.events_per_sec, self.wall_seconds
+        )
+    }
+}
+
+/// Why `run` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A configuration value is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::Error),
+    /// The source could not start or failed.
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    /// A record was rejected in strict mode.
+    #[error("{origin}: {reason} (strict mode)")]
+    Strict {
+        /// Where the record came from.
+        origin: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Output could not be written.
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+    /// The predict thread failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Logs rejected records: the first 20 individually, then one line per 1000.
+struct RejectLog {
+    count: u64,
+}
+
+impl RejectLog {
+    fn note(&mut self, origin: &Origin, reason: &dyn std::fmt::Display) {
+        self.count += 1;
+        if self.count <= 20 {
+            tracing::warn!("{origin}: {reason}; skipped");
+        } else if self.count % 1000 == 0 {
+            tracing::warn!(
+                "{} records rejected so far; latest: {origin}: {reason}",
+                self.count
+            );
+        }
+    }
+}
+
+/// Runs a source through a pipeline until the input ends or `shutdown` fires; writes output
+/// records and returns the summary. Must be called inside a tokio runtime (the source's
+/// tasks run on it); the pipeline runs on a dedicated thread.
+///
+/// # Errors
+/// [`RunError`]: a bad configuration, a source that cannot start (bind, open), a rejected
+/// record with `strict`, an output error other than a closed pipe.
+pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunError> {
+    let pipeline = Pipeline::new(config.pipeline.clone())?;
+    let writer: Box<dyn Write + Send> = match &config.output {
+        OutputTarget::Stdout => Box::new(std::io::stdout()),
+        OutputTarget::File(p) => Box::new(std::fs::File::create(p).map_err(|e| {
+            RunError::Config(crate::Error::config(
+                "output",
+                format!("cannot create {}: {e}", p.display()),
+            ))
+        })?),
+        OutputTarget::Discard => Box::new(std::io::sink()),
+    };
+    let (rx, handle) = source::spawn(config.source.clone(), shutdown.clone())?;
+    let stats = handle.stats().clone();
+    let cfg = config.clone();
+    let worker =
+        tokio::task::spawn_blocking(move || predict_loop(cfg, pipeline, rx, writer, shutdown));
+    let result = worker
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))?;
+    let mut summary = result?;
+    // The predict loop may stop before the source ends (strict, max events, closed output);
+    // the source then sees its channel closed and stops.
+    let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
+    summary.dropped_datagrams = stats.dropped_datagrams();
+    Ok(summary)
+}
+
+fn predict_loop(
+    config: RunConfig,
+    mut pipeline: Pipeline,
+    mut rx: tokio::sync::mpsc::Receiver<SourceItem>,
+    writer: Box<dyn Write + Send>,
+    shutdown: Shutdown,
+) -> Result<Summary, RunError> {
+    let mut out = RecordWriter::new(writer, config.output_format);
+    let mut rejects = RejectLog { count: 0 };
+    let bar = progress_bar(&config);
+    let started = Instant::now();
+    let mut first_time: Option<f64> = None;
+    let mut events = 0u64;
+    let mut ended_by = "end of input";
+    let mut dirty = false;
+    loop {
+        let item = match rx.try_recv() {
+            Ok(item) => item,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                // Nothing queued: flush what was written, then wait.
+                if dirty {
+                    if let Err(e) = out.flush() {
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            ended_by = "output closed";
+                            break;
+                        }
+                        return Err(RunError::Output(e));
+                    }
+                    dirty = false;
+                }
+                match rx.blocking_recv() {
+                    Some(item) => item,
+                    None => break,
+                }
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        match item {
+            SourceItem::Event(rec) => {
+                pace(&config.speed, &rec.event, &mut first_time, started);
+                match pipeline.process(&rec.event) {
+                    Ok(r) => {
+                        if let Err(e) = out.write(r) {
+                            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                                ended_by = "output closed";
+                                break;
+                            }
+                            return Err(RunError::Output(e));
+                        }
+                        dirty = true;
+                        events += 1;
+                        if let Some(b) = &bar {
+                            b.inc(1);
+                        }
+                    }
+                    Err(e) => {
+                        if config.strict {
+                            return Err(RunError::Strict {
+                                origin: rec.origin.to_string(),
+                                reason: e.to_string(),
+                            });
+                        }
+                        rejects.note(&rec.origin, &e);
+                    }
+                }
+                if config.max_events.is_some_and(|m| events >= m) {
+                    ended_by = "max events";
+                    break;
+                }
+            }
+            SourceItem::Rejected { origin, error } => {
+                if config.strict || error.is_fatal() {
+                    return Err(RunError::Strict {
+                        origin: origin.to_string(),
+                        reason: error.to_string(),
+                    });
+                }
+                rejects.note(&origin, &error);
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+            SourceItem::Connected(origin) => tracing::info!("{origin}: connected"),
+            SourceItem::Disconnected { origin, reason } => match reason {
+                Some(r) => tracing::info!("{origin}: disconnected ({r})"),
+                None => tracing::info!("{origin}: disconnected"),
+            },
+        }
+    }
+    if shutdown.is_shutdown() && ended_by == "end of input" {
+        ended_by = "shutdown";
+    }
+    match out.flush() {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ended_by = "output closed",
+        Err(e) => return Err(RunError::Output(e)),
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    pipeline.finish()?;
+    let wall = started.elapsed().as_secs_f64();
+    let (mse, naive) = pipeline.last20();
+    let learner = pipeline.learner();
+    Ok(Summary {
+        events,
+        updates: learner.map_or(0, |l| l.updates()),
+        skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
+        rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
+        rejected: rejects.count,
+        dropped_datagrams: 0,
+        anomalies: pipeline.anomalies(),
+        mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
+        mse_last20: mse,
+        naive_mse_last20: naive,
+        events_per_sec: if wall > 0.0 {
+            events as f64 / wall
+        } else {
+            0.0
+        },
+        wall_seconds: wall,
+        ended_by: ended_by.to_string(),
+    })
+}
+
+/// Sleeps until an event's time, scaled by the replay speed, is due.
+fn pace(speed: &Speed, ev: &Event, first: &mut Option<f64>, started: Instant) {
+    let Speed::Factor(f) = *speed else { return };
+    let Some(t) = ev.time else { return };
+    let t0 = *first.get_or_insert(t);
+    let due = ((t - t0) / f).max(0.0);
+    if !due.is_finite() {
+        return;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if due > elapsed {
+        std::thread::sleep(Duration::from_secs_f64((due - elapsed).min(3600.0)));
+    }
+}
+
+fn progress_bar(config: &RunConfig) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !config.progress || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match config.progress_len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})",
+    )
+    .ok()?;
+    bar.set_style(style);
+    Some(bar)
+}
