@@ -35,3 +35,4 @@ pub mod run;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod stream;
