@@ -61,7 +61,8 @@ pub struct OutputRecord {
     pub score: f64,
     /// Whether the score is above the threshold.
     pub anomaly: bool,
-    /// The forecast of the next event (or of this event's target), in the input's units.
+    /// The forecast of the next event (or of this event's target), in the input's units;
+    /// with the cross-entropy loss, class probabilities.
     pub forecast: Vec<f64>,
     /// Updates applied so far.
     pub updates: u64,
@@ -133,6 +134,7 @@ struct Inner {
     norm_y: Normalizer,
     anomaly: ZScore,
     explicit: bool,
+    categorical: bool,
     x: Vec<f32>,
     y: Vec<f32>,
     raw_x: Vec<f64>,
@@ -191,18 +193,26 @@ impl Pipeline {
             lc.targets = Targets::NextInput;
             lc.d_target = None;
         }
+        let categorical = lc.loss == crate::Loss::CrossEntropy;
         let mut learner = Learner::new(lc)?;
         if self.config.background {
             learner.spawn_trainer()?;
         }
         let dy = if explicit { ev.targets.len() } else { d };
+        // Class probabilities (one-hot inputs or targets) are not normalized.
+        let mode = if categorical {
+            NormMode::Off
+        } else {
+            self.config.normalize
+        };
         self.out.residual = Vec::with_capacity(dy);
         self.out.forecast = vec![0.0; dy];
         self.out.key.reserve(64);
         self.inner = Some(Inner {
             learner,
-            norm_x: Normalizer::new(d, self.config.normalize),
-            norm_y: Normalizer::new(dy, self.config.normalize),
+            norm_x: Normalizer::new(d, mode),
+            norm_y: Normalizer::new(dy, mode),
+            categorical,
             anomaly: ZScore::new(self.config.anomaly),
             explicit,
             x: vec![0.0; d],
@@ -288,6 +298,9 @@ impl Pipeline {
         if inner.explicit {
             // With explicit targets the forecast made now is for this event's target.
             norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            if inner.categorical {
+                softmax(&mut out.forecast);
+            }
             inner.prev_forecast.copy_from_slice(&out.forecast);
         }
         if inner.has_prev || inner.explicit {
@@ -312,6 +325,9 @@ impl Pipeline {
         }
         if !inner.explicit {
             norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            if inner.categorical {
+                softmax(&mut out.forecast);
+            }
             inner.prev_forecast.copy_from_slice(&out.forecast);
         }
         inner.prev_actual.copy_from_slice(actual);
@@ -347,6 +363,19 @@ impl Pipeline {
     /// Model and naive mean squared error over the last 20% of the events.
     pub fn last20(&self) -> (f64, f64) {
         self.trail.last20()
+    }
+}
+
+/// In-place softmax (stable): with cross-entropy the forecast is reported as probabilities.
+fn softmax(v: &mut [f64]) {
+    let m = v.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    if sum > 0.0 {
+        v.iter_mut().for_each(|x| *x /= sum);
     }
 }
 
@@ -411,5 +440,23 @@ mod tests {
         assert!(t.sums.len() <= TRAIL_BLOCKS);
         let (m, _) = t.last20();
         assert!((m - 899.5).abs() < 2.0, "{m}");
+    }
+
+    #[test]
+    fn cross_entropy_forecasts_class_probabilities_of_a_cycle() {
+        let mut config = PipelineConfig::default();
+        config.learner.loss = crate::Loss::CrossEntropy;
+        config.learner.optimizer = crate::OptimizerConfig::adam(1e-2);
+        let mut p = Pipeline::new(config).unwrap();
+        let mut last = vec![];
+        for t in 0..3000 {
+            let mut one_hot = [0.0; 3];
+            one_hot[t % 3] = 1.0;
+            let out = p.process(&ev(&one_hot)).unwrap();
+            assert!((out.forecast.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            last = out.forecast.clone();
+        }
+        // The last event was class 2 (2999 % 3), so class 0 comes next.
+        assert!(last[0] > 0.9, "{last:?}");
     }
 }
