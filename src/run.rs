@@ -15,7 +15,7 @@ use crate::event::Event;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::shutdown::Shutdown;
 use crate::sink::{OutputFormat, RecordWriter};
-use crate::source::{self, Origin, SourceConfig, SourceItem};
+use crate::source::{self, SourceConfig, SourceItem};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::PathBuf;
@@ -192,7 +192,7 @@ struct RejectLog {
 }
 
 impl RejectLog {
-    fn note(&mut self, origin: &Origin, reason: &dyn std::fmt::Display) {
+    fn note(&mut self, origin: &dyn std::fmt::Display, reason: &dyn std::fmt::Display) {
         self.count += 1;
         if self.count <= 20 {
             tracing::warn!("{origin}: {reason}; skipped");
@@ -311,13 +311,19 @@ fn predict_loop(
                 }
             }
             SourceItem::Rejected { origin, error } => {
+                // The parse error names its own line or byte; prefix only the source's name.
+                let at = if error.position().is_some() {
+                    origin.name.to_string()
+                } else {
+                    origin.to_string()
+                };
                 if config.strict || error.is_fatal() {
                     return Err(RunError::Strict {
-                        origin: origin.to_string(),
+                        origin: at,
                         reason: error.to_string(),
                     });
                 }
-                rejects.note(&origin, &error);
+                rejects.note(&at, &error);
                 if let Some(b) = &bar {
                     b.inc(1);
                 }
