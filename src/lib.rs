@@ -1,38 +1,63 @@
 //! # tbptt
 //!
 //! A streaming online learner: a recurrent network (Elman, GRU or LSTM, written with nalgebra)
-//! that predicts every event of a stream at once and learns from it by truncated
+//! that forecasts every event of a stream at once and keeps learning from it by truncated
 //! backpropagation through time, TBPTT(k1, k2) in Williams & Peng's terms.
+//!
+//! ## Brief overview
+//!
+//! Data flows one way: source → parse → predict → ring → train → publish → sink.
+//!
+//! - [`Model`]: stacked cells and a linear readout, parameters flat in PyTorch's layout;
+//!   [`Model::step_to`] is the live one-step forward, [`Window`] the forward and backward pass
+//!   over a window.
+//! - [`Learner`]: per event, scores the previous forecast, advances the live state, forecasts
+//!   the next event, records the pair in the [`ring::Ring`] and every `k` events runs a
+//!   [`Trainer`] update, inline or on a background thread ([`Learner::spawn_trainer`]).
+//! - [`Loss`], [`Optimizer`]: MSE / Huber / cross-entropy; SGD, Adam, AdamW, RMSprop.
+//! - [`format`](mod@format), [`source`], [`pipeline`], [`sink`], [`run`]: decoders, async sources,
+//!   normalization and anomaly scores, output records, the streaming runtime of the `tbptt`
+//!   command; [`stream::predictions`] for embedding in async code.
+//!
+//! ```
+//! use tbptt::LearnerConfig;
+//! let mut learner = LearnerConfig { d_hidden: 16, ..Default::default() }.build::<f32>()?;
+//! let mut last_error = None;
+//! for t in 0..2_000 {
+//!     let p = learner.step(&[(t as f32 * 0.2).sin()])?;
+//!     last_error = p.error;
+//! }
+//! assert!(learner.updates() > 200 && last_error.unwrap() < 0.05);
+//! # Ok::<(), tbptt::Error>(())
+//! ```
 #![deny(missing_docs)]
 
-pub mod error;
-pub mod loss;
-pub mod optim;
-pub mod scalar;
-
-pub use error::{Error, Result};
-pub use scalar::Float;
+pub mod anomaly;
 pub mod cell;
+pub mod error;
 pub mod event;
 pub mod format;
-pub(crate) mod linalg;
-pub mod model;
-
-pub use cell::CellKind;
-pub use loss::Loss;
-pub use model::{Model, ModelConfig, ParamName, StepWorkspace, Window};
 pub mod learner;
-pub mod ring;
-pub mod tbptt;
-
-pub use learner::{Learner, LearnerConfig, Prediction, Targets};
-pub use optim::{Optimizer, OptimizerConfig};
-pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
-pub mod anomaly;
+pub(crate) mod linalg;
+pub mod loss;
+pub mod model;
 pub mod norm;
+pub mod optim;
 pub mod pipeline;
+pub mod ring;
 pub mod run;
+pub mod scalar;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod tbptt;
+
+pub use cell::CellKind;
+pub use error::{Error, Result};
+pub use learner::{Learner, LearnerConfig, Prediction, Targets};
+pub use loss::Loss;
+pub use model::{Model, ModelConfig, ParamName, StepWorkspace, Window};
+pub use optim::{Optimizer, OptimizerConfig};
+pub use scalar::Float;
+pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
