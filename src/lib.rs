@@ -48,6 +48,7 @@ pub mod ring;
 pub mod run;
 pub mod scalar;
 pub mod shutdown;
+pub mod simd;
 pub mod sink;
 pub mod source;
 pub mod stream;

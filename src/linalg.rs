@@ -4,102 +4,122 @@
 //! their slices (`as_slice`), because the generic `gemm` of nalgebra hands larger products to
 //! `matrixmultiply`, which allocates a packing buffer on every call. Shapes are checked by the
 //! callers once; here they are only `debug_assert!`ed.
+//!
+//! Every kernel is `#[inline(always)]` and generic over `const F: bool`: with `F` the
+//! multiply-adds are fused (`mul_add`), which is only fast inside code compiled for a CPU with
+//! FMA. [`crate::simd`] compiles the cells' entry points twice — once for AVX2 + FMA, chosen
+//! at run time when the CPU has them, and once for the baseline — and everything below them,
+//! down to these loops, is inlined into each copy.
 
 use crate::Float;
 
-/// `y = alpha * A x + beta * y`, `A` column-major `m x n` (leading dimension `m`).
-/// With `beta == 0`, `y` is not read.
-#[inline]
-pub(crate) fn gemv<T: Float>(y: &mut [T], alpha: T, a: &[T], x: &[T], beta: T) {
+/// `a * b + c`, fused when `F`.
+#[inline(always)]
+pub(crate) fn madd<T: Float, const F: bool>(a: T, b: T, c: T) -> T {
+    if F {
+        a.fma(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `y += A x` over `ncols` columns of `A` (column-major, leading dimension `y.len()`), reading
+/// `x[j * xs]`. Four columns per pass: `A` streams through memory in order (prefetch-friendly
+/// at every size), `y` (a few KiB at most, in L1) is loaded and stored once per four columns.
+#[inline(always)]
+fn gemv_acc<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], xs: usize, ncols: usize) {
     let m = y.len();
-    let n = x.len();
-    debug_assert!(a.len() >= m * n);
+    if m == 0 || ncols == 0 {
+        return;
+    }
+    debug_assert!(a.len() >= m * ncols && x.len() > (ncols - 1) * xs);
+    let mut j = 0;
+    while j + 4 <= ncols {
+        let (s0, s1, s2, s3) = (x[j * xs], x[(j + 1) * xs], x[(j + 2) * xs], x[(j + 3) * xs]);
+        let block = &a[j * m..(j + 4) * m];
+        let (c0, rest) = block.split_at(m);
+        let (c1, rest) = rest.split_at(m);
+        let (c2, c3) = rest.split_at(m);
+        for ((((yi, a0), a1), a2), a3) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
+            let v = madd::<T, F>(*a0, s0, *yi);
+            let v = madd::<T, F>(*a1, s1, v);
+            let v = madd::<T, F>(*a2, s2, v);
+            *yi = madd::<T, F>(*a3, s3, v);
+        }
+        j += 4;
+    }
+    while j < ncols {
+        let s = x[j * xs];
+        for (yi, aj) in y.iter_mut().zip(&a[j * m..(j + 1) * m]) {
+            *yi = madd::<T, F>(*aj, s, *yi);
+        }
+        j += 1;
+    }
+}
+
+#[inline(always)]
+fn scale<T: Float>(y: &mut [T], beta: T) {
     if beta == T::zero() {
         y.fill(T::zero());
     } else if beta != T::one() {
         y.iter_mut().for_each(|v| *v *= beta);
     }
-    if m == 0 {
-        return;
-    }
-    // Four columns per pass: y is loaded and stored once per four columns.
-    let mut cols = a.chunks_exact(4 * m).take(n / 4);
-    let mut xs = x.chunks_exact(4);
-    for (block, xq) in (&mut cols).zip(&mut xs) {
-        let (c0, rest) = block.split_at(m);
-        let (c1, rest) = rest.split_at(m);
-        let (c2, c3) = rest.split_at(m);
-        let (s0, s1, s2, s3) = (alpha * xq[0], alpha * xq[1], alpha * xq[2], alpha * xq[3]);
-        for ((((yi, a0), a1), a2), a3) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
-            *yi += (s0 * *a0 + s1 * *a1) + (s2 * *a2 + s3 * *a3);
-        }
-    }
-    let done = (n / 4) * 4;
-    for (col, &xj) in a[done * m..].chunks_exact(m).zip(&x[done..n]) {
-        axpy(y, alpha * xj, col);
-    }
 }
 
-/// `y = alpha * A^T x + beta * y`, `A` column-major `m x n`, `x` of length `m`, `y` of `n`.
-#[inline]
-pub(crate) fn gemv_t<T: Float>(y: &mut [T], alpha: T, a: &[T], x: &[T], beta: T) {
+/// `y = A x + beta * y`, `A` column-major `m x n` (leading dimension `m = y.len()`,
+/// `n = x.len()`). With `beta == 0`, `y` is not read.
+#[inline(always)]
+pub(crate) fn gemv<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
+    scale(y, beta);
+    gemv_acc::<T, F>(y, a, x, 1, x.len());
+}
+
+/// `y = A^T x + beta * y`, `A` column-major `m x n`, `x` of length `m`, `y` of `n`.
+#[inline(always)]
+pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
     let m = x.len();
-    debug_assert!(a.len() >= m * y.len());
     if m == 0 {
-        y.iter_mut().for_each(|v| *v *= beta);
+        scale(y, beta);
         return;
     }
+    debug_assert!(a.len() >= m * y.len());
     for (yj, col) in y.iter_mut().zip(a.chunks_exact(m)) {
-        let d = dot(col, x);
+        let d = dot::<T, F>(col, x);
         *yj = if beta == T::zero() {
-            alpha * d
+            d
         } else {
-            alpha * d + beta * *yj
+            madd::<T, F>(beta, *yj, d)
         };
     }
 }
 
-/// `y += s * x`.
+/// Dot product with sixteen independent accumulators (vectorizes, and is deterministic).
 #[inline(always)]
-pub(crate) fn axpy<T: Float>(y: &mut [T], s: T, x: &[T]) {
-    debug_assert_eq!(y.len(), x.len());
-    let n = y.len().min(x.len());
-    let (y, x) = (&mut y[..n], &x[..n]);
-    let mut yc = y.chunks_exact_mut(8);
-    let mut xc = x.chunks_exact(8);
-    for (yy, xx) in (&mut yc).zip(&mut xc) {
-        for i in 0..8 {
-            yy[i] += s * xx[i];
-        }
-    }
-    for (yy, xx) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
-        *yy += s * *xx;
-    }
-}
-
-/// Dot product with eight independent accumulators (vectorizes, and is deterministic).
-#[inline(always)]
-pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+pub(crate) fn dot<T: Float, const F: bool>(a: &[T], b: &[T]) -> T {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [T::zero(); 8];
-    let mut ac = a.chunks_exact(8);
-    let mut bc = b.chunks_exact(8);
+    let mut acc = [T::zero(); 16];
+    let mut ac = a.chunks_exact(16);
+    let mut bc = b.chunks_exact(16);
     for (aa, bb) in (&mut ac).zip(&mut bc) {
-        for i in 0..8 {
-            acc[i] += aa[i] * bb[i];
+        for i in 0..16 {
+            acc[i] = madd::<T, F>(aa[i], bb[i], acc[i]);
         }
     }
     let mut s = T::zero();
     for (aa, bb) in ac.remainder().iter().zip(bc.remainder()) {
-        s += *aa * *bb;
+        s = madd::<T, F>(*aa, *bb, s);
+    }
+    for i in 0..8 {
+        acc[i] += acc[i + 8];
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s
 }
 
 /// `C = A B + beta C`: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`, all column-major.
-pub(crate) fn gemm_nn<T: Float>(
+#[inline(always)]
+pub(crate) fn gemm_nn<T: Float, const F: bool>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -112,18 +132,10 @@ pub(crate) fn gemm_nn<T: Float>(
     if m == 0 {
         return;
     }
-    for (cj, bj) in c.chunks_exact_mut(m).take(n).zip(b.chunks_exact(k.max(1))) {
-        if beta == T::zero() {
-            cj.fill(T::zero());
-        } else if beta != T::one() {
-            cj.iter_mut().for_each(|v| *v *= beta);
-        }
-        if k == 0 {
-            continue;
-        }
-        for (ap, &bpj) in a.chunks_exact(m).take(k).zip(bj) {
-            axpy(cj, bpj, ap);
-        }
+    for j in 0..n {
+        let cj = &mut c[j * m..(j + 1) * m];
+        scale(cj, beta);
+        gemv_acc::<T, F>(cj, a, &b[j * k..], 1, k);
     }
 }
 
@@ -131,7 +143,8 @@ pub(crate) fn gemm_nn<T: Float>(
 ///
 /// This is the shape of every weight gradient over a window: `dW = dA X^T`, a sum of `k`
 /// outer products done as one product.
-pub(crate) fn gemm_nt<T: Float>(
+#[inline(always)]
+pub(crate) fn gemm_nt<T: Float, const F: bool>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -144,20 +157,16 @@ pub(crate) fn gemm_nt<T: Float>(
     if m == 0 {
         return;
     }
-    for (j, cj) in c.chunks_exact_mut(m).take(n).enumerate() {
-        if beta == T::zero() {
-            cj.fill(T::zero());
-        } else if beta != T::one() {
-            cj.iter_mut().for_each(|v| *v *= beta);
-        }
-        for (p, ap) in a.chunks_exact(m).take(k).enumerate() {
-            axpy(cj, b[p * n + j], ap);
-        }
+    for j in 0..n {
+        let cj = &mut c[j * m..(j + 1) * m];
+        scale(cj, beta);
+        gemv_acc::<T, F>(cj, a, &b[j..], n, k);
     }
 }
 
 /// `C = A^T B + beta C`: `A` is `k x m`, `B` is `k x n`, `C` is `m x n`, all column-major.
-pub(crate) fn gemm_tn<T: Float>(
+#[inline(always)]
+pub(crate) fn gemm_tn<T: Float, const F: bool>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -171,19 +180,15 @@ pub(crate) fn gemm_tn<T: Float>(
         return;
     }
     for (cj, bj) in c.chunks_exact_mut(m).take(n).zip(b.chunks_exact(k.max(1))) {
-        gemv_t(cj, T::one(), a, &bj[..k], beta);
+        gemv_t::<T, F>(cj, a, &bj[..k], beta);
     }
 }
 
-/// Adds the sum of the `n` columns of the column-major `m x n` matrix `a` into `out`
-/// (`out = beta * out + row sums`).
+/// `out = beta * out + row sums` of the column-major `m x n` matrix `a` (`m = out.len()`).
+#[inline(always)]
 pub(crate) fn row_sums<T: Float>(out: &mut [T], a: &[T], n: usize, beta: T) {
     let m = out.len();
-    if beta == T::zero() {
-        out.fill(T::zero());
-    } else if beta != T::one() {
-        out.iter_mut().for_each(|v| *v *= beta);
-    }
+    scale(out, beta);
     if m == 0 {
         return;
     }
@@ -210,14 +215,21 @@ mod tests {
         assert_eq!(a.len(), b.len());
     }
 
-    #[test]
-    fn kernels_equal_nalgebra_products() {
-        for &(mm, nn, kk) in &[(1, 1, 1), (5, 3, 9), (17, 11, 13), (24, 8, 33), (3, 0, 4)] {
+    fn check<const F: bool>() {
+        for &(mm, nn, kk) in &[
+            (1, 1, 1),
+            (5, 3, 9),
+            (17, 11, 13),
+            (24, 8, 33),
+            (3, 0, 4),
+            (70, 5, 40),
+            (96, 3, 2),
+        ] {
             let a = m(mm, kk, 0.1);
             let b = m(kk, nn, 0.2);
             let c0 = m(mm, nn, 0.3);
             let mut c = c0.clone();
-            gemm_nn(
+            gemm_nn::<f64, F>(
                 c.as_mut_slice(),
                 mm,
                 nn,
@@ -230,7 +242,7 @@ mod tests {
 
             let bt = m(nn, kk, 0.4);
             let mut c = c0.clone();
-            gemm_nt(
+            gemm_nt::<f64, F>(
                 c.as_mut_slice(),
                 mm,
                 nn,
@@ -243,7 +255,7 @@ mod tests {
 
             let at = m(kk, mm, 0.5);
             let mut c = c0.clone();
-            gemm_tn(
+            gemm_tn::<f64, F>(
                 c.as_mut_slice(),
                 mm,
                 nn,
@@ -257,13 +269,13 @@ mod tests {
             let x = m(kk, 1, 0.6);
             let mut y = m(mm, 1, 0.7);
             let y0 = y.clone();
-            gemv(y.as_mut_slice(), 2.0, a.as_slice(), x.as_slice(), -1.0);
-            close(&(&a * &x * 2.0 - &y0), y.as_slice());
+            gemv::<f64, F>(y.as_mut_slice(), a.as_slice(), x.as_slice(), -1.0);
+            close(&(&a * &x - &y0), y.as_slice());
 
             let xt = m(mm, 1, 0.8);
             let mut yt = m(kk, 1, 0.9);
             let yt0 = yt.clone();
-            gemv_t(yt.as_mut_slice(), 1.0, a.as_slice(), xt.as_slice(), 1.0);
+            gemv_t::<f64, F>(yt.as_mut_slice(), a.as_slice(), xt.as_slice(), 1.0);
             close(&(a.transpose() * &xt + &yt0), yt.as_slice());
 
             let mut s = vec![1.0; mm];
@@ -271,5 +283,11 @@ mod tests {
             let want: Vec<f64> = (0..mm).map(|i| 1.0 + a.row(i).sum()).collect();
             close(&DMatrix::from_vec(mm, 1, want), &s);
         }
+    }
+
+    #[test]
+    fn kernels_equal_nalgebra_products() {
+        check::<false>();
+        check::<true>();
     }
 }

@@ -369,6 +369,32 @@ impl<T: Float> Model<T> {
             x.len() == c.d_input && state.len() == c.state_len() && y.len() == c.d_output,
             "step_to: shape mismatch"
         );
+        let _ = h;
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+            unsafe { self.step_avx2(x, state, ws, y) };
+            return;
+        }
+        self.step_impl::<false>(x, state, ws, y);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step_avx2(&self, x: &[T], state: &mut [T], ws: &mut StepWorkspace<T>, y: &mut [T]) {
+        self.step_impl::<true>(x, state, ws, y);
+    }
+
+    #[inline(always)]
+    fn step_impl<const F: bool>(
+        &self,
+        x: &[T],
+        state: &mut [T],
+        ws: &mut StepWorkspace<T>,
+        y: &mut [T],
+    ) {
+        let c = &self.config;
+        let h = c.d_hidden;
         let (hs, cs) = state.split_at_mut(c.layers * h);
         for l in 0..c.layers {
             let p = self.layer(l);
@@ -376,17 +402,17 @@ impl<T: Float> Model<T> {
             let hl = &mut rest[..h];
             let input: &[T] = if l == 0 { x } else { &below[(l - 1) * h..] };
             match c.cell {
-                CellKind::Elman => cell::elman::step(&p, input, hl, &mut ws.a),
-                CellKind::Gru => cell::gru::step(&p, input, hl, &mut ws.a, &mut ws.b),
+                CellKind::Elman => cell::elman::step::<T, F>(&p, input, hl, &mut ws.a),
+                CellKind::Gru => cell::gru::step::<T, F>(&p, input, hl, &mut ws.a, &mut ws.b),
                 CellKind::Lstm => {
-                    cell::lstm::step(&p, input, hl, &mut cs[l * h..(l + 1) * h], &mut ws.a)
+                    cell::lstm::step::<T, F>(&p, input, hl, &mut cs[l * h..(l + 1) * h], &mut ws.a)
                 }
             }
         }
         let top = &hs[(c.layers - 1) * h..];
         let p = self.params.as_slice();
         y.copy_from_slice(&p[self.layout.b_out.clone()]);
-        gemv(y, T::one(), &p[self.layout.w_out.clone()], top, T::one());
+        gemv::<T, F>(y, &p[self.layout.w_out.clone()], top, T::one());
     }
 }
 
@@ -528,6 +554,38 @@ impl<T: Float> Window<T> {
                 start.len(),
             ));
         }
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+            return Ok(unsafe { self.pass_avx2(model, start, n, loss, loss_steps) });
+        }
+        Ok(self.pass::<false>(model, start, n, loss, loss_steps))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pass_avx2(
+        &mut self,
+        model: &Model<T>,
+        start: &[T],
+        n: usize,
+        loss: Loss,
+        loss_steps: usize,
+    ) -> T {
+        self.pass::<true>(model, start, n, loss, loss_steps)
+    }
+
+    /// The forward and backward pass proper, shapes already checked.
+    #[inline(always)]
+    fn pass<const F: bool>(
+        &mut self,
+        model: &Model<T>,
+        start: &[T],
+        n: usize,
+        loss: Loss,
+        loss_steps: usize,
+    ) -> T {
+        let c = self.config;
         let h = c.d_hidden;
         let (d_out, top) = (c.d_output, c.layers - 1);
         // ---- forward, layer by layer over the whole window
@@ -546,9 +604,9 @@ impl<T: Float> Window<T> {
             };
             let p = model.layer(l);
             match c.cell {
-                CellKind::Elman => cell::elman::forward(&p, x, n, buf),
-                CellKind::Gru => cell::gru::forward(&p, x, n, buf),
-                CellKind::Lstm => cell::lstm::forward(&p, x, n, buf),
+                CellKind::Elman => cell::elman::forward::<T, F>(&p, x, n, buf),
+                CellKind::Gru => cell::gru::forward::<T, F>(&p, x, n, buf),
+                CellKind::Lstm => cell::lstm::forward::<T, F>(&p, x, n, buf),
             }
         }
         // ---- readout and loss on the last `loss_steps` steps
@@ -563,13 +621,7 @@ impl<T: Float> Window<T> {
         for t in s0..n {
             let y = &mut self.y[t * d_out..(t + 1) * d_out];
             y.copy_from_slice(b_out);
-            gemv(
-                y,
-                T::one(),
-                w_out,
-                &hs_top[(t + 1) * h..(t + 2) * h],
-                T::one(),
-            );
+            gemv::<T, F>(y, w_out, &hs_top[(t + 1) * h..(t + 2) * h], T::one());
             total += loss.step_to(
                 y,
                 &self.targets[t * d_out..(t + 1) * d_out],
@@ -587,7 +639,7 @@ impl<T: Float> Window<T> {
         let (g_layers, g_out) = grads.split_at_mut(layout.w_out.start);
         let (gw, gb) = g_out.split_at_mut(d_out * h);
         let dy = &self.dy[s0 * d_out..n * d_out];
-        gemm_nt(
+        gemm_nt::<T, F>(
             gw,
             d_out,
             h,
@@ -598,7 +650,7 @@ impl<T: Float> Window<T> {
         );
         row_sums(gb, dy, loss_steps, T::zero());
         self.dh_top[..s0 * h].fill(T::zero());
-        gemm_tn(
+        gemm_tn::<T, F>(
             &mut self.dh_top[s0 * h..n * h],
             h,
             loss_steps,
@@ -634,12 +686,14 @@ impl<T: Float> Window<T> {
             let p = model.layer(l);
             let need_dx = l > 0;
             match c.cell {
-                CellKind::Elman => cell::elman::backward(&p, x, n, buf, dh_above, g, need_dx),
-                CellKind::Gru => cell::gru::backward(&p, x, n, buf, dh_above, g, need_dx),
-                CellKind::Lstm => cell::lstm::backward(&p, x, n, buf, dh_above, g, need_dx),
+                CellKind::Elman => {
+                    cell::elman::backward::<T, F>(&p, x, n, buf, dh_above, g, need_dx)
+                }
+                CellKind::Gru => cell::gru::backward::<T, F>(&p, x, n, buf, dh_above, g, need_dx),
+                CellKind::Lstm => cell::lstm::backward::<T, F>(&p, x, n, buf, dh_above, g, need_dx),
             }
         }
-        Ok(total * inv)
+        total * inv
     }
 
     /// Gradient of the last loss with respect to every parameter (flat, model order).

@@ -5,23 +5,34 @@ use crate::linalg::{gemm_nn, gemm_nt, gemm_tn, gemv, gemv_t, row_sums};
 use crate::Float;
 
 /// One live step: `h <- tanh(W_ih x + b_ih + W_hh h + b_hh)`; `a` is scratch of length `H`.
-#[inline]
-pub(crate) fn step<T: Float>(p: &LayerParams<'_, T>, x: &[T], h: &mut [T], a: &mut [T]) {
+#[inline(always)]
+pub(crate) fn step<T: Float, const F: bool>(
+    p: &LayerParams<'_, T>,
+    x: &[T],
+    h: &mut [T],
+    a: &mut [T],
+) {
     let a = &mut a[..p.h];
     for ((ai, bi), bh) in a.iter_mut().zip(p.b_ih).zip(p.b_hh) {
         *ai = *bi + *bh;
     }
-    gemv(a, T::one(), p.w_ih, x, T::one());
-    gemv(a, T::one(), p.w_hh, h, T::one());
+    gemv::<T, F>(a, p.w_ih, x, T::one());
+    gemv::<T, F>(a, p.w_hh, h, T::one());
     for (hi, ai) in h.iter_mut().zip(a.iter()) {
         *hi = ai.tanh_act();
     }
 }
 
 /// Forward over `n` steps of `x` (`d_in x n`), from the start state in column 0 of `buf.hs`.
-pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: &mut LayerBuf<T>) {
+#[inline(always)]
+pub(crate) fn forward<T: Float, const F: bool>(
+    p: &LayerParams<'_, T>,
+    x: &[T],
+    n: usize,
+    buf: &mut LayerBuf<T>,
+) {
     let h = p.h;
-    gemm_nn(&mut buf.gi, h, n, p.w_ih, x, p.d_in, T::zero());
+    gemm_nn::<T, F>(&mut buf.gi, h, n, p.w_ih, x, p.d_in, T::zero());
     for col in buf.gi.chunks_exact_mut(h).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -32,7 +43,7 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
         let prev = &prev[t * h..];
         let next = &mut next[..h];
         next.copy_from_slice(&buf.gi[t * h..(t + 1) * h]);
-        gemv(next, T::one(), p.w_hh, prev, T::one());
+        gemv::<T, F>(next, p.w_hh, prev, T::one());
         next.iter_mut().for_each(|v| *v = v.tanh_act());
     }
 }
@@ -40,7 +51,8 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
 /// Backward over the `n` steps of the last [`forward`]. `dh_above` (`H x n`) is the gradient
 /// reaching each `h_t` from outside the recurrence. Writes the layer's weight gradients,
 /// `buf.dx` (if `need_dx`) and the start-state gradient in `buf.dh`.
-pub(crate) fn backward<T: Float>(
+#[inline(always)]
+pub(crate) fn backward<T: Float, const F: bool>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -58,13 +70,13 @@ pub(crate) fn backward<T: Float>(
         for i in 0..h {
             da[i] = (up[i] + buf.dh[i]) * (T::one() - ht[i] * ht[i]);
         }
-        gemv_t(&mut buf.dh, T::one(), p.w_hh, da, T::zero());
+        gemv_t::<T, F>(&mut buf.dh, p.w_hh, da, T::zero());
     }
-    gemm_nt(g.w_ih, h, p.d_in, &buf.da, x, n, T::zero());
-    gemm_nt(g.w_hh, h, h, &buf.da, &buf.hs, n, T::zero());
+    gemm_nt::<T, F>(g.w_ih, h, p.d_in, &buf.da, x, n, T::zero());
+    gemm_nt::<T, F>(g.w_hh, h, h, &buf.da, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     g.b_hh.copy_from_slice(g.b_ih);
     if need_dx {
-        gemm_tn(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, h, T::zero());
+        gemm_tn::<T, F>(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, h, T::zero());
     }
 }

@@ -29,8 +29,8 @@ fn gates<T: Float>(gi: &[T], gh: &[T], hp: &[T], hn: &mut [T], act: &mut [T], h:
 }
 
 /// One live step; `gi` and `gh` are scratch of length `3H`. `h` is updated in place.
-#[inline]
-pub(crate) fn step<T: Float>(
+#[inline(always)]
+pub(crate) fn step<T: Float, const F: bool>(
     p: &LayerParams<'_, T>,
     x: &[T],
     h: &mut [T],
@@ -40,9 +40,9 @@ pub(crate) fn step<T: Float>(
     let g3 = 3 * p.h;
     let (gi, gh) = (&mut gi[..g3], &mut gh[..g3]);
     gi.copy_from_slice(p.b_ih);
-    gemv(gi, T::one(), p.w_ih, x, T::one());
+    gemv::<T, F>(gi, p.w_ih, x, T::one());
     gh.copy_from_slice(p.b_hh);
-    gemv(gh, T::one(), p.w_hh, h, T::one());
+    gemv::<T, F>(gh, p.w_hh, h, T::one());
     let hh = p.h;
     // h[i] is read before it is written, so the update is in place.
     for i in 0..hh {
@@ -54,10 +54,16 @@ pub(crate) fn step<T: Float>(
 }
 
 /// Forward over `n` steps of `x` (`d_in x n`) from the start state in column 0 of `buf.hs`.
-pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: &mut LayerBuf<T>) {
+#[inline(always)]
+pub(crate) fn forward<T: Float, const F: bool>(
+    p: &LayerParams<'_, T>,
+    x: &[T],
+    n: usize,
+    buf: &mut LayerBuf<T>,
+) {
     let h = p.h;
     let g3 = 3 * h;
-    gemm_nn(&mut buf.gi, g3, n, p.w_ih, x, p.d_in, T::zero());
+    gemm_nn::<T, F>(&mut buf.gi, g3, n, p.w_ih, x, p.d_in, T::zero());
     for col in buf.gi.chunks_exact_mut(g3).take(n) {
         for (v, b) in col.iter_mut().zip(p.b_ih) {
             *v += *b;
@@ -66,7 +72,7 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
     for t in 0..n {
         let gh = &mut buf.tmp[..g3];
         gh.copy_from_slice(p.b_hh);
-        gemv(gh, T::one(), p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv::<T, F>(gh, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (prev, next) = buf.hs.split_at_mut((t + 1) * h);
         gates(
             &buf.gi[t * g3..(t + 1) * g3],
@@ -80,7 +86,8 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
 }
 
 /// Backward over the `n` steps of the last [`forward`]; see `elman::backward`.
-pub(crate) fn backward<T: Float>(
+#[inline(always)]
+pub(crate) fn backward<T: Float, const F: bool>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -115,13 +122,13 @@ pub(crate) fn backward<T: Float>(
             dah[2 * h + i] = dpn * r[i];
             buf.dh[i] = dht * z[i];
         }
-        gemv_t(&mut buf.dh, one, p.w_hh, dah, one);
+        gemv_t::<T, F>(&mut buf.dh, p.w_hh, dah, one);
     }
-    gemm_nt(g.w_ih, g3, p.d_in, &buf.da, x, n, T::zero());
-    gemm_nt(g.w_hh, g3, h, &buf.dah, &buf.hs, n, T::zero());
+    gemm_nt::<T, F>(g.w_ih, g3, p.d_in, &buf.da, x, n, T::zero());
+    gemm_nt::<T, F>(g.w_hh, g3, h, &buf.dah, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     row_sums(g.b_hh, &buf.dah, n, T::zero());
     if need_dx {
-        gemm_tn(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, g3, T::zero());
+        gemm_tn::<T, F>(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, g3, T::zero());
     }
 }

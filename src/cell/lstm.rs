@@ -5,8 +5,8 @@ use crate::linalg::{gemm_nn, gemm_nt, gemm_tn, gemv, gemv_t, row_sums};
 use crate::Float;
 
 /// One live step; `a` is scratch of length `4H`. `h` and `c` are updated in place.
-#[inline]
-pub(crate) fn step<T: Float>(
+#[inline(always)]
+pub(crate) fn step<T: Float, const F: bool>(
     p: &LayerParams<'_, T>,
     x: &[T],
     h: &mut [T],
@@ -18,8 +18,8 @@ pub(crate) fn step<T: Float>(
     for ((ai, bi), bh) in a.iter_mut().zip(p.b_ih).zip(p.b_hh) {
         *ai = *bi + *bh;
     }
-    gemv(a, T::one(), p.w_ih, x, T::one());
-    gemv(a, T::one(), p.w_hh, h, T::one());
+    gemv::<T, F>(a, p.w_ih, x, T::one());
+    gemv::<T, F>(a, p.w_hh, h, T::one());
     for i in 0..hh {
         let ig = a[i].sigmoid();
         let fg = a[hh + i].sigmoid();
@@ -33,10 +33,16 @@ pub(crate) fn step<T: Float>(
 
 /// Forward over `n` steps of `x` (`d_in x n`) from the start state in column 0 of `buf.hs`
 /// and `buf.cs`. Saves i, f, g, o (activated) and `tanh(c)` per step in `buf.act`.
-pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: &mut LayerBuf<T>) {
+#[inline(always)]
+pub(crate) fn forward<T: Float, const F: bool>(
+    p: &LayerParams<'_, T>,
+    x: &[T],
+    n: usize,
+    buf: &mut LayerBuf<T>,
+) {
     let h = p.h;
     let g4 = 4 * h;
-    gemm_nn(&mut buf.gi, g4, n, p.w_ih, x, p.d_in, T::zero());
+    gemm_nn::<T, F>(&mut buf.gi, g4, n, p.w_ih, x, p.d_in, T::zero());
     for col in buf.gi.chunks_exact_mut(g4).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -46,7 +52,7 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
         let act = &mut buf.act[t * 5 * h..(t + 1) * 5 * h];
         let (a, tc) = act.split_at_mut(g4);
         a.copy_from_slice(&buf.gi[t * g4..(t + 1) * g4]);
-        gemv(a, T::one(), p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv::<T, F>(a, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (cprev, cnext) = buf.cs.split_at_mut((t + 1) * h);
         let cprev = &cprev[t * h..];
         let hnext = &mut buf.hs[(t + 1) * h..(t + 2) * h];
@@ -70,7 +76,8 @@ pub(crate) fn forward<T: Float>(p: &LayerParams<'_, T>, x: &[T], n: usize, buf: 
 
 /// Backward over the `n` steps of the last [`forward`]; see `elman::backward`. Leaves the
 /// start-state gradients in `buf.dh` and `buf.dc`.
-pub(crate) fn backward<T: Float>(
+#[inline(always)]
+pub(crate) fn backward<T: Float, const F: bool>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -105,13 +112,13 @@ pub(crate) fn backward<T: Float>(
             da[3 * h + i] = dht * tc * og * (one - og);
             buf.dc[i] = dct * fg;
         }
-        gemv_t(&mut buf.dh, one, p.w_hh, da, T::zero());
+        gemv_t::<T, F>(&mut buf.dh, p.w_hh, da, T::zero());
     }
-    gemm_nt(g.w_ih, g4, p.d_in, &buf.da, x, n, T::zero());
-    gemm_nt(g.w_hh, g4, h, &buf.da, &buf.hs, n, T::zero());
+    gemm_nt::<T, F>(g.w_ih, g4, p.d_in, &buf.da, x, n, T::zero());
+    gemm_nt::<T, F>(g.w_hh, g4, h, &buf.da, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     g.b_hh.copy_from_slice(g.b_ih);
     if need_dx {
-        gemm_tn(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, g4, T::zero());
+        gemm_tn::<T, F>(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, g4, T::zero());
     }
 }
