@@ -4,6 +4,9 @@
 //! standardized against an exponentially weighted running mean and variance of the residuals
 //! seen *before* it: `score = (|r| − mean) / std`. Online and O(1) per event; the score is 0
 //! during a warm-up of `warmup` residuals. An event is flagged when `score > threshold`.
+//!
+//! After the warm-up a residual enters the statistics winsorized at `mean + 10 · std`, so a
+//! burst of huge residuals is flagged without masking the anomalies that follow it.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,20 +94,44 @@ impl ZScore {
         if !residual.is_finite() {
             return 0.0;
         }
-        let score = if self.count >= self.config.warmup.max(2) {
-            let std = self.var.sqrt().max(1e-9 * self.mean.abs().max(1e-12));
+        let warm = self.count >= self.config.warmup.max(2);
+        let std = self.var.sqrt().max(1e-9 * self.mean.abs().max(1e-12));
+        let score = if warm {
             (residual - self.mean) / std
         } else {
             0.0
         };
+        let limit = if warm { 10.0 * std } else { f64::MAX };
         let decay = 0.5f64.powf(1.0 / self.config.half_life);
         self.weight = self.weight * decay + 1.0;
         let a = 1.0 / self.weight;
-        let d = residual - self.mean;
+        let d = (residual - self.mean).clamp(-limit, limit).clamp(-1e150, 1e150);
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
         self.count += 1;
         score
+    }
+
+    /// Checks a deserialized state: valid settings and finite statistics.
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        self.config.validate().map_err(|e| e.to_string())?;
+        if !(self.mean.is_finite()
+            && self.var.is_finite()
+            && self.var >= 0.0
+            && self.weight.is_finite()
+            && self.weight >= 0.0)
+        {
+            return Err("anomaly statistics are not finite".into());
+        }
+        Ok(())
+    }
+
+    /// Sets the threshold (a reporting knob: the statistics do not depend on it).
+    pub fn set_threshold(&mut self, threshold: f64) {
+        self.config.threshold = threshold;
     }
 
     /// Whether a score is above the threshold.
@@ -138,5 +165,24 @@ mod tests {
         let spike = z.score(3.0);
         assert!(z.flags(spike), "spike scored {spike}");
         assert_eq!(z.score(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn a_burst_is_flagged_and_does_not_mask_later_anomalies() {
+        let mut z = ZScore::new(AnomalyConfig::default());
+        for i in 0..2000 {
+            z.score(1.0 + 0.1 * ((i % 7) as f64 - 3.0));
+        }
+        for _ in 0..20 {
+            let s = z.score(1e30);
+            assert!(z.flags(s));
+        }
+        for i in 0..500 {
+            z.score(1.0 + 0.1 * ((i % 7) as f64 - 3.0));
+        }
+        // Without winsorizing, the burst would leave std ≈ 1e29 and this would score ~0.
+        let s = z.score(5.0);
+        assert!(z.flags(s), "a 5x residual after the burst scored {s}");
+        assert!(z.validate().is_ok());
     }
 }

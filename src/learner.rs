@@ -15,8 +15,8 @@
 use crate::loss::Loss;
 use crate::model::{Model, ModelConfig, StepWorkspace};
 use crate::optim::OptimizerConfig;
-use crate::ring::Ring;
-use crate::tbptt::{LossSteps, Trainer, TrainerConfig, UpdateStats};
+use crate::ring::{Ring, RingState};
+use crate::tbptt::{LossSteps, Trainer, TrainerConfig, TrainerState, UpdateStats};
 use crate::{CellKind, Error, Float, Result};
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +154,54 @@ impl LearnerConfig {
     pub fn build<T: Float>(&self) -> Result<Learner<T>> {
         Learner::new(self.clone())
     }
+}
+
+/// Everything a [`Learner`] needs to continue exactly where it stopped: the configuration,
+/// the weights, the optimizer state and counters, the ring of the last `T` pairs with their
+/// start states, the live state and forecast, and the pending input. There is no random
+/// state after initialization (the seed only draws the initial weights).
+///
+/// Made by [`Learner::snapshot`], turned back into a learner by [`Learner::restore`]; it
+/// derives serde (the `tbptt` command stores it in MessagePack checkpoints,
+/// [`crate::checkpoint`]).
+///
+/// # Example
+/// ```
+/// use tbptt::{Learner, LearnerConfig};
+/// let mut a = LearnerConfig { d_hidden: 8, window: 8, every: 4, ..Default::default() }.build::<f64>()?;
+/// for t in 0..50 { a.step(&[(t as f64 * 0.3).sin()])?; }
+/// let mut b = Learner::restore(a.snapshot()?)?;
+/// for t in 50..100 {
+///     let x = [(t as f64 * 0.3).sin()];
+///     assert_eq!(a.step(&x)?.forecast, b.step(&x)?.forecast); // bit for bit
+/// }
+/// # Ok::<(), tbptt::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnerState<T> {
+    /// The configuration.
+    pub config: LearnerConfig,
+    /// The weights, flat, in [`Model::params`] order.
+    pub params: Vec<T>,
+    /// The optimizer state and the update counters.
+    pub trainer: TrainerState<T>,
+    /// The last `T` pairs and their start states.
+    pub ring: RingState<T>,
+    /// The live recurrent state.
+    pub state: Vec<T>,
+    /// The current forecast (scored against the next event).
+    pub forecast: Vec<T>,
+    /// The input waiting for its target (forecasting mode).
+    pub pending_x: Vec<T>,
+    /// The live state before the pending input.
+    pub pending_s: Vec<T>,
+    /// Whether `pending_x` holds an input.
+    pub has_pending: bool,
+    /// Events seen.
+    pub events: u64,
+    /// Updates skipped by a busy background trainer.
+    pub skipped: u64,
 }
 
 /// The result of one event.
@@ -348,6 +396,114 @@ impl<T: Float> Learner<T> {
         self.model.copy_params_from(model.params())?;
         self.mode = Mode::Inline(trainer);
         Ok(())
+    }
+
+    /// Everything needed to continue exactly from here ([`Learner::restore`]). Allocates.
+    ///
+    /// With a background trainer, the trainer first finishes the windows it holds (at most
+    /// two updates) and hands back its weights and optimizer state; then a fresh trainer
+    /// thread is started. Prediction waits for those updates only: this is for checkpoints,
+    /// every so many events, not for every event.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the trainer thread panicked or cannot be restarted.
+    pub fn snapshot(&mut self) -> Result<LearnerState<T>> {
+        let background = self.is_background();
+        if background {
+            self.join_trainer()?;
+        }
+        let trainer = match &self.mode {
+            Mode::Inline(t) => t.to_state(),
+            Mode::Background(_) | Mode::Switching => {
+                return Err(Error::config("trainer", "learner is in an invalid state"))
+            }
+        };
+        let state = LearnerState {
+            config: self.config.clone(),
+            params: self.model.params().to_vec(),
+            trainer,
+            ring: self.ring.to_state(),
+            state: self.state.clone(),
+            forecast: self.y.clone(),
+            pending_x: self.pending_x.clone(),
+            pending_s: self.pending_s.clone(),
+            has_pending: self.has_pending,
+            events: self.events,
+            skipped: self.skipped,
+        };
+        if background {
+            self.spawn_trainer()?;
+        }
+        Ok(state)
+    }
+
+    /// A learner that continues exactly from `state` ([`Learner::snapshot`]), training
+    /// inline (call [`Learner::spawn_trainer`] for a background trainer). Every length and
+    /// value of the state is checked, so a state from an untrusted file cannot make later
+    /// calls fail or panic.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the problem: an invalid configuration, buffers that do not fit
+    /// it, non-finite weights, states or optimizer moments.
+    pub fn restore(state: LearnerState<T>) -> Result<Self> {
+        let mc = state.config.model_config()?;
+        state.config.validate()?;
+        fn bad<X>(field: &'static str, reason: String) -> Result<X> {
+            Err(Error::config(field, reason))
+        }
+        let s = mc.state_len();
+        for (field, v, want) in [
+            ("checkpoint.params", &state.params, mc.n_params()),
+            ("checkpoint.state", &state.state, s),
+            ("checkpoint.forecast", &state.forecast, mc.d_output),
+            ("checkpoint.pending_x", &state.pending_x, mc.d_input),
+            ("checkpoint.pending_s", &state.pending_s, s),
+        ] {
+            if v.len() != want {
+                return bad(field, format!("{} values, expected {want}", v.len()));
+            }
+            if !v.iter().all(|x| x.finite()) {
+                return bad(field, "holds a non-finite value".into());
+            }
+        }
+        if state.config.targets == Targets::Explicit && state.has_pending {
+            return bad(
+                "checkpoint.has_pending",
+                "a learner with explicit targets keeps no pending input".into(),
+            );
+        }
+        let ring = Ring::from_state(
+            &state.ring,
+            state.config.window,
+            mc.d_input,
+            mc.d_output,
+            s,
+        )
+        .map_err(|e| Error::config("checkpoint.ring", e))?;
+        if ring.pushed() > state.events {
+            return bad(
+                "checkpoint.events",
+                format!(
+                    "{} events seen but {} pairs recorded",
+                    state.events,
+                    ring.pushed()
+                ),
+            );
+        }
+        let mut model = Model::zeros(mc)?;
+        model.copy_params_from(&state.params)?;
+        let trainer = Trainer::from_state(&mc, state.config.trainer_config(), state.trainer)?;
+        let mut l = Learner::with_model(state.config, model)?;
+        l.mode = Mode::Inline(Box::new(trainer));
+        l.ring = ring;
+        l.state = state.state;
+        l.y = state.forecast;
+        l.pending_x = state.pending_x;
+        l.pending_s = state.pending_s;
+        l.has_pending = state.has_pending;
+        l.events = state.events;
+        l.skipped = state.skipped;
+        Ok(l)
     }
 
     /// The ring of the last `T` pairs.

@@ -34,6 +34,7 @@
 
 pub mod anomaly;
 pub mod cell;
+pub mod checkpoint;
 pub mod error;
 pub mod event;
 pub mod format;

@@ -12,7 +12,7 @@
 
 use crate::anomaly::{AnomalyConfig, ZScore};
 use crate::event::Event;
-use crate::learner::{Learner, LearnerConfig, Targets};
+use crate::learner::{Learner, LearnerConfig, LearnerState, Targets};
 use crate::norm::{NormMode, Normalizer};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,37 @@ pub struct ErrorTrail {
 const TRAIL_BLOCKS: usize = 2048;
 
 impl ErrorTrail {
+    /// Checks a deserialized trail: at most 2048 blocks, a positive block size, finite sums
+    /// and counts that add up.
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.sums.len() > TRAIL_BLOCKS {
+            return Err(format!(
+                "error trail has {} blocks, at most {TRAIL_BLOCKS}",
+                self.sums.len()
+            ));
+        }
+        if !self.sums.is_empty() && self.block == 0 {
+            return Err("error trail has blocks of size 0".into());
+        }
+        let mut n = 0u64;
+        for (m, naive, c) in &self.sums {
+            if m.is_nan() || naive.is_nan() || *c > self.block {
+                return Err("error trail holds an invalid block".into());
+            }
+            n = n.saturating_add(*c);
+        }
+        if n != self.events {
+            return Err(format!(
+                "error trail counts {n} events in its blocks and {} in total",
+                self.events
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds the model's and the naive forecast's squared error of one event.
     pub fn push(&mut self, model: f64, naive: f64) {
         if self.block == 0 {
@@ -141,6 +172,59 @@ struct Inner {
     prev_forecast: Vec<f64>,
     prev_actual: Vec<f64>,
     has_prev: bool,
+}
+
+/// Everything a [`Pipeline`] needs to continue exactly where it stopped: its configuration,
+/// the learner's state, the normalization and anomaly statistics, the last forecast and
+/// actual values, the error trail and the counters. Made by [`Pipeline::snapshot`], used by
+/// [`Pipeline::restore`]; serialized into checkpoints by [`crate::checkpoint`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineState {
+    /// The configuration (the learner's sizes as fixed by the first event).
+    pub config: PipelineConfig,
+    /// The state after the first event; `None` if no event was processed.
+    pub inner: Option<InnerState>,
+    /// Model and naive errors of the summary's last-20% figure.
+    pub trail: ErrorTrail,
+    /// Events flagged as anomalies.
+    pub anomalies: u64,
+}
+
+/// The part of a [`PipelineState`] that exists once the first event has fixed the sizes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InnerState {
+    /// The learner.
+    pub learner: LearnerState<f32>,
+    /// Normalization statistics of the inputs.
+    pub norm_x: Normalizer,
+    /// Normalization statistics of the targets (explicit targets only).
+    pub norm_y: Normalizer,
+    /// Residual statistics of the anomaly score.
+    pub anomaly: ZScore,
+    /// The last forecast, in the input's units.
+    pub prev_forecast: Vec<f64>,
+    /// The last actual values, in the input's units.
+    pub prev_actual: Vec<f64>,
+    /// Whether an event was processed (a forecast is pending).
+    pub has_prev: bool,
+}
+
+impl PipelineState {
+    /// Events processed.
+    pub fn events(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |i| i.learner.events)
+    }
+
+    /// The learner's configuration (with the sizes fixed by the first event, when there was
+    /// one).
+    pub fn learner_config(&self) -> &LearnerConfig {
+        match &self.inner {
+            Some(i) => &i.learner.config,
+            None => &self.config.learner,
+        }
+    }
 }
 
 /// Events in, output records out.
@@ -337,6 +421,140 @@ impl Pipeline {
             self.anomalies += 1;
         }
         Ok(&self.out)
+    }
+
+    /// Everything needed to continue exactly from here ([`Pipeline::restore`]). Allocates;
+    /// with a background trainer it waits for the windows the trainer holds (see
+    /// [`Learner::snapshot`]).
+    ///
+    /// # Errors
+    /// As [`Learner::snapshot`].
+    pub fn snapshot(&mut self) -> Result<PipelineState> {
+        let inner = match self.inner.as_mut() {
+            None => None,
+            Some(i) => Some(InnerState {
+                learner: i.learner.snapshot()?,
+                norm_x: i.norm_x.clone(),
+                norm_y: i.norm_y.clone(),
+                anomaly: i.anomaly.clone(),
+                prev_forecast: i.prev_forecast.clone(),
+                prev_actual: i.prev_actual.clone(),
+                has_prev: i.has_prev,
+            }),
+        };
+        Ok(PipelineState {
+            config: self.config.clone(),
+            inner,
+            trail: self.trail.clone(),
+            anomalies: self.anomalies,
+        })
+    }
+
+    /// A pipeline that continues exactly from `state`, with `state.config` (set
+    /// `state.config.background` and the anomaly threshold before calling to change them).
+    /// Every length and value is checked, so a state read from an untrusted file cannot make
+    /// later events fail or panic.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first inconsistency.
+    pub fn restore(state: PipelineState) -> Result<Self> {
+        let mut p = Pipeline::new(state.config)?;
+        let bad = |field: &'static str, reason: String| Error::config(field, reason);
+        state
+            .trail
+            .validate()
+            .map_err(|e| bad("checkpoint.trail", e))?;
+        p.trail = state.trail;
+        p.anomalies = state.anomalies;
+        let Some(s) = state.inner else {
+            return Ok(p);
+        };
+        let lc = s.learner.config.clone();
+        // The learner's settings are the pipeline's, with the sizes of the first event.
+        let mut expected = p.config.learner.clone();
+        expected.d_input = lc.d_input;
+        expected.d_target = lc.d_target;
+        expected.targets = lc.targets;
+        if expected != lc {
+            return Err(bad(
+                "checkpoint.learner",
+                "the learner's settings differ from the pipeline's".into(),
+            ));
+        }
+        let explicit = lc.targets == Targets::Explicit;
+        let d = lc.d_input;
+        let dy = if explicit { lc.d_target.unwrap_or(d) } else { d };
+        let categorical = lc.loss == crate::Loss::CrossEntropy;
+        let mode = if categorical {
+            NormMode::Off
+        } else {
+            p.config.normalize
+        };
+        for (name, n, dim) in [
+            ("checkpoint.norm_x", &s.norm_x, d),
+            ("checkpoint.norm_y", &s.norm_y, dy),
+        ] {
+            n.validate(dim).map_err(|e| bad(name, e))?;
+            if n.mode() != mode {
+                return Err(bad(name, format!("mode {:?}, expected {mode:?}", n.mode())));
+            }
+        }
+        s.anomaly
+            .validate()
+            .map_err(|e| bad("checkpoint.anomaly", e))?;
+        if s.anomaly.config().half_life != p.config.anomaly.half_life
+            || s.anomaly.config().warmup != p.config.anomaly.warmup
+        {
+            return Err(bad(
+                "checkpoint.anomaly",
+                "the anomaly statistics' settings differ from the pipeline's".into(),
+            ));
+        }
+        for (name, v) in [
+            ("checkpoint.prev_forecast", &s.prev_forecast),
+            ("checkpoint.prev_actual", &s.prev_actual),
+        ] {
+            if v.len() != dy || !v.iter().all(|x| x.is_finite()) {
+                return Err(bad(
+                    name,
+                    format!("expected {dy} finite values, got {}", v.len()),
+                ));
+            }
+        }
+        let mut learner = Learner::restore(s.learner)?;
+        if p.config.background {
+            learner.spawn_trainer()?;
+        }
+        let mut anomaly = s.anomaly;
+        anomaly.set_threshold(p.config.anomaly.threshold);
+        p.out.residual = Vec::with_capacity(dy);
+        p.out.forecast = vec![0.0; dy];
+        p.out.key.reserve(64);
+        p.inner = Some(Inner {
+            learner,
+            norm_x: s.norm_x,
+            norm_y: s.norm_y,
+            anomaly,
+            explicit,
+            categorical,
+            x: vec![0.0; d],
+            y: vec![0.0; dy],
+            raw_x: vec![0.0; d],
+            prev_forecast: s.prev_forecast,
+            prev_actual: s.prev_actual,
+            has_prev: s.has_prev,
+        });
+        Ok(p)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Events processed (including those before a restore).
+    pub fn events(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |i| i.learner.events())
     }
 
     /// The learner, once the first event has built it.

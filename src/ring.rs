@@ -7,6 +7,30 @@
 
 use crate::Float;
 use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+/// The contents of a [`Ring`], oldest pair first, for checkpoints ([`Ring::to_state`],
+/// [`Ring::from_state`]). Buffers are column-major: pair `j` is `x[j·d_in..(j+1)·d_in]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingState<T> {
+    /// Capacity `T`.
+    pub capacity: usize,
+    /// Input length.
+    pub d_in: usize,
+    /// Target length.
+    pub d_out: usize,
+    /// State length.
+    pub state_len: usize,
+    /// Inputs of the held pairs, oldest first.
+    pub x: Vec<T>,
+    /// Targets of the held pairs, oldest first.
+    pub y: Vec<T>,
+    /// Start states of the held pairs, oldest first.
+    pub s: Vec<T>,
+    /// Pairs ever pushed.
+    pub pushed: u64,
+}
 
 /// Fixed-capacity ring of training pairs. Pushing never allocates.
 ///
@@ -127,6 +151,77 @@ impl<T: Float> Ring<T> {
         self.state(first)
     }
 
+    /// The held pairs, oldest first (allocates; for checkpoints).
+    pub fn to_state(&self) -> RingState<T> {
+        let (dx, dy, ds) = (self.x.nrows(), self.y.nrows(), self.s.nrows());
+        let mut st = RingState {
+            capacity: self.capacity(),
+            d_in: dx,
+            d_out: dy,
+            state_len: ds,
+            x: Vec::with_capacity(self.len * dx),
+            y: Vec::with_capacity(self.len * dy),
+            s: Vec::with_capacity(self.len * ds),
+            pushed: self.pushed,
+        };
+        for i in 0..self.len {
+            st.x.extend_from_slice(self.input(i));
+            st.y.extend_from_slice(self.target(i));
+            st.s.extend_from_slice(self.state(i));
+        }
+        st
+    }
+
+    /// Rebuilds a ring from [`Ring::to_state`], checking every length and value.
+    ///
+    /// # Errors
+    /// A message naming the inconsistency: a shape other than `(capacity, d_in, d_out,
+    /// state_len)`, buffers of different pair counts or more pairs than the capacity, a
+    /// non-finite value, or fewer pairs pushed than held.
+    pub fn from_state(
+        st: &RingState<T>,
+        capacity: usize,
+        d_in: usize,
+        d_out: usize,
+        state_len: usize,
+    ) -> Result<Self, String> {
+        let want = (capacity.max(1), d_in, d_out, state_len);
+        let got = (st.capacity, st.d_in, st.d_out, st.state_len);
+        if want != got {
+            return Err(format!(
+                "ring shape (capacity, d_in, d_out, state) is {got:?}, expected {want:?}"
+            ));
+        }
+        let n = if d_in == 0 { 0 } else { st.x.len() / d_in };
+        if st.x.len() != n * d_in || st.y.len() != n * d_out || st.s.len() != n * state_len {
+            return Err(format!(
+                "ring buffers of {} / {} / {} values do not hold whole pairs",
+                st.x.len(),
+                st.y.len(),
+                st.s.len()
+            ));
+        }
+        if n > want.0 || (n as u64) > st.pushed {
+            return Err(format!(
+                "ring holds {n} pairs with capacity {} and {} pushed",
+                want.0, st.pushed
+            ));
+        }
+        if !st.x.iter().chain(&st.y).chain(&st.s).all(|v| v.finite()) {
+            return Err("ring holds a non-finite value".into());
+        }
+        let mut r = Ring::new(capacity, d_in, d_out, state_len);
+        for j in 0..n {
+            r.push(
+                &st.x[j * d_in..(j + 1) * d_in],
+                &st.y[j * d_out..(j + 1) * d_out],
+                &st.s[j * state_len..(j + 1) * state_len],
+            );
+        }
+        r.pushed = st.pushed;
+        Ok(r)
+    }
+
     /// Forgets every pair (the capacity stays).
     pub fn clear(&mut self) {
         self.head = 0;
@@ -139,6 +234,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::VecDeque;
+
+    #[test]
+    fn inconsistent_states_are_refused() {
+        let mut r = Ring::<f32>::new(3, 1, 1, 2);
+        r.push(&[1.0], &[2.0], &[3.0, 4.0]);
+        let good = r.to_state();
+        assert!(Ring::from_state(&good, 3, 1, 1, 2).is_ok());
+        assert!(Ring::from_state(&good, 4, 1, 1, 2).unwrap_err().contains("shape"));
+        let mut bad = good.clone();
+        bad.s.pop();
+        assert!(Ring::from_state(&bad, 3, 1, 1, 2).unwrap_err().contains("whole pairs"));
+        let mut bad = good.clone();
+        bad.x[0] = f32::NAN;
+        assert!(Ring::from_state(&bad, 3, 1, 1, 2).unwrap_err().contains("non-finite"));
+        let mut bad = good;
+        bad.pushed = 0;
+        assert!(Ring::from_state(&bad, 3, 1, 1, 2).is_err());
+    }
 
     proptest! {
         #[test]
@@ -166,6 +279,12 @@ mod tests {
                 }
             }
             prop_assert_eq!(ring.pushed(), values.len() as u64);
+            let back = Ring::from_state(&ring.to_state(), cap, 2, 1, 1).unwrap();
+            prop_assert_eq!(back.to_state(), ring.to_state());
+            for i in 0..ring.len() {
+                prop_assert_eq!(back.input(i), ring.input(i));
+                prop_assert_eq!(back.state(i), ring.state(i));
+            }
         }
     }
 }

@@ -4,6 +4,11 @@
 //! the live state saved before the first of them, with the current weights; loss = mean over
 //! the newest `L` steps' errors (`L = k` by default, so every target counts once); backward
 //! through all `T` steps; clip by global norm; one optimizer step.
+//!
+//! **NaN guard.** An update whose loss or gradient norm is not finite is rejected before the
+//! optimizer step: weights and optimizer state stay unchanged, the rejection is counted
+//! ([`Trainer::rejected`]) and logged (the first 10, then one line per 1000), and the next
+//! window is trained as usual. Finite but exploding gradients are bounded by clipping.
 
 use crate::loss::Loss;
 use crate::model::{Model, ModelConfig, Window};
@@ -155,6 +160,21 @@ pub struct UpdateStats<T> {
     pub applied: bool,
 }
 
+/// What a [`Trainer`] carries from update to update, for checkpoints: the optimizer with its
+/// state (moments, step count) and the counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerState<T> {
+    /// The optimizer and its state.
+    pub optimizer: Optimizer<T>,
+    /// Updates applied.
+    pub updates: u64,
+    /// Updates rejected as non-finite.
+    pub rejected: u64,
+    /// Sum of the applied updates' losses.
+    pub loss_sum: f64,
+}
+
 /// The training side: optimizer, window buffers and counters. Owns no weights; it updates
 /// the model it is given.
 #[derive(Clone, Debug)]
@@ -213,6 +233,64 @@ impl<T: Float> Trainer<T> {
         } else {
             self.loss_sum / self.updates as f64
         }
+    }
+
+    /// The optimizer state and counters (allocates; for checkpoints).
+    pub fn to_state(&self) -> TrainerState<T> {
+        TrainerState {
+            optimizer: self.optimizer.clone(),
+            updates: self.updates,
+            rejected: self.rejected,
+            loss_sum: self.loss_sum,
+        }
+    }
+
+    /// A trainer for models shaped by `model` that continues from `state`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `config` is invalid, or if the state does not fit it: an
+    /// optimizer of another kind or size, state buffers of the wrong length, non-finite
+    /// moments, or a non-finite loss sum.
+    pub fn from_state(
+        model: &ModelConfig,
+        config: TrainerConfig,
+        state: TrainerState<T>,
+    ) -> Result<Self> {
+        let mut t = Trainer::new(model, config)?;
+        let bad = |reason: String| Err(Error::config("checkpoint.optimizer", reason));
+        if state.optimizer.config() != t.optimizer.config() {
+            return bad(format!(
+                "optimizer {:?} differs from the configuration's {:?}",
+                state.optimizer.config(),
+                t.optimizer.config()
+            ));
+        }
+        let n = model.n_params();
+        if state.optimizer.n_params() != n {
+            return bad(format!(
+                "optimizer state for {} parameters, the model has {n}",
+                state.optimizer.n_params()
+            ));
+        }
+        // A trial step on zero parameters checks the state buffers' lengths (the optimizer
+        // refuses a state inconsistent with its configuration) and that they are finite.
+        let mut probe = state.optimizer.clone();
+        let mut p = vec![T::zero(); n];
+        let mut g = vec![T::zero(); n];
+        if let Err(e) = probe.step(&mut p, &mut g) {
+            return bad(format!("optimizer state does not fit its configuration: {e}"));
+        }
+        if !p.iter().all(|v| v.finite()) {
+            return bad("optimizer state holds non-finite values".into());
+        }
+        if !state.loss_sum.is_finite() {
+            return bad("non-finite loss sum".into());
+        }
+        t.optimizer = state.optimizer;
+        t.updates = state.updates;
+        t.rejected = state.rejected;
+        t.loss_sum = state.loss_sum;
+        Ok(t)
     }
 
     /// The window buffers of the last update (gradients, predictions).
@@ -275,6 +353,15 @@ impl<T: Float> Trainer<T> {
         };
         if !(loss.finite() && norm.finite()) {
             self.rejected += 1;
+            if self.rejected <= 10 || self.rejected % 1000 == 0 {
+                tracing::warn!(
+                    "update rejected: non-finite loss {:?} or gradient norm {:?}; weights and \
+                     optimizer state unchanged ({} rejected so far)",
+                    loss.as_f64(),
+                    norm.as_f64(),
+                    self.rejected
+                );
+            }
             return Ok(UpdateStats {
                 loss,
                 grad_norm: norm,
