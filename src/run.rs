@@ -10,9 +10,17 @@
 //! The predict thread never waits for training. It stops at the end of the input, on
 //! shutdown (Ctrl-C, SIGTERM: the source closes, queued events are still processed), on a
 //! broken output pipe, or at the first bad record with `strict`.
+//!
+//! With [`RunConfig::checkpoint`], the predict thread snapshots and serializes the pipeline
+//! every so many events or seconds and hands the bytes to a writer thread
+//! ([`checkpoint::Writer`]); while a write is still in progress the due checkpoint waits
+//! (counted as deferred) and is taken at the first event after the writer is free. A final
+//! checkpoint is written, synchronously, whenever the run ends (also after a strict-mode
+//! error or a closed output). [`RunConfig::resume`] starts from a saved state.
 
+use crate::checkpoint::{self, CheckpointError};
 use crate::event::Event;
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineState};
 use crate::shutdown::Shutdown;
 use crate::sink::{OutputFormat, RecordWriter};
 use crate::source::{self, SourceConfig, SourceItem};
@@ -67,6 +75,20 @@ pub enum OutputTarget {
     Discard,
 }
 
+/// When and where checkpoints are written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The checkpoint file; older ones are kept as `PATH.1`, `PATH.2`, ...
+    pub path: PathBuf,
+    /// Write one every this many events (`None`: not by count).
+    pub every: Option<u64>,
+    /// Write one when this much time has passed since the last (`None`: not by time).
+    pub interval: Option<Duration>,
+    /// Files kept in all, the newest at `path` (at least 1). Default in the command: 3.
+    pub keep: usize,
+}
+
 /// Everything `run` needs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -88,6 +110,11 @@ pub struct RunConfig {
     pub progress_len: Option<u64>,
     /// Stop after this many accepted events.
     pub max_events: Option<u64>,
+    /// Write checkpoints (`None`: never).
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Continue from this state instead of starting fresh (its configuration is used; set
+    /// its `config.background` and anomaly threshold as wanted).
+    pub resume: Option<Box<PipelineState>>,
 }
 
 /// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
@@ -119,12 +146,33 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// Why the run ended: `end of input`, `shutdown`, `output closed`, `max events`.
     pub ended_by: String,
+    /// Events seen before this run, when it resumed from a checkpoint (its first output
+    /// index).
+    #[serde(default)]
+    pub resumed_from: Option<u64>,
+    /// Checkpoints written, the final one included.
+    #[serde(default)]
+    pub checkpoints: u64,
+    /// Due checkpoints that waited because the writer was still busy.
+    #[serde(default)]
+    pub checkpoints_deferred: u64,
+    /// Checkpoint writes that failed (each logged).
+    #[serde(default)]
+    pub checkpoint_failures: u64,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "tbptt summary ({})", self.ended_by)?;
-        writeln!(f, "  events            {}", self.events)?;
+        match self.resumed_from {
+            Some(n) => writeln!(
+                f,
+                "  events            {} (resumed after {n}; {} in all)",
+                self.events,
+                n + self.events
+            )?,
+            None => writeln!(f, "  events            {}", self.events)?,
+        }
         writeln!(
             f,
             "  updates           {} applied, {} skipped, {} rejected (non-finite)",
@@ -142,6 +190,13 @@ impl std::fmt::Display for Summary {
         }
         writeln!(f, "  anomalies         {}", self.anomalies)?;
         writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
+        if self.checkpoints + self.checkpoint_failures > 0 {
+            writeln!(
+                f,
+                "  checkpoints       {} written, {} deferred, {} failed",
+                self.checkpoints, self.checkpoints_deferred, self.checkpoint_failures
+            )?;
+        }
         let ratio = if self.naive_mse_last20 > 0.0 {
             format!(" ({:.3} of naive)", self.mse_last20 / self.naive_mse_last20)
         } else {
@@ -181,6 +236,9 @@ pub enum RunError {
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
+    /// A checkpoint could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// The predict thread failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -212,9 +270,38 @@ impl RejectLog {
 /// # Errors
 /// [`RunError`]: a bad configuration, a source that cannot start (bind, open), a rejected
 /// record with `strict`, an output error other than a closed pipe.
-pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunError> {
-    let pipeline = Pipeline::new(config.pipeline.clone())?;
-    let writer: Box<dyn Write + Send> = match &config.output {
+pub async fn run(mut config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunError> {
+    let resumed = config.resume.take();
+    let resumed_from = resumed.as_ref().map(|s| s.events());
+    let pipeline = match resumed {
+        Some(state) => Pipeline::restore(*state)?,
+        None => Pipeline::new(config.pipeline.clone())?,
+    };
+    let writer = match &config.checkpoint {
+        Some(c) => Some(checkpoint::Writer::spawn(&c.path, c.keep)?),
+        None => None,
+    };
+    let (rx, handle) = source::spawn(config.source.clone(), shutdown.clone())?;
+    let stats = handle.stats().clone();
+    let cfg = config.clone();
+    let out = writer_for(&config.output)?;
+    let worker = tokio::task::spawn_blocking(move || {
+        predict_loop(cfg, pipeline, rx, out, writer, shutdown)
+    });
+    let result = worker
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))?;
+    let mut summary = result?;
+    summary.resumed_from = resumed_from;
+    // The predict loop may stop before the source ends (strict, max events, closed output);
+    // the source then sees its channel closed and stops.
+    let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
+    summary.dropped_datagrams = stats.dropped_datagrams();
+    Ok(summary)
+}
+
+fn writer_for(output: &OutputTarget) -> Result<Box<dyn Write + Send>, RunError> {
+    Ok(match output {
         OutputTarget::Stdout => Box::new(std::io::stdout()),
         OutputTarget::File(p) => Box::new(std::fs::File::create(p).map_err(|e| {
             RunError::Config(crate::Error::config(
@@ -223,36 +310,159 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunEr
             ))
         })?),
         OutputTarget::Discard => Box::new(std::io::sink()),
-    };
-    let (rx, handle) = source::spawn(config.source.clone(), shutdown.clone())?;
-    let stats = handle.stats().clone();
-    let cfg = config.clone();
-    let worker =
-        tokio::task::spawn_blocking(move || predict_loop(cfg, pipeline, rx, writer, shutdown));
-    let result = worker
-        .await
-        .map_err(|e| RunError::Internal(e.to_string()))?;
-    let mut summary = result?;
-    // The predict loop may stop before the source ends (strict, max events, closed output);
-    // the source then sees its channel closed and stops.
-    let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
-    summary.dropped_datagrams = stats.dropped_datagrams();
-    Ok(summary)
+    })
+}
+
+/// The checkpoint schedule of a run.
+struct Checkpoints {
+    writer: checkpoint::Writer,
+    every: Option<u64>,
+    interval: Option<Duration>,
+    last_events: u64,
+    last_time: Instant,
+    deferred: u64,
+    waiting: bool,
+}
+
+impl Checkpoints {
+    /// After an event: if a checkpoint is due and the writer is free, snapshot, serialize
+    /// and hand it over.
+    fn after_event(&mut self, pipeline: &mut Pipeline) -> Result<(), RunError> {
+        let events = pipeline.events();
+        let due = self
+            .every
+            .is_some_and(|n| events >= self.last_events.saturating_add(n))
+            || self.interval.is_some_and(|d| self.last_time.elapsed() >= d);
+        if !due {
+            return Ok(());
+        }
+        if !self.writer.is_idle() {
+            if !self.waiting {
+                self.waiting = true;
+                self.deferred += 1;
+            }
+            return Ok(());
+        }
+        self.waiting = false;
+        let bytes = checkpoint::encode(&pipeline.snapshot()?)?;
+        self.writer.try_submit(bytes);
+        self.last_events = events;
+        self.last_time = Instant::now();
+        Ok(())
+    }
 }
 
 fn predict_loop(
     config: RunConfig,
     mut pipeline: Pipeline,
-    mut rx: tokio::sync::mpsc::Receiver<SourceItem>,
+    rx: tokio::sync::mpsc::Receiver<SourceItem>,
     writer: Box<dyn Write + Send>,
+    ckpt_writer: Option<checkpoint::Writer>,
     shutdown: Shutdown,
 ) -> Result<Summary, RunError> {
     let mut out = RecordWriter::new(writer, config.output_format);
     let mut rejects = RejectLog { count: 0 };
     let bar = progress_bar(&config);
     let started = Instant::now();
-    let mut first_time: Option<f64> = None;
     let mut events = 0u64;
+    let mut checkpoints = ckpt_writer.map(|writer| Checkpoints {
+        writer,
+        every: config.checkpoint.as_ref().and_then(|c| c.every),
+        interval: config.checkpoint.as_ref().and_then(|c| c.interval),
+        last_events: pipeline.events(),
+        last_time: Instant::now(),
+        deferred: 0,
+        waiting: false,
+    });
+    let result = event_loop(
+        &config,
+        &mut pipeline,
+        rx,
+        &mut out,
+        &mut rejects,
+        &bar,
+        &mut events,
+        &mut checkpoints,
+    );
+    let mut ended_by = match &result {
+        Ok(e) => *e,
+        Err(_) => "error",
+    };
+    if shutdown.is_shutdown() && ended_by == "end of input" {
+        ended_by = "shutdown";
+    }
+    let flushed = out.flush();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let joined = pipeline.finish();
+    // The final checkpoint is written whatever ended the run: the state is consistent
+    // after every event (a rejected record changes nothing).
+    let mut ck_stats = checkpoint::WriterStats::default();
+    let mut deferred = 0;
+    if let Some(c) = checkpoints {
+        deferred = c.deferred;
+        let last = pipeline
+            .snapshot()
+            .map_err(RunError::from)
+            .and_then(|s| checkpoint::encode(&s).map_err(RunError::from));
+        match last {
+            Ok(bytes) => ck_stats = c.writer.finish(Some(&bytes))?,
+            Err(e) => {
+                let _ = c.writer.finish(None);
+                return Err(e);
+            }
+        }
+    }
+    result?;
+    match flushed {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ended_by = "output closed",
+        Err(e) => return Err(RunError::Output(e)),
+    }
+    joined?;
+    let wall = started.elapsed().as_secs_f64();
+    let (mse, naive) = pipeline.last20();
+    let learner = pipeline.learner();
+    Ok(Summary {
+        events,
+        updates: learner.map_or(0, |l| l.updates()),
+        skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
+        rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
+        rejected: rejects.count,
+        dropped_datagrams: 0,
+        anomalies: pipeline.anomalies(),
+        mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
+        mse_last20: mse,
+        naive_mse_last20: naive,
+        events_per_sec: if wall > 0.0 {
+            events as f64 / wall
+        } else {
+            0.0
+        },
+        wall_seconds: wall,
+        ended_by: ended_by.to_string(),
+        resumed_from: None,
+        checkpoints: ck_stats.written,
+        checkpoints_deferred: deferred,
+        checkpoint_failures: ck_stats.failed,
+    })
+}
+
+/// Processes items until the input ends or the run must stop; returns why it ended.
+#[allow(clippy::too_many_arguments)]
+fn event_loop(
+    config: &RunConfig,
+    pipeline: &mut Pipeline,
+    mut rx: tokio::sync::mpsc::Receiver<SourceItem>,
+    out: &mut RecordWriter<Box<dyn Write + Send>>,
+    rejects: &mut RejectLog,
+    bar: &Option<indicatif::ProgressBar>,
+    events: &mut u64,
+    checkpoints: &mut Option<Checkpoints>,
+) -> Result<&'static str, RunError> {
+    let started = Instant::now();
+    let mut first_time: Option<f64> = None;
     let mut ended_by = "end of input";
     let mut dirty = false;
     loop {
@@ -290,9 +500,12 @@ fn predict_loop(
                             return Err(RunError::Output(e));
                         }
                         dirty = true;
-                        events += 1;
-                        if let Some(b) = &bar {
+                        *events += 1;
+                        if let Some(b) = bar {
                             b.inc(1);
+                        }
+                        if let Some(c) = checkpoints.as_mut() {
+                            c.after_event(pipeline)?;
                         }
                     }
                     Err(e) => {
@@ -305,7 +518,7 @@ fn predict_loop(
                         rejects.note(&rec.origin, &e);
                     }
                 }
-                if config.max_events.is_some_and(|m| events >= m) {
+                if config.max_events.is_some_and(|m| *events >= m) {
                     ended_by = "max events";
                     break;
                 }
@@ -324,7 +537,7 @@ fn predict_loop(
                     });
                 }
                 rejects.note(&at, &error);
-                if let Some(b) = &bar {
+                if let Some(b) = bar {
                     b.inc(1);
                 }
             }
@@ -335,40 +548,7 @@ fn predict_loop(
             },
         }
     }
-    if shutdown.is_shutdown() && ended_by == "end of input" {
-        ended_by = "shutdown";
-    }
-    match out.flush() {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ended_by = "output closed",
-        Err(e) => return Err(RunError::Output(e)),
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    pipeline.finish()?;
-    let wall = started.elapsed().as_secs_f64();
-    let (mse, naive) = pipeline.last20();
-    let learner = pipeline.learner();
-    Ok(Summary {
-        events,
-        updates: learner.map_or(0, |l| l.updates()),
-        skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
-        rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
-        rejected: rejects.count,
-        dropped_datagrams: 0,
-        anomalies: pipeline.anomalies(),
-        mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
-        mse_last20: mse,
-        naive_mse_last20: naive,
-        events_per_sec: if wall > 0.0 {
-            events as f64 / wall
-        } else {
-            0.0
-        },
-        wall_seconds: wall,
-        ended_by: ended_by.to_string(),
-    })
+    Ok(ended_by)
 }
 
 /// Sleeps until an event's time, scaled by the replay speed, is due.

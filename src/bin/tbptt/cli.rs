@@ -10,7 +10,9 @@ Examples:
   tbptt replay log.csv --speed 60x --cell lstm --hidden 64 -T 48 -k 4
   tbptt learn --listen tcp://127.0.0.1:9000 --format jsonl --threshold 5
   tbptt learn --listen udp://127.0.0.1:9001 --columns cpu,mem --time ts
-  tbptt learn --connect 127.0.0.1:9000 --output-format jsonl";
+  tbptt learn --connect 127.0.0.1:9000 --output-format jsonl
+  tbptt learn --listen tcp://127.0.0.1:9000 --checkpoint /var/lib/tbptt/model.ckpt --checkpoint-interval 60
+  tbptt inspect /var/lib/tbptt/model.ckpt --json";
 
 /// Streaming online learner: a recurrent network that forecasts every event of a stream at
 /// once and learns from it by truncated backpropagation through time, TBPTT(k, T).
@@ -35,6 +37,71 @@ pub enum Command {
     /// optionally paced by the log's timestamps, with a progress bar on a terminal.
     #[command(after_help = EXAMPLES)]
     Replay(ReplayArgs),
+    /// Show what a checkpoint holds: configuration, events seen, updates, loss, size. Exits
+    /// with code 2 and names the problem if the file is truncated, corrupt, of an unknown
+    /// version or otherwise unusable.
+    Inspect(InspectArgs),
+}
+
+/// Flags of `inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The checkpoint file.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Print one JSON object instead of the human-readable form.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Checkpoint and resume flags, shared by `learn` and `replay`.
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    /// Write checkpoints of the whole learner state to this file (atomically; older ones
+    /// are kept as PATH.1, PATH.2). If PATH exists, the run resumes from it unless
+    /// --no-resume. A final checkpoint is written when the run ends.
+    #[arg(long, value_name = "PATH", help_heading = "Checkpoints")]
+    pub checkpoint: Option<PathBuf>,
+    /// Write a checkpoint every N events.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "checkpoint",
+        value_parser = clap::value_parser!(u64).range(1..),
+        help_heading = "Checkpoints"
+    )]
+    pub checkpoint_every: Option<u64>,
+    /// Write a checkpoint when this many seconds have passed since the last (default 60
+    /// when neither this nor --checkpoint-every is given).
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "checkpoint",
+        help_heading = "Checkpoints"
+    )]
+    pub checkpoint_interval: Option<f64>,
+    /// Checkpoint files kept in all, the newest at PATH.
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=100),
+        help_heading = "Checkpoints"
+    )]
+    pub checkpoint_keep: u64,
+    /// Resume from this checkpoint (it must exist and load). Model flags given together with
+    /// it must match the checkpoint's settings.
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "no_resume",
+        help_heading = "Checkpoints"
+    )]
+    pub resume: Option<PathBuf>,
+    /// Start fresh even when the --checkpoint file exists (it is then replaced, and rotated
+    /// to PATH.1).
+    #[arg(long, requires = "checkpoint", help_heading = "Checkpoints")]
+    pub no_resume: bool,
 }
 
 /// Flags of `learn`.
@@ -196,4 +263,7 @@ pub struct Common {
     /// Do not print the summary on stderr.
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
 }
