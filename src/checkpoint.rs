@@ -461,6 +461,20 @@ pub fn temp_path(path: &Path) -> PathBuf {
     folder(path).join(format!(".{name}.tmp.{}", std::process::id()))
 }
 
+/// Removes temporary files `.NAME.tmp.*` left next to `path` by a crashed writer.
+fn remove_stale_temps(path: &Path) {
+    let Some(name) = path.file_name() else { return };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(folder(path)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically, keeping `keep` files in all: the previous `PATH`
 /// becomes `PATH.1`, `PATH.1` becomes `PATH.2`, ... up to `PATH.{keep-1}`.
 ///
@@ -585,6 +599,7 @@ pub struct WriterStats {
 /// Writes checkpoints on its own thread: [`Writer::try_submit`] hands over serialized bytes
 /// through a channel of capacity 1 and returns at once; when a write is still in progress the
 /// checkpoint is skipped and counted. [`Writer::finish`] writes a last one and waits.
+/// Starting a writer removes temporary files a crashed writer left next to the path.
 pub struct Writer {
     path: PathBuf,
     keep: usize,
@@ -601,6 +616,7 @@ impl Writer {
     /// [`CheckpointError::Io`] if the temporary file cannot be created or the thread cannot
     /// start.
     pub fn spawn(path: &Path, keep: usize) -> Result<Self, CheckpointError> {
+        remove_stale_temps(path);
         let tmp = temp_path(path);
         std::fs::File::create(&tmp).map_err(io(&tmp))?;
         let _ = std::fs::remove_file(&tmp);

@@ -1,7 +1,10 @@
 //! Integration tests of tbptt: golden comparisons with PyTorch, gradient checks, learning.
 
+mod checkpoint;
 mod cli;
 mod golden;
 mod gradcheck;
+mod hostile;
 mod learning;
+mod memory;
 mod util;

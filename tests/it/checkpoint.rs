@@ -1,0 +1,500 @@
+//! Checkpoints: exact resume, every corrupted-file case with its specific error (library and
+//! command), the committed version-1 file, and crash safety under SIGKILL.
+
+use crate::util::{run, tbptt, Input, Proc, TempDir};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tbptt::checkpoint::{self, CheckpointError, HEADER_LEN};
+use tbptt::event::Event;
+use tbptt::pipeline::{Pipeline, PipelineConfig};
+
+/// Line `t` of a deterministic noisy two-tone input.
+fn line(t: usize) -> String {
+    let noise = ((t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
+    let x = 20.0 + 3.0 * (t as f64 * 0.13).sin() + (t as f64 * 0.041).cos() + 0.2 * noise;
+    format!("{x:.6}\n")
+}
+
+fn lines(range: std::ops::Range<usize>) -> Vec<u8> {
+    range.map(line).collect::<String>().into_bytes()
+}
+
+const MODEL: [&str; 6] = ["--hidden", "8", "-T", "16", "-k", "4"];
+
+/// The complete data records of a CSV output (without its header line, and without a last
+/// line cut short by a kill).
+fn records(csv: &[u8]) -> Vec<String> {
+    let complete = match csv.iter().rposition(|b| *b == b'\n') {
+        Some(i) => &csv[..=i],
+        None => &[][..],
+    };
+    String::from_utf8(complete.to_vec())
+        .expect("UTF-8 output")
+        .lines()
+        .filter(|l| !l.starts_with("index,"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `tbptt inspect --json PATH`, parsed.
+fn inspect(path: &Path) -> serde_json::Value {
+    let mut cmd = tbptt(["inspect", "--json"]);
+    cmd.arg(path);
+    let done = run(cmd, Input::Null);
+    done.assert_code(0);
+    serde_json::from_str(&done.stdout_str()).expect("inspect prints JSON")
+}
+
+#[test]
+fn resume_in_sync_mode_is_byte_identical_to_one_run() {
+    let dir = TempDir::new("resume");
+    let ck = dir.join("model.ckpt");
+    let n = 3000;
+    let mut whole = tbptt(["learn", "--sync"]);
+    whole.args(MODEL);
+    let whole = run(whole, Input::Bytes(lines(0..n)));
+    whole.assert_code(0);
+
+    let mut first = tbptt(["learn", "--sync", "--checkpoint-every", "700", "--checkpoint"]);
+    first.arg(&ck).args(MODEL);
+    let first = run(first, Input::Bytes(lines(0..n / 2)));
+    first.assert_code(0);
+    assert!(first.stderr.contains("checkpoints       3 written"), "{}", first.stderr);
+    let info = inspect(&ck);
+    assert_eq!(info["events"], 1500);
+    assert_eq!(info["version"], 1);
+    // A new process resumes from the checkpoint (the default when it exists).
+    let mut second = tbptt(["learn", "--sync", "--checkpoint"]);
+    second.arg(&ck).args(MODEL);
+    let second = run(second, Input::Bytes(lines(n / 2..n)));
+    second.assert_code(0);
+    assert!(
+        second.stderr.contains("resumed after 1500; 3000 in all"),
+        "{}",
+        second.stderr
+    );
+    let mut joined = records(&first.stdout);
+    joined.extend(records(&second.stdout));
+    let reference = records(&whole.stdout);
+    assert_eq!(joined.len(), n);
+    for (i, (a, b)) in joined.iter().zip(&reference).enumerate() {
+        assert_eq!(a, b, "record {i} differs");
+    }
+    // The resumed run's own output starts with a header and continues the indices.
+    assert!(second.stdout.starts_with(b"index,time,key,error"));
+    assert!(records(&second.stdout)[0].starts_with("1500,"));
+    assert_eq!(inspect(&ck)["events"], 3000);
+    // --resume names the file explicitly (and -o none still checkpoints nothing new here).
+    let mut third = tbptt(["learn", "--sync", "-o", "none", "--resume"]);
+    third.arg(&ck);
+    run(third, Input::Bytes(lines(n..n + 10))).assert_code(0);
+}
+
+#[test]
+fn a_background_trainer_resumes_with_its_optimizer_state() {
+    let dir = TempDir::new("resume-bg");
+    let ck = dir.join("bg.ckpt");
+    let mut first = tbptt(["learn", "-o", "none", "--checkpoint-every", "500", "--checkpoint"]);
+    first.arg(&ck).args(MODEL);
+    run(first, Input::Bytes(lines(0..2000))).assert_code(0);
+    let info = inspect(&ck);
+    assert_eq!(info["events"], 2000);
+    let updates = info["updates"].as_u64().unwrap();
+    assert!(updates > 0);
+    assert_eq!(info["optimizer_steps"], updates);
+    let mut second = tbptt(["learn", "--checkpoint"]);
+    second.arg(&ck).args(MODEL);
+    let second = run(second, Input::Bytes(lines(2000..2100)));
+    second.assert_code(0);
+    assert!(records(&second.stdout)[0].starts_with("2000,"));
+    let after = inspect(&ck);
+    assert_eq!(after["events"], 2100);
+    assert!(after["updates"].as_u64().unwrap() >= updates);
+    // --no-resume starts fresh and rotates the old file to .1.
+    let mut fresh = tbptt(["learn", "--no-resume", "--checkpoint"]);
+    fresh.arg(&ck).args(MODEL);
+    let fresh = run(fresh, Input::Bytes(lines(0..10)));
+    fresh.assert_code(0);
+    assert!(records(&fresh.stdout)[0].starts_with("0,"));
+    assert_eq!(inspect(&ck)["events"], 10);
+    assert_eq!(inspect(&checkpoint::rotated(&ck, 1))["events"], 2100);
+}
+
+/// A small pipeline's checkpoint bytes.
+fn sample_bytes() -> Vec<u8> {
+    let mut config = PipelineConfig::default();
+    config.learner.d_hidden = 4;
+    config.learner.window = 8;
+    config.learner.every = 4;
+    let mut p = Pipeline::new(config).unwrap();
+    let mut ev = Event::new();
+    for t in 0..100 {
+        ev.values.clear();
+        ev.values.push(t as f64 % 7.0);
+        p.process(&ev).unwrap();
+    }
+    checkpoint::encode(&p.snapshot().unwrap()).unwrap()
+}
+
+/// Rewrites both checksums after an edit, so later checks are reached.
+fn reseal(b: &mut [u8]) {
+    let pcrc = checkpoint::crc32(&b[HEADER_LEN..]);
+    b[26..30].copy_from_slice(&pcrc.to_le_bytes());
+    let hcrc = checkpoint::crc32(&b[..30]);
+    b[30..34].copy_from_slice(&hcrc.to_le_bytes());
+}
+
+#[test]
+fn every_corruption_gives_its_specific_error() {
+    let good = sample_bytes();
+    let len = good.len();
+    assert!(checkpoint::decode(&good).is_ok());
+    // Truncated at 10 offsets.
+    for cut in [0, 5, 9, 10, 20, 33, 34, 100, len / 2, len - 1] {
+        match checkpoint::decode(&good[..cut]) {
+            Err(CheckpointError::Truncated { expected, got }) => {
+                assert_eq!(got, cut as u64);
+                let want = if cut < HEADER_LEN { HEADER_LEN } else { len };
+                assert_eq!(expected, want as u64, "cut at {cut}");
+            }
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    // Flipped bytes: in the payload, in each header field, in the magic, in the version.
+    for at in [HEADER_LEN, HEADER_LEN + 7, len / 2, len - 1] {
+        let mut b = good.clone();
+        b[at] ^= 0x40;
+        assert!(
+            matches!(checkpoint::decode(&b), Err(CheckpointError::Corrupt { region: "payload", .. })),
+            "flip at {at}"
+        );
+    }
+    for at in [10, 17, 18, 25, 26, 29, 30, 33] {
+        let mut b = good.clone();
+        b[at] ^= 0x01;
+        let e = checkpoint::decode(&b).unwrap_err();
+        assert!(
+            matches!(e, CheckpointError::Corrupt { region: "header", .. }),
+            "flip at {at}: {e:?}"
+        );
+        assert!(e.to_string().contains("the header (bytes 0..30)"), "{e}");
+    }
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert!(matches!(
+        checkpoint::decode(&b),
+        Err(CheckpointError::BadMagic { .. })
+    ));
+    assert!(matches!(
+        checkpoint::decode(b"PK\x03\x04 a zip file"),
+        Err(CheckpointError::BadMagic { .. })
+    ));
+    let mut b = good.clone();
+    b[8..10].copy_from_slice(&2u16.to_le_bytes());
+    reseal(&mut b);
+    let e = checkpoint::decode(&b).unwrap_err();
+    assert!(matches!(
+        e,
+        CheckpointError::UnsupportedVersion { found: 2, .. }
+    ));
+    assert_eq!(
+        e.to_string(),
+        "unsupported checkpoint format version 2; this build reads [1]"
+    );
+    // Trailing bytes.
+    let mut b = good.clone();
+    b.extend_from_slice(b"extra");
+    assert!(matches!(
+        checkpoint::decode(&b),
+        Err(CheckpointError::TrailingBytes { extra: 5, .. })
+    ));
+    // Checksums right but the payload is not a state.
+    let mut b = good[..HEADER_LEN].to_vec();
+    b.extend_from_slice(&[0xc0; 16]);
+    b[18..26].copy_from_slice(&16u64.to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(
+        checkpoint::decode(&b),
+        Err(CheckpointError::Decode(_))
+    ));
+    // The header's configuration hash does not belong to the payload.
+    let mut b = good.clone();
+    b[10] ^= 0xff;
+    reseal(&mut b);
+    assert!(matches!(
+        checkpoint::decode(&b),
+        Err(CheckpointError::HashMismatch { .. })
+    ));
+    // A well-formed file whose state is inconsistent (a NaN weight, a short state).
+    let mut state = checkpoint::decode(&good).unwrap().state;
+    state.inner.as_mut().unwrap().learner.params[3] = f32::NAN;
+    let e = checkpoint::decode(&checkpoint::encode(&state).unwrap()).unwrap_err();
+    assert!(matches!(e, CheckpointError::Invalid(_)), "{e:?}");
+    assert!(e.to_string().contains("params"), "{e}");
+    let mut state = checkpoint::decode(&good).unwrap().state;
+    state.inner.as_mut().unwrap().learner.state.pop();
+    assert!(matches!(
+        checkpoint::decode(&checkpoint::encode(&state).unwrap()),
+        Err(CheckpointError::Invalid(_))
+    ));
+}
+
+#[test]
+fn a_checkpoint_with_other_settings_is_refused_by_name() {
+    let state = checkpoint::decode(&sample_bytes()).unwrap().state;
+    let mut lstm = state.config.clone();
+    lstm.learner.cell = tbptt::CellKind::Lstm;
+    let e = checkpoint::check_compatible(&state.config, &lstm).unwrap_err();
+    match &e {
+        CheckpointError::ConfigMismatch {
+            field,
+            checkpoint,
+            requested,
+        } => assert_eq!((*field, &checkpoint[..], &requested[..]), ("--cell", "gru", "lstm")),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The committed version-1 file: written by this code (`tbptt learn --sync --hidden 4 -T 8
+/// -k 4 --checkpoint tests/data/checkpoint_v1.tbptt` on 60 lines `t % 7`). Later versions
+/// of the format must keep reading it.
+fn v1_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/checkpoint_v1.tbptt")
+}
+
+#[test]
+fn the_committed_v1_checkpoint_still_loads_and_resumes() {
+    let c = checkpoint::read(&v1_file()).expect("the v1 file loads");
+    assert_eq!(c.version, 1);
+    assert_eq!(c.state.events(), 60);
+    let lc = c.state.learner_config();
+    assert_eq!((lc.cell, lc.d_hidden, lc.window, lc.every), (tbptt::CellKind::Gru, 4, 8, 4));
+    let learner = &c.state.inner.as_ref().unwrap().learner;
+    assert_eq!(learner.trainer.updates, 13);
+    assert_eq!(learner.trainer.optimizer.steps(), 13);
+    let mut p = Pipeline::restore(c.state).unwrap();
+    let mut ev = Event::new();
+    for t in 60..100 {
+        ev.values.clear();
+        ev.values.push((t % 7) as f64);
+        let out = p.process(&ev).unwrap();
+        assert_eq!(out.index, t as u64);
+        assert!(out.forecast[0].is_finite());
+    }
+    // And through the command.
+    let info = inspect(&v1_file());
+    assert_eq!(info["events"], 60);
+    let mut cmd = tbptt(["learn", "--sync", "-q", "--resume"]);
+    cmd.arg(v1_file());
+    let done = run(cmd, Input::Bytes(b"1\n2\n3\n".to_vec()));
+    done.assert_code(0);
+    assert!(records(&done.stdout)[0].starts_with("60,"));
+}
+
+#[test]
+fn the_command_refuses_bad_checkpoints_with_exit_code_2() {
+    let dir = TempDir::new("refuse");
+    let good = std::fs::read(v1_file()).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x10;
+    let mut version = good.clone();
+    version[8] = 7;
+    reseal(&mut version);
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            write("truncated", &good[..good.len() - 10]),
+            "checkpoint is truncated: expected",
+        ),
+        (write("flipped", &flipped), "checkpoint is corrupt: the payload"),
+        (write("magic", b"not a checkpoint at all"), "not a tbptt checkpoint"),
+        (
+            write("version", &version),
+            "unsupported checkpoint format version 7",
+        ),
+    ];
+    for (path, message) in &cases {
+        let mut cmd = tbptt(["inspect"]);
+        cmd.arg(path);
+        let done = run(cmd, Input::Null);
+        done.assert_code(2);
+        assert!(done.stderr.contains(message), "{}", done.stderr);
+        assert!(!done.stderr.contains("panicked"));
+        let mut cmd = tbptt(["learn", "--sync", "--resume"]);
+        cmd.arg(path);
+        let done = run(cmd, Input::Bytes(b"1\n".to_vec()));
+        done.assert_code(2);
+        assert!(done.stderr.contains("cannot resume from"), "{}", done.stderr);
+        assert!(done.stderr.contains(message), "{}", done.stderr);
+    }
+    // Wrong cell and hidden size for a GRU checkpoint.
+    let ck = write("gru.ckpt", &good);
+    for (flags, message) in [
+        (
+            &["--cell", "lstm"][..],
+            "--cell is gru in the checkpoint but lstm was requested",
+        ),
+        (
+            &["--hidden", "64"][..],
+            "--hidden is 4 in the checkpoint but 64 was requested",
+        ),
+    ] {
+        let mut cmd = tbptt(["learn", "--sync", "--checkpoint"]);
+        cmd.arg(&ck).args(flags);
+        let done = run(cmd, Input::Bytes(b"1\n".to_vec()));
+        done.assert_code(2);
+        assert!(done.stderr.contains(message), "{}", done.stderr);
+    }
+    // Flags equal to the checkpoint's are accepted.
+    let mut cmd = tbptt(["learn", "--sync", "-q", "--cell", "gru", "--hidden", "4", "--checkpoint"]);
+    cmd.arg(&ck);
+    run(cmd, Input::Bytes(b"1\n".to_vec())).assert_code(0);
+    // A corrupt newest file names the older one to fall back to.
+    std::fs::write(&ck, &good[..50]).unwrap();
+    let mut cmd = tbptt(["learn", "--sync", "--checkpoint"]);
+    cmd.arg(&ck);
+    let done = run(cmd, Input::Bytes(b"1\n".to_vec()));
+    done.assert_code(2);
+    assert!(done.stderr.contains("gru.ckpt.1; pass --resume"), "{}", done.stderr);
+}
+
+#[test]
+fn inspect_reports_configuration_counts_and_size() {
+    let mut cmd = tbptt(["inspect"]);
+    cmd.arg(v1_file());
+    let done = run(cmd, Input::Null);
+    done.assert_code(0);
+    let text = done.stdout_str();
+    for want in [
+        "format            version 1",
+        "model             gru cell, D = 1, H = 4, 1 layer",
+        "TBPTT(k = 4, T = 8)",
+        "events seen       60",
+        "updates           13 applied, 0 skipped, 0 rejected",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let size = std::fs::metadata(v1_file()).unwrap().len();
+    assert!(text.contains(&format!("{size} bytes")), "{text}");
+    let json = inspect(&v1_file());
+    assert_eq!(json["size"], size);
+    assert_eq!(json["config"]["learner"]["d_hidden"], 4);
+}
+
+/// A tiny xorshift generator (the crate has no rand dependency for tests' timing).
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
+    let dir = TempDir::new("crash");
+    let ck = dir.join("crash.ckpt");
+    let total = 60_000;
+    let every = 500u64;
+    // The uninterrupted reference.
+    let mut whole = tbptt(["learn", "--sync"]);
+    whole.args(MODEL);
+    let reference = records(&run(whole, Input::Bytes(lines(0..total))).stdout);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("crash test seed {seed}");
+    let mut rng = XorShift(seed);
+    let mut resume_at = 0usize;
+    let (mut kills, mut worst_reread) = (0, 0u64);
+    let started = Instant::now();
+    while kills < 15 && started.elapsed() < Duration::from_secs(120) {
+        let out = dir.join(&format!("out{kills}.csv"));
+        let mut cmd = tbptt(["learn", "--sync", "-q", "--checkpoint-every", "500", "-o"]);
+        cmd.arg(&out).arg("--checkpoint").arg(&ck).args(MODEL);
+        let mut child = Proc::spawn(cmd, Input::Piped);
+        let mut stdin = child.take_stdin();
+        // Feed about 20,000 lines a second in small chunks, and kill at a random moment.
+        let kill_after = Duration::from_millis(150 + rng.below(600));
+        let t0 = Instant::now();
+        let mut next = resume_at;
+        while t0.elapsed() < kill_after && next < total {
+            let end = (next + 200).min(total);
+            if stdin.write_all(&lines(next..end)).is_err() {
+                break;
+            }
+            next = end;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .expect("kill -KILL");
+        assert!(status.success());
+        drop(stdin);
+        let _ = child.finish(Duration::from_secs(10));
+        kills += 1;
+        if !ck.exists() {
+            // Killed before the first checkpoint: start over from 0.
+            assert_eq!(resume_at, 0);
+            continue;
+        }
+        // The newest checkpoint on disk loads...
+        let info = inspect(&ck);
+        let saved = info["events"].as_u64().unwrap();
+        assert!(saved >= resume_at as u64, "checkpoint went back from {resume_at} to {saved}");
+        // ... and the events re-read after resuming are at most one checkpoint interval:
+        // what the killed process had already written out beyond the checkpoint.
+        let written = records(&std::fs::read(&out).unwrap_or_default());
+        let processed = resume_at as u64 + written.len() as u64;
+        let reread = processed.saturating_sub(saved);
+        worst_reread = worst_reread.max(reread);
+        assert!(
+            reread <= every,
+            "{reread} events re-read after resume (checkpoint at {saved}, {processed} written)"
+        );
+        // Every record written before the crash is the reference's record.
+        for r in &written {
+            let i: usize = r.split(',').next().unwrap().parse().unwrap();
+            assert_eq!(r, &reference[i], "record {i} after resume differs");
+        }
+        // At most the killed process's temporary file is left (the next run removes it).
+        let temps = dir
+            .path()
+            .read_dir()
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".crash.ckpt.tmp.")
+            })
+            .count();
+        assert!(temps <= 1, "{temps} temporary files left");
+        resume_at = saved as usize;
+    }
+    assert!(kills >= 10, "only {kills} kills in the time allowed");
+    // A last run resumes and finishes the input: its records are the reference's.
+    let out = dir.join("last.csv");
+    let mut cmd = tbptt(["learn", "--sync", "-q", "-o"]);
+    cmd.arg(&out).arg("--checkpoint").arg(&ck).args(MODEL);
+    run(cmd, Input::Bytes(lines(resume_at..total))).assert_code(0);
+    let rest = records(&std::fs::read(&out).unwrap());
+    assert_eq!(rest.len(), total - resume_at);
+    assert_eq!(rest[..], reference[resume_at..]);
+    eprintln!(
+        "{kills} kills, resumed up to event {resume_at}, at most {worst_reread} events re-read \
+         (interval {every})"
+    );
+}

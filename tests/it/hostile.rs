@@ -1,0 +1,243 @@
+//! Hostile streams: huge values, a burst of 1e30, alternating ±1e15. The NaN guard rejects
+//! non-finite updates without touching weights or optimizer state, clipping bounds the
+//! finite ones, and learning continues after the burst.
+
+use crate::util::{run, tbptt, Input, TempDir};
+use tbptt::event::Event;
+use tbptt::model::ModelConfig;
+use tbptt::pipeline::{Pipeline, PipelineConfig};
+use tbptt::ring::Ring;
+use tbptt::{CellKind, Learner, LearnerConfig, Model, OptimizerConfig, Trainer, TrainerConfig};
+
+/// A deterministic noisy two-tone signal.
+fn signal(t: usize) -> f64 {
+    let noise = ((t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
+    (t as f64 * 0.11).sin() + 0.5 * (t as f64 * 0.037).cos() + 0.05 * (noise - 0.5)
+}
+
+fn optimizer_is_finite<T: tbptt::Float>(o: &tbptt::Optimizer<T>) -> bool {
+    // serde_json writes a non-finite float as null.
+    let v = serde_json::to_string(o).expect("serialize optimizer");
+    !v.contains("null")
+}
+
+#[test]
+fn a_non_finite_update_leaves_weights_and_optimizer_unchanged() {
+    let mc = ModelConfig {
+        cell: CellKind::Gru,
+        d_input: 1,
+        d_hidden: 8,
+        layers: 1,
+        d_output: 1,
+    };
+    let tc = TrainerConfig {
+        window: 8,
+        every: 4,
+        ..Default::default()
+    };
+    let mut model = Model::<f32>::new(mc, 3).unwrap();
+    let mut trainer = Trainer::new(&mc, tc).unwrap();
+    let mut ring = Ring::<f32>::new(8, 1, 1, mc.state_len());
+    let zeros = vec![0.0f32; mc.state_len()];
+    for t in 0..8 {
+        let x = signal(t) as f32;
+        ring.push(&[x], &[signal(t + 1) as f32], &zeros);
+    }
+    let stats = trainer.update(&mut model, &ring).unwrap();
+    assert!(stats.applied);
+    // 1e30 targets: the squared error overflows f32 to infinity.
+    for _ in 0..8 {
+        ring.push(&[1.0], &[1e30], &zeros);
+    }
+    let (params, opt) = (model.params().to_vec(), trainer.optimizer().clone());
+    let stats = trainer.update(&mut model, &ring).unwrap();
+    assert!(!stats.applied && !stats.loss.is_finite(), "{stats:?}");
+    assert_eq!(model.params(), &params[..]);
+    assert_eq!(trainer.optimizer(), &opt);
+    assert_eq!((trainer.updates(), trainer.rejected()), (1, 1));
+    // The next normal window trains again.
+    for t in 0..8 {
+        ring.push(&[signal(t) as f32], &[signal(t + 1) as f32], &zeros);
+    }
+    assert!(trainer.update(&mut model, &ring).unwrap().applied);
+    assert_eq!(trainer.updates(), 2);
+}
+
+#[test]
+fn clipping_bounds_an_exploding_but_finite_gradient() {
+    let mc = ModelConfig {
+        cell: CellKind::Elman,
+        d_input: 1,
+        d_hidden: 8,
+        layers: 1,
+        d_output: 1,
+    };
+    let tc = TrainerConfig {
+        window: 8,
+        every: 4,
+        optimizer: OptimizerConfig::sgd(0.1),
+        clip: Some(1.0),
+        ..Default::default()
+    };
+    let mut model = Model::<f64>::new(mc, 5).unwrap();
+    let mut trainer = Trainer::new(&mc, tc).unwrap();
+    let mut ring = Ring::<f64>::new(8, 1, 1, mc.state_len());
+    let zeros = vec![0.0; mc.state_len()];
+    for t in 0..8 {
+        let sign = if t % 2 == 0 { 1.0 } else { -1.0 };
+        ring.push(&[sign * 1e15], &[-sign * 1e15], &zeros);
+    }
+    let before = model.params().to_vec();
+    let stats = trainer.update(&mut model, &ring).unwrap();
+    assert!(stats.applied && stats.grad_norm > 1e10, "{stats:?}");
+    // SGD moves the weights by lr · (clipped gradient): at most 0.1 in norm.
+    let moved = model
+        .params()
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(moved <= 0.1 + 1e-12 && moved > 0.09, "moved {moved}");
+}
+
+/// Mean squared forecast error of a learner over `xs` (raw values).
+fn feed(learner: &mut Learner<f32>, xs: impl Iterator<Item = f64>) -> (f64, f64, usize) {
+    let (mut se, mut naive, mut n) = (0.0, 0.0, 0usize);
+    let mut prev = None::<f64>;
+    for x in xs {
+        let p = learner.step(&[x as f32]).unwrap();
+        assert!(p.forecast.iter().all(|v| v.is_finite()));
+        if let (Some(e), Some(q)) = (p.error, prev) {
+            se += e as f64;
+            naive += (x - q).powi(2);
+            n += 1;
+        }
+        prev = Some(x);
+    }
+    (se / n as f64, naive / n as f64, n)
+}
+
+#[test]
+fn a_learner_survives_a_1e30_burst_and_alternating_1e15_and_keeps_learning() {
+    let mut learner = LearnerConfig {
+        d_hidden: 16,
+        window: 16,
+        every: 4,
+        ..Default::default()
+    }
+    .build::<f32>()
+    .unwrap();
+    let (before, naive_before, _) = feed(&mut learner, (0..4000).map(signal));
+    let rejected_before = learner.rejected_updates();
+    // Raw values straight into the network: 1e30 makes the f32 loss infinite.
+    feed(&mut learner, std::iter::repeat_n(1e30, 20));
+    let hostile = (0..40).map(|t| if t % 2 == 0 { 1e15 } else { -1e15 });
+    feed(&mut learner, hostile);
+    assert!(learner.model().params().iter().all(|p| p.is_finite()));
+    assert!(optimizer_is_finite(learner.trainer().unwrap().optimizer()));
+    let rejected = learner.rejected_updates() - rejected_before;
+    assert!(rejected >= 5, "only {rejected} updates rejected");
+    let updates_after_burst = learner.updates();
+    // Learning continues: after a while the error is back near its level before the burst.
+    feed(&mut learner, (4000..10000).map(signal));
+    let (after, naive_after, _) = feed(&mut learner, (10000..12000).map(signal));
+    assert!(learner.updates() > updates_after_burst + 1000);
+    assert!(learner.model().params().iter().all(|p| p.is_finite()));
+    eprintln!(
+        "before the burst: MSE {before:.5} (naive {naive_before:.5}); after: {after:.5} \
+         (naive {naive_after:.5}); {rejected} updates rejected"
+    );
+    assert!(after < 0.5 * naive_after, "after {after} vs naive {naive_after}");
+    assert!(after < 3.0 * before + 1e-3, "after {after} vs before {before}");
+}
+
+#[test]
+fn a_pipeline_normalizes_a_burst_away_and_its_forecasts_recover() {
+    let mut config = PipelineConfig::default();
+    config.learner.d_hidden = 16;
+    config.learner.window = 16;
+    config.learner.every = 4;
+    let mut p = Pipeline::new(config).unwrap();
+    let mut ev = Event::new();
+    let mut errs = Vec::new();
+    let values = (0..4000)
+        .map(|t| 100.0 + 10.0 * signal(t))
+        .chain(std::iter::repeat_n(1e30, 20))
+        .chain((0..40).map(|t| if t % 2 == 0 { 1e15 } else { -1e15 }))
+        .chain((4000..12000).map(|t| 100.0 + 10.0 * signal(t)));
+    for (i, x) in values.enumerate() {
+        ev.values.clear();
+        ev.values.push(x);
+        let out = p.process(&ev).unwrap();
+        assert!(out.forecast.iter().all(|v| v.is_finite()), "event {i}");
+        errs.push(out.error.unwrap_or(0.0));
+    }
+    let l = p.learner().unwrap();
+    assert!(l.model().params().iter().all(|v| v.is_finite()));
+    let mean = |r: std::ops::Range<usize>| errs[r.clone()].iter().sum::<f64>() / r.len() as f64;
+    let before = mean(3000..4000);
+    let after = mean(errs.len() - 1000..errs.len());
+    eprintln!("pipeline MSE before the burst {before:.4}, at the end {after:.4}");
+    assert!(after < 3.0 * before + 0.05, "after {after} vs before {before}");
+    // The anomaly score flagged the burst.
+    assert!(p.anomalies() >= 20);
+}
+
+#[test]
+fn the_command_survives_hostile_values_with_finite_output() {
+    let dir = TempDir::new("hostile");
+    let summary = dir.join("summary.json");
+    let mut input = String::new();
+    for t in 0..3000 {
+        input.push_str(&format!("{}\n", 50.0 + 5.0 * signal(t)));
+    }
+    for _ in 0..20 {
+        input.push_str("1e30\n");
+    }
+    for t in 0..40 {
+        input.push_str(if t % 2 == 0 { "1e15\n" } else { "-1e15\n" });
+    }
+    input.push_str("1e308\n-1.7976931348623157e308\n");
+    for t in 3000..9000 {
+        input.push_str(&format!("{}\n", 50.0 + 5.0 * signal(t)));
+    }
+    let mut cmd = tbptt([
+        "learn",
+        "--sync",
+        "--hidden",
+        "16",
+        "-T",
+        "16",
+        "-k",
+        "4",
+        "--output-format",
+        "jsonl",
+        "--summary",
+    ]);
+    cmd.arg(&summary);
+    let done = run(cmd, Input::Bytes(input.into_bytes()));
+    done.assert_code(0);
+    let out = done.stdout_str();
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect();
+    assert_eq!(records.len(), 9062);
+    for r in &records {
+        let f = r["forecast"][0].as_f64();
+        assert!(f.is_some_and(f64::is_finite), "non-finite forecast in {r}");
+    }
+    let err = |r: std::ops::Range<usize>| {
+        records[r.clone()]
+            .iter()
+            .map(|r| r["error"].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+            / r.len() as f64
+    };
+    let (before, after) = (err(2000..3000), err(8062..9062));
+    eprintln!("command: MSE before the burst {before:.4}, at the end {after:.4}");
+    assert!(after < 3.0 * before + 0.05, "after {after} vs before {before}");
+    let s = crate::util::summary(&summary);
+    assert_eq!(s["events"], 9062);
+}

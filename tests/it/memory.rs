@@ -1,0 +1,126 @@
+//! Bounded memory: a producer much faster than the learner keeps the resident set flat, and
+//! an over-long line is never buffered. Resident memory is read from /proc (Linux only).
+
+use crate::util::{summary, tbptt, Input, Proc, TempDir};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// VmRSS of a process in KiB, `None` once it has exited (or off Linux).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Samples the child's resident set every 20 ms until it exits.
+fn sample_until_exit(child: &mut Proc, limit: Duration) -> Vec<(f64, u64)> {
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    while !child.exited() {
+        assert!(t0.elapsed() < limit, "the command did not finish in {limit:?}");
+        if let Some(kib) = rss_kib(child.id()) {
+            samples.push((t0.elapsed().as_secs_f64(), kib));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    samples
+}
+
+#[test]
+fn a_flood_ten_times_faster_than_training_keeps_memory_flat() {
+    if rss_kib(std::process::id()).is_none() {
+        eprintln!("no /proc: skipped");
+        return;
+    }
+    let dir = TempDir::new("flood");
+    let sum = dir.join("summary.json");
+    // A slow learner (H = 64, T = 64, an update every 2 events) on a background trainer.
+    let mut cmd = tbptt([
+        "learn", "-o", "none", "-q", "--hidden", "64", "-T", "64", "-k", "2", "--summary",
+    ]);
+    cmd.arg(&sum);
+    let mut child = Proc::spawn(cmd, Input::Piped);
+    let mut stdin = child.take_stdin();
+    let lines: usize = 1_000_000;
+    let producer = std::thread::spawn(move || {
+        let mut chunk = String::with_capacity(1 << 20);
+        let mut t = 0usize;
+        while t < lines {
+            chunk.clear();
+            for i in t..(t + 10_000).min(lines) {
+                let x = (i as f64 * 0.05).sin() * 10.0 + (i % 13) as f64;
+                chunk.push_str(&format!("{x:.4},{}\n", i % 100));
+            }
+            t += 10_000;
+            if stdin.write_all(chunk.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let samples = sample_until_exit(&mut child, Duration::from_secs(300));
+    producer.join().unwrap();
+    let done = child.finish(Duration::from_secs(10));
+    done.assert_code(0);
+    let s = summary(&sum);
+    assert_eq!(s["events"], lines as u64);
+    let (applied, skipped) = (
+        s["updates"].as_u64().unwrap(),
+        s["skipped_updates"].as_u64().unwrap(),
+    );
+    // Due updates: one per 2 events once the ring is full.
+    assert!(applied + skipped >= (lines as u64 - 64) / 2 - 1);
+    assert!(
+        skipped >= 9 * applied,
+        "the producer was not 10x faster than training: {applied} applied, {skipped} skipped"
+    );
+    assert!(samples.len() >= 20, "only {} RSS samples", samples.len());
+    let n = samples.len();
+    let first_quarter = samples[..n / 4].iter().map(|s| s.1).max().unwrap();
+    let second_half = samples[n / 2..].iter().map(|s| s.1).max().unwrap();
+    let peak = samples.iter().map(|s| s.1).max().unwrap();
+    eprintln!(
+        "flood: {lines} events in {:.1} s, {applied} updates applied, {skipped} skipped; \
+         RSS max first quarter {first_quarter} KiB, second half {second_half} KiB, peak {peak} KiB \
+         ({n} samples)",
+        samples[n - 1].0
+    );
+    assert!(
+        second_half < first_quarter * 3 / 2 + 4096,
+        "RSS grew: {first_quarter} KiB in the first quarter, {second_half} KiB in the second half"
+    );
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn a_100_mb_line_without_newline_is_never_buffered() {
+    if rss_kib(std::process::id()).is_none() {
+        eprintln!("no /proc: skipped");
+        return;
+    }
+    let dir = TempDir::new("longline");
+    let sum = dir.join("summary.json");
+    let mut cmd = tbptt(["learn", "--sync", "-o", "none", "-q", "--max-line", "1000", "--summary"]);
+    cmd.arg(&sum);
+    let mut child = Proc::spawn(cmd, Input::Piped);
+    let mut stdin = child.take_stdin();
+    let producer = std::thread::spawn(move || {
+        stdin.write_all(b"1\n2\n3\n").unwrap();
+        let block = vec![b'7'; 1 << 20];
+        for _ in 0..100 {
+            if stdin.write_all(&block).is_err() {
+                return;
+            }
+        }
+        // The long line ends; learning goes on.
+        let _ = stdin.write_all(b"\n4\n5\n");
+    });
+    let samples = sample_until_exit(&mut child, Duration::from_secs(120));
+    producer.join().unwrap();
+    child.finish(Duration::from_secs(10)).assert_code(0);
+    let s = summary(&sum);
+    assert_eq!(s["events"], 5);
+    assert_eq!(s["rejected"], 1);
+    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    eprintln!("100 MB line: peak RSS {peak} KiB");
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB while a 100 MB line went by");
+}
