@@ -403,7 +403,7 @@ impl XorShift {
 fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
     let dir = TempDir::new("crash");
     let ck = dir.join("crash.ckpt");
-    let total = 60_000;
+    let total = 100_000;
     let every = 500u64;
     // The uninterrupted reference.
     let mut whole = tbptt(["learn", "--sync"]);
@@ -416,6 +416,7 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
     eprintln!("crash test seed {seed}");
     let mut rng = XorShift(seed);
     let mut resume_at = 0usize;
+    let mut progressed = 0;
     let (mut kills, mut worst_reread) = (0, 0u64);
     let started = Instant::now();
     while kills < 15 && started.elapsed() < Duration::from_secs(120) {
@@ -424,12 +425,12 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
         cmd.arg(&out).arg("--checkpoint").arg(&ck).args(MODEL);
         let mut child = Proc::spawn(cmd, Input::Piped);
         let mut stdin = child.take_stdin();
-        // Feed about 20,000 lines a second in small chunks, and kill at a random moment.
-        let kill_after = Duration::from_millis(150 + rng.below(600));
+        // Feed about 10,000 lines a second in small chunks, and kill at a random moment.
+        let kill_after = Duration::from_millis(100 + rng.below(500));
         let t0 = Instant::now();
         let mut next = resume_at;
         while t0.elapsed() < kill_after && next < total {
-            let end = (next + 200).min(total);
+            let end = (next + 100).min(total);
             if stdin.write_all(&lines(next..end)).is_err() {
                 break;
             }
@@ -453,14 +454,15 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
         let info = inspect(&ck);
         let saved = info["events"].as_u64().unwrap();
         assert!(saved >= resume_at as u64, "checkpoint went back from {resume_at} to {saved}");
-        // ... and the events re-read after resuming are at most one checkpoint interval:
-        // what the killed process had already written out beyond the checkpoint.
+        // ... and the events re-read after resuming are at most one checkpoint interval (plus
+        // the few that arrive while the checkpoint due at the kill is being written): what
+        // the killed process had already written out beyond the checkpoint.
         let written = records(&std::fs::read(&out).unwrap_or_default());
         let processed = resume_at as u64 + written.len() as u64;
         let reread = processed.saturating_sub(saved);
         worst_reread = worst_reread.max(reread);
         assert!(
-            reread <= every,
+            reread <= every + every / 5,
             "{reread} events re-read after resume (checkpoint at {saved}, {processed} written)"
         );
         // Every record written before the crash is the reference's record.
@@ -482,8 +484,13 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
             })
             .count();
         assert!(temps <= 1, "{temps} temporary files left");
+        if saved as usize > resume_at {
+            progressed += 1;
+        }
         resume_at = saved as usize;
     }
+    assert!(resume_at < total, "the input ran out before the last kill");
+    assert!(progressed >= 8, "only {progressed} kills made progress");
     assert!(kills >= 10, "only {kills} kills in the time allowed");
     // A last run resumes and finishes the input: its records are the reference's.
     let out = dir.join("last.csv");
@@ -494,7 +501,7 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
     assert_eq!(rest.len(), total - resume_at);
     assert_eq!(rest[..], reference[resume_at..]);
     eprintln!(
-        "{kills} kills, resumed up to event {resume_at}, at most {worst_reread} events re-read \
-         (interval {every})"
+        "{kills} kills ({progressed} after progress), resumed up to event {resume_at}, at most \
+         {worst_reread} events re-read (interval {every})"
     );
 }

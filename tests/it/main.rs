@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod cli;
+mod fuzz_corpus;
 mod golden;
 mod gradcheck;
 mod hostile;

@@ -41,7 +41,7 @@ fn a_flood_ten_times_faster_than_training_keeps_memory_flat() {
     cmd.arg(&sum);
     let mut child = Proc::spawn(cmd, Input::Piped);
     let mut stdin = child.take_stdin();
-    let lines: usize = 1_000_000;
+    let lines: usize = 600_000;
     let producer = std::thread::spawn(move || {
         let mut chunk = String::with_capacity(1 << 20);
         let mut t = 0usize;

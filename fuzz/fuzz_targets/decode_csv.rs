@@ -1,0 +1,6 @@
+//! CSV: options from the first byte, the rest framed in chunks and decoded line by line.
+#![no_main]
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::text(tbptt::format::Format::Csv, data));

@@ -1,0 +1,66 @@
+//! Replays the fuzzers' saved seed corpus (`fuzz/seeds/<target>/`) through the same harness the
+//! fuzz targets run (`fuzz/harness.rs`), so CI exercises every saved input without a fuzzer.
+
+#[path = "../../fuzz/harness.rs"]
+mod harness;
+
+use std::path::PathBuf;
+use tbptt::format::Format;
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "corpus of {target} has {} files", files.len());
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("read corpus file");
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn csv_corpus() {
+    for (_, bytes) in corpus("decode_csv") {
+        harness::text(Format::Csv, &bytes);
+    }
+}
+
+#[test]
+fn jsonl_corpus() {
+    for (_, bytes) in corpus("decode_jsonl") {
+        harness::text(Format::JsonLines, &bytes);
+    }
+}
+
+#[test]
+fn msgpack_corpus() {
+    for (_, bytes) in corpus("decode_msgpack") {
+        harness::msgpack(&bytes);
+    }
+}
+
+#[test]
+fn checkpoint_corpus() {
+    let mut loaded = 0;
+    for (path, bytes) in corpus("checkpoint") {
+        harness::checkpoint(&bytes);
+        if tbptt::checkpoint::decode(&bytes).is_ok() {
+            loaded += 1;
+        } else {
+            assert!(
+                !path.ends_with("v1"),
+                "the v1 seed must load: {:?}",
+                tbptt::checkpoint::decode(&bytes).err()
+            );
+        }
+    }
+    assert!(loaded >= 1);
+}
