@@ -34,6 +34,28 @@ fn gemv_acc<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], xs: usize, n
     }
     debug_assert!(a.len() >= m * ncols && x.len() > (ncols - 1) * xs);
     let mut j = 0;
+    while j + 8 <= ncols {
+        let sv: [T; 8] = std::array::from_fn(|q| x[(j + q) * xs]);
+        let block = &a[j * m..(j + 8) * m];
+        let (c0, rest) = block.split_at(m);
+        let (c1, rest) = rest.split_at(m);
+        let (c2, rest) = rest.split_at(m);
+        let (c3, rest) = rest.split_at(m);
+        let (c4, rest) = rest.split_at(m);
+        let (c5, rest) = rest.split_at(m);
+        let (c6, c7) = rest.split_at(m);
+        for i in 0..m {
+            let v = madd::<T, F>(c0[i], sv[0], y[i]);
+            let v = madd::<T, F>(c1[i], sv[1], v);
+            let v = madd::<T, F>(c2[i], sv[2], v);
+            let v = madd::<T, F>(c3[i], sv[3], v);
+            let v = madd::<T, F>(c4[i], sv[4], v);
+            let v = madd::<T, F>(c5[i], sv[5], v);
+            let v = madd::<T, F>(c6[i], sv[6], v);
+            y[i] = madd::<T, F>(c7[i], sv[7], v);
+        }
+        j += 8;
+    }
     while j + 4 <= ncols {
         let (s0, s1, s2, s3) = (x[j * xs], x[(j + 1) * xs], x[(j + 2) * xs], x[(j + 3) * xs]);
         let block = &a[j * m..(j + 4) * m];
@@ -75,21 +97,62 @@ pub(crate) fn gemv<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta:
 }
 
 /// `y = A^T x + beta * y`, `A` column-major `m x n`, `x` of length `m`, `y` of `n`.
+/// Four columns at a time share each load of `x`.
 #[inline(always)]
 pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
     let m = x.len();
+    let n = y.len();
     if m == 0 {
         scale(y, beta);
         return;
     }
-    debug_assert!(a.len() >= m * y.len());
-    for (yj, col) in y.iter_mut().zip(a.chunks_exact(m)) {
-        let d = dot::<T, F>(col, x);
+    debug_assert!(a.len() >= m * n);
+    let put = |yj: &mut T, d: T| {
         *yj = if beta == T::zero() {
             d
         } else {
             madd::<T, F>(beta, *yj, d)
         };
+    };
+    let mut j = 0;
+    while j + 4 <= n {
+        let block = &a[j * m..(j + 4) * m];
+        let (c0, rest) = block.split_at(m);
+        let (c1, rest) = rest.split_at(m);
+        let (c2, c3) = rest.split_at(m);
+        let mut acc = [[T::zero(); 8]; 4];
+        let full = m / 8 * 8;
+        let mut i = 0;
+        while i < full {
+            for r in 0..8 {
+                let xv = x[i + r];
+                acc[0][r] = madd::<T, F>(c0[i + r], xv, acc[0][r]);
+                acc[1][r] = madd::<T, F>(c1[i + r], xv, acc[1][r]);
+                acc[2][r] = madd::<T, F>(c2[i + r], xv, acc[2][r]);
+                acc[3][r] = madd::<T, F>(c3[i + r], xv, acc[3][r]);
+            }
+            i += 8;
+        }
+        let mut d = [T::zero(); 4];
+        for q in 0..4 {
+            let v = &acc[q];
+            d[q] = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+        }
+        for i in full..m {
+            d[0] = madd::<T, F>(c0[i], x[i], d[0]);
+            d[1] = madd::<T, F>(c1[i], x[i], d[1]);
+            d[2] = madd::<T, F>(c2[i], x[i], d[2]);
+            d[3] = madd::<T, F>(c3[i], x[i], d[3]);
+        }
+        for q in 0..4 {
+            put(&mut y[j + q], d[q]);
+        }
+        j += 4;
+    }
+    while j < n {
+        let d = dot::<T, F>(&a[j * m..(j + 1) * m], x);
+        put(&mut y[j], d);
+        j += 1;
     }
 }
 

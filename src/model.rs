@@ -364,12 +364,10 @@ impl<T: Float> Model<T> {
     /// If a length does not match the configuration (callers check once up front).
     pub fn step_to(&self, x: &[T], state: &mut [T], ws: &mut StepWorkspace<T>, y: &mut [T]) {
         let c = &self.config;
-        let h = c.d_hidden;
         assert!(
             x.len() == c.d_input && state.len() == c.state_len() && y.len() == c.d_output,
             "step_to: shape mismatch"
         );
-        let _ = h;
         #[cfg(target_arch = "x86_64")]
         if crate::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
