@@ -285,9 +285,8 @@ pub async fn run(mut config: RunConfig, shutdown: Shutdown) -> Result<Summary, R
     let stats = handle.stats().clone();
     let cfg = config.clone();
     let out = writer_for(&config.output)?;
-    let worker = tokio::task::spawn_blocking(move || {
-        predict_loop(cfg, pipeline, rx, out, writer, shutdown)
-    });
+    let worker =
+        tokio::task::spawn_blocking(move || predict_loop(cfg, pipeline, rx, out, writer, shutdown));
     let result = worker
         .await
         .map_err(|e| RunError::Internal(e.to_string()))?;
@@ -576,7 +575,7 @@ fn progress_bar(config: &RunConfig) -> Option<indicatif::ProgressBar> {
         None => indicatif::ProgressBar::new_spinner(),
     };
     let style = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})",
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} lines (eta {eta})",
     )
     .ok()?;
     bar.set_style(style);
