@@ -121,10 +121,7 @@ pub fn checkpoint(data: &[u8]) {
     };
     let mut state = c.state;
     state.config.background = false;
-    let d = state
-        .inner
-        .as_ref()
-        .map_or(1, |i| i.learner.config.d_input);
+    let d = state.inner.as_ref().map_or(1, |i| i.learner.config.d_input);
     // Guard the fuzzer's time, not correctness: huge models are valid but slow.
     if state.learner_config().d_hidden > 64 || d > 16 || state.learner_config().window > 64 {
         return;
@@ -134,9 +131,7 @@ pub fn checkpoint(data: &[u8]) {
     let explicit = p
         .learner()
         .is_some_and(|l| l.config().targets == tbptt::Targets::Explicit);
-    let dy = p
-        .learner()
-        .map_or(1, |l| l.config().d_target.unwrap_or(d));
+    let dy = p.learner().map_or(1, |l| l.config().d_target.unwrap_or(d));
     for t in 0..20 {
         ev.values.clear();
         ev.targets.clear();

@@ -105,7 +105,9 @@ impl ZScore {
         let decay = 0.5f64.powf(1.0 / self.config.half_life);
         self.weight = self.weight * decay + 1.0;
         let a = 1.0 / self.weight;
-        let d = (residual - self.mean).clamp(-limit, limit).clamp(-1e150, 1e150);
+        let d = (residual - self.mean)
+            .clamp(-limit, limit)
+            .clamp(-1e150, 1e150);
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
         self.count += 1;

@@ -723,7 +723,10 @@ mod tests {
     #[test]
     fn crc_and_fnv_match_known_values() {
         assert_eq!(crc32(b""), 0);
-        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414F_A339);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
         assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
@@ -776,7 +779,10 @@ mod tests {
         b.learner.d_hidden = 64;
         assert!(matches!(
             check_compatible(&a, &b),
-            Err(CheckpointError::ConfigMismatch { field: "--hidden", .. })
+            Err(CheckpointError::ConfigMismatch {
+                field: "--hidden",
+                ..
+            })
         ));
         let mut b = a.clone();
         b.anomaly.threshold = 9.0;

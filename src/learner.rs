@@ -472,14 +472,8 @@ impl<T: Float> Learner<T> {
                 "a learner with explicit targets keeps no pending input".into(),
             );
         }
-        let ring = Ring::from_state(
-            &state.ring,
-            state.config.window,
-            mc.d_input,
-            mc.d_output,
-            s,
-        )
-        .map_err(|e| Error::config("checkpoint.ring", e))?;
+        let ring = Ring::from_state(&state.ring, state.config.window, mc.d_input, mc.d_output, s)
+            .map_err(|e| Error::config("checkpoint.ring", e))?;
         if ring.pushed() > state.events {
             return bad(
                 "checkpoint.events",

@@ -160,7 +160,11 @@ impl Normalizer {
         };
         for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
             let z = (v - self.mean(i)) / self.std(i);
-            *o = T::cast(if z.is_nan() { 0.0 } else { z.clamp(-limit, limit) });
+            *o = T::cast(if z.is_nan() {
+                0.0
+            } else {
+                z.clamp(-limit, limit)
+            });
         }
     }
 
@@ -231,7 +235,12 @@ mod tests {
         // winsorized at 10σ per event while the scale grows, so they lag the plain mean (51)
         // a little: 48.4.
         assert!((c.mean(0) - 51.0).abs() < 4.0, "{}", c.mean(0));
-        assert!(c.mean(0) > 45.0 && c.std(0) > 20.0, "{} {}", c.mean(0), c.std(0));
+        assert!(
+            c.mean(0) > 45.0 && c.std(0) > 20.0,
+            "{} {}",
+            c.mean(0),
+            c.std(0)
+        );
     }
 
     #[test]

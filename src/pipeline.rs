@@ -483,7 +483,11 @@ impl Pipeline {
         }
         let explicit = lc.targets == Targets::Explicit;
         let d = lc.d_input;
-        let dy = if explicit { lc.d_target.unwrap_or(d) } else { d };
+        let dy = if explicit {
+            lc.d_target.unwrap_or(d)
+        } else {
+            d
+        };
         let categorical = lc.loss == crate::Loss::CrossEntropy;
         let mode = if categorical {
             NormMode::Off

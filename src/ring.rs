@@ -192,7 +192,7 @@ impl<T: Float> Ring<T> {
                 "ring shape (capacity, d_in, d_out, state) is {got:?}, expected {want:?}"
             ));
         }
-        let n = if d_in == 0 { 0 } else { st.x.len() / d_in };
+        let n = st.x.len().checked_div(d_in).unwrap_or(0);
         if st.x.len() != n * d_in || st.y.len() != n * d_out || st.s.len() != n * state_len {
             return Err(format!(
                 "ring buffers of {} / {} / {} values do not hold whole pairs",
@@ -241,13 +241,19 @@ mod tests {
         r.push(&[1.0], &[2.0], &[3.0, 4.0]);
         let good = r.to_state();
         assert!(Ring::from_state(&good, 3, 1, 1, 2).is_ok());
-        assert!(Ring::from_state(&good, 4, 1, 1, 2).unwrap_err().contains("shape"));
+        assert!(Ring::from_state(&good, 4, 1, 1, 2)
+            .unwrap_err()
+            .contains("shape"));
         let mut bad = good.clone();
         bad.s.pop();
-        assert!(Ring::from_state(&bad, 3, 1, 1, 2).unwrap_err().contains("whole pairs"));
+        assert!(Ring::from_state(&bad, 3, 1, 1, 2)
+            .unwrap_err()
+            .contains("whole pairs"));
         let mut bad = good.clone();
         bad.x[0] = f32::NAN;
-        assert!(Ring::from_state(&bad, 3, 1, 1, 2).unwrap_err().contains("non-finite"));
+        assert!(Ring::from_state(&bad, 3, 1, 1, 2)
+            .unwrap_err()
+            .contains("non-finite"));
         let mut bad = good;
         bad.pushed = 0;
         assert!(Ring::from_state(&bad, 3, 1, 1, 2).is_err());

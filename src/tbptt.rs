@@ -278,7 +278,9 @@ impl<T: Float> Trainer<T> {
         let mut p = vec![T::zero(); n];
         let mut g = vec![T::zero(); n];
         if let Err(e) = probe.step(&mut p, &mut g) {
-            return bad(format!("optimizer state does not fit its configuration: {e}"));
+            return bad(format!(
+                "optimizer state does not fit its configuration: {e}"
+            ));
         }
         if !p.iter().all(|v| v.finite()) {
             return bad("optimizer state holds non-finite values".into());

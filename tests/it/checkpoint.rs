@@ -56,11 +56,21 @@ fn resume_in_sync_mode_is_byte_identical_to_one_run() {
     let whole = run(whole, Input::Bytes(lines(0..n)));
     whole.assert_code(0);
 
-    let mut first = tbptt(["learn", "--sync", "--checkpoint-every", "700", "--checkpoint"]);
+    let mut first = tbptt([
+        "learn",
+        "--sync",
+        "--checkpoint-every",
+        "700",
+        "--checkpoint",
+    ]);
     first.arg(&ck).args(MODEL);
     let first = run(first, Input::Bytes(lines(0..n / 2)));
     first.assert_code(0);
-    assert!(first.stderr.contains("checkpoints       3 written"), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("checkpoints       3 written"),
+        "{}",
+        first.stderr
+    );
     let info = inspect(&ck);
     assert_eq!(info["events"], 1500);
     assert_eq!(info["version"], 1);
@@ -95,7 +105,14 @@ fn resume_in_sync_mode_is_byte_identical_to_one_run() {
 fn a_background_trainer_resumes_with_its_optimizer_state() {
     let dir = TempDir::new("resume-bg");
     let ck = dir.join("bg.ckpt");
-    let mut first = tbptt(["learn", "-o", "none", "--checkpoint-every", "500", "--checkpoint"]);
+    let mut first = tbptt([
+        "learn",
+        "-o",
+        "none",
+        "--checkpoint-every",
+        "500",
+        "--checkpoint",
+    ]);
     first.arg(&ck).args(MODEL);
     run(first, Input::Bytes(lines(0..2000))).assert_code(0);
     let info = inspect(&ck);
@@ -166,7 +183,13 @@ fn every_corruption_gives_its_specific_error() {
         let mut b = good.clone();
         b[at] ^= 0x40;
         assert!(
-            matches!(checkpoint::decode(&b), Err(CheckpointError::Corrupt { region: "payload", .. })),
+            matches!(
+                checkpoint::decode(&b),
+                Err(CheckpointError::Corrupt {
+                    region: "payload",
+                    ..
+                })
+            ),
             "flip at {at}"
         );
     }
@@ -175,7 +198,13 @@ fn every_corruption_gives_its_specific_error() {
         b[at] ^= 0x01;
         let e = checkpoint::decode(&b).unwrap_err();
         assert!(
-            matches!(e, CheckpointError::Corrupt { region: "header", .. }),
+            matches!(
+                e,
+                CheckpointError::Corrupt {
+                    region: "header",
+                    ..
+                }
+            ),
             "flip at {at}: {e:?}"
         );
         assert!(e.to_string().contains("the header (bytes 0..30)"), "{e}");
@@ -251,7 +280,10 @@ fn a_checkpoint_with_other_settings_is_refused_by_name() {
             field,
             checkpoint,
             requested,
-        } => assert_eq!((*field, &checkpoint[..], &requested[..]), ("--cell", "gru", "lstm")),
+        } => assert_eq!(
+            (*field, &checkpoint[..], &requested[..]),
+            ("--cell", "gru", "lstm")
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -269,7 +301,10 @@ fn the_committed_v1_checkpoint_still_loads_and_resumes() {
     assert_eq!(c.version, 1);
     assert_eq!(c.state.events(), 60);
     let lc = c.state.learner_config();
-    assert_eq!((lc.cell, lc.d_hidden, lc.window, lc.every), (tbptt::CellKind::Gru, 4, 8, 4));
+    assert_eq!(
+        (lc.cell, lc.d_hidden, lc.window, lc.every),
+        (tbptt::CellKind::Gru, 4, 8, 4)
+    );
     let learner = &c.state.inner.as_ref().unwrap().learner;
     assert_eq!(learner.trainer.updates, 13);
     assert_eq!(learner.trainer.optimizer.steps(), 13);
@@ -312,8 +347,14 @@ fn the_command_refuses_bad_checkpoints_with_exit_code_2() {
             write("truncated", &good[..good.len() - 10]),
             "checkpoint is truncated: expected",
         ),
-        (write("flipped", &flipped), "checkpoint is corrupt: the payload"),
-        (write("magic", b"not a checkpoint at all"), "not a tbptt checkpoint"),
+        (
+            write("flipped", &flipped),
+            "checkpoint is corrupt: the payload",
+        ),
+        (
+            write("magic", b"not a checkpoint at all"),
+            "not a tbptt checkpoint",
+        ),
         (
             write("version", &version),
             "unsupported checkpoint format version 7",
@@ -330,7 +371,11 @@ fn the_command_refuses_bad_checkpoints_with_exit_code_2() {
         cmd.arg(path);
         let done = run(cmd, Input::Bytes(b"1\n".to_vec()));
         done.assert_code(2);
-        assert!(done.stderr.contains("cannot resume from"), "{}", done.stderr);
+        assert!(
+            done.stderr.contains("cannot resume from"),
+            "{}",
+            done.stderr
+        );
         assert!(done.stderr.contains(message), "{}", done.stderr);
     }
     // Wrong cell and hidden size for a GRU checkpoint.
@@ -352,7 +397,16 @@ fn the_command_refuses_bad_checkpoints_with_exit_code_2() {
         assert!(done.stderr.contains(message), "{}", done.stderr);
     }
     // Flags equal to the checkpoint's are accepted.
-    let mut cmd = tbptt(["learn", "--sync", "-q", "--cell", "gru", "--hidden", "4", "--checkpoint"]);
+    let mut cmd = tbptt([
+        "learn",
+        "--sync",
+        "-q",
+        "--cell",
+        "gru",
+        "--hidden",
+        "4",
+        "--checkpoint",
+    ]);
     cmd.arg(&ck);
     run(cmd, Input::Bytes(b"1\n".to_vec())).assert_code(0);
     // A corrupt newest file names the older one to fall back to.
@@ -361,7 +415,11 @@ fn the_command_refuses_bad_checkpoints_with_exit_code_2() {
     cmd.arg(&ck);
     let done = run(cmd, Input::Bytes(b"1\n".to_vec()));
     done.assert_code(2);
-    assert!(done.stderr.contains("gru.ckpt.1; pass --resume"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("gru.ckpt.1; pass --resume"),
+        "{}",
+        done.stderr
+    );
 }
 
 #[test]
@@ -453,7 +511,10 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
         // The newest checkpoint on disk loads...
         let info = inspect(&ck);
         let saved = info["events"].as_u64().unwrap();
-        assert!(saved >= resume_at as u64, "checkpoint went back from {resume_at} to {saved}");
+        assert!(
+            saved >= resume_at as u64,
+            "checkpoint went back from {resume_at} to {saved}"
+        );
         // ... and the events re-read after resuming are at most one checkpoint interval (plus
         // the few that arrive while the checkpoint due at the kill is being written): what
         // the killed process had already written out beyond the checkpoint.

@@ -183,6 +183,10 @@ fn missing_values_skip_or_hold() {
         "anomalies",
         "rejected_updates",
         "dropped_datagrams",
+        "resumed_from",
+        "checkpoints",
+        "checkpoints_deferred",
+        "checkpoint_failures",
     ];
     for k in keys {
         assert!(sum.get(k).is_some(), "summary lacks {k}: {sum}");

@@ -16,7 +16,11 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .map(|e| e.expect("corpus entry").path())
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "corpus of {target} has {} files", files.len());
+    assert!(
+        files.len() >= 4,
+        "corpus of {target} has {} files",
+        files.len()
+    );
     files
         .into_iter()
         .map(|p| {

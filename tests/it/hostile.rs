@@ -148,8 +148,14 @@ fn a_learner_survives_a_1e30_burst_and_alternating_1e15_and_keeps_learning() {
         "before the burst: MSE {before:.5} (naive {naive_before:.5}); after: {after:.5} \
          (naive {naive_after:.5}); {rejected} updates rejected"
     );
-    assert!(after < 0.5 * naive_after, "after {after} vs naive {naive_after}");
-    assert!(after < 3.0 * before + 1e-3, "after {after} vs before {before}");
+    assert!(
+        after < 0.5 * naive_after,
+        "after {after} vs naive {naive_after}"
+    );
+    assert!(
+        after < 3.0 * before + 1e-3,
+        "after {after} vs before {before}"
+    );
 }
 
 #[test]
@@ -179,7 +185,10 @@ fn a_pipeline_normalizes_a_burst_away_and_its_forecasts_recover() {
     let before = mean(3000..4000);
     let after = mean(errs.len() - 1000..errs.len());
     eprintln!("pipeline MSE before the burst {before:.4}, at the end {after:.4}");
-    assert!(after < 3.0 * before + 0.05, "after {after} vs before {before}");
+    assert!(
+        after < 3.0 * before + 0.05,
+        "after {after} vs before {before}"
+    );
     // The anomaly score flagged the burst.
     assert!(p.anomalies() >= 20);
 }
@@ -237,7 +246,10 @@ fn the_command_survives_hostile_values_with_finite_output() {
     };
     let (before, after) = (err(2000..3000), err(8062..9062));
     eprintln!("command: MSE before the burst {before:.4}, at the end {after:.4}");
-    assert!(after < 3.0 * before + 0.05, "after {after} vs before {before}");
+    assert!(
+        after < 3.0 * before + 0.05,
+        "after {after} vs before {before}"
+    );
     let s = crate::util::summary(&summary);
     assert_eq!(s["events"], 9062);
 }

@@ -17,7 +17,10 @@ fn sample_until_exit(child: &mut Proc, limit: Duration) -> Vec<(f64, u64)> {
     let t0 = Instant::now();
     let mut samples = Vec::new();
     while !child.exited() {
-        assert!(t0.elapsed() < limit, "the command did not finish in {limit:?}");
+        assert!(
+            t0.elapsed() < limit,
+            "the command did not finish in {limit:?}"
+        );
         if let Some(kib) = rss_kib(child.id()) {
             samples.push((t0.elapsed().as_secs_f64(), kib));
         }
@@ -36,7 +39,17 @@ fn a_flood_ten_times_faster_than_training_keeps_memory_flat() {
     let sum = dir.join("summary.json");
     // A slow learner (H = 64, T = 64, an update every 2 events) on a background trainer.
     let mut cmd = tbptt([
-        "learn", "-o", "none", "-q", "--hidden", "64", "-T", "64", "-k", "2", "--summary",
+        "learn",
+        "-o",
+        "none",
+        "-q",
+        "--hidden",
+        "64",
+        "-T",
+        "64",
+        "-k",
+        "2",
+        "--summary",
     ]);
     cmd.arg(&sum);
     let mut child = Proc::spawn(cmd, Input::Piped);
@@ -99,7 +112,16 @@ fn a_100_mb_line_without_newline_is_never_buffered() {
     }
     let dir = TempDir::new("longline");
     let sum = dir.join("summary.json");
-    let mut cmd = tbptt(["learn", "--sync", "-o", "none", "-q", "--max-line", "1000", "--summary"]);
+    let mut cmd = tbptt([
+        "learn",
+        "--sync",
+        "-o",
+        "none",
+        "-q",
+        "--max-line",
+        "1000",
+        "--summary",
+    ]);
     cmd.arg(&sum);
     let mut child = Proc::spawn(cmd, Input::Piped);
     let mut stdin = child.take_stdin();
@@ -122,5 +144,8 @@ fn a_100_mb_line_without_newline_is_never_buffered() {
     assert_eq!(s["rejected"], 1);
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
     eprintln!("100 MB line: peak RSS {peak} KiB");
-    assert!(peak < 64 * 1024, "peak RSS {peak} KiB while a 100 MB line went by");
+    assert!(
+        peak < 64 * 1024,
+        "peak RSS {peak} KiB while a 100 MB line went by"
+    );
 }
