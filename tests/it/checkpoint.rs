@@ -566,3 +566,26 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
          {worst_reread} events re-read (interval {every})"
     );
 }
+
+#[test]
+fn sigterm_writes_a_final_checkpoint() {
+    let dir = TempDir::new("sigterm");
+    let ck = dir.join("term.ckpt");
+    let out = dir.join("out.csv");
+    // No schedule flag: one a minute, so the only checkpoint here is the final one.
+    let mut cmd = tbptt(["learn", "-q", "-o"]);
+    cmd.arg(&out).arg("--checkpoint").arg(&ck).args(MODEL);
+    let mut child = Proc::spawn(cmd, Input::Piped);
+    let mut stdin = child.take_stdin();
+    stdin.write_all(&lines(0..700)).unwrap();
+    crate::util::wait_until("700 records", Duration::from_secs(30), || {
+        crate::util::file_lines(&out) == 701
+    });
+    assert!(!ck.exists(), "no checkpoint is due before the end");
+    child.sigterm();
+    let done = child.finish(Duration::from_secs(30));
+    done.assert_code(0);
+    drop(stdin);
+    let info = inspect(&ck);
+    assert_eq!(info["events"], 700);
+}
