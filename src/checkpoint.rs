@@ -654,7 +654,8 @@ impl Writer {
         &self.path
     }
 
-    /// Whether the writer is idle (a submitted checkpoint would be taken).
+    /// Whether a checkpoint can be handed over now: none is waiting (one may still be in the
+    /// middle of its write, so at most two exist at a time).
     pub fn is_idle(&self) -> bool {
         self.tx.as_ref().is_some_and(|t| t.is_empty())
     }

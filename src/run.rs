@@ -13,8 +13,8 @@
 //!
 //! With [`RunConfig::checkpoint`], the predict thread snapshots and serializes the pipeline
 //! every so many events or seconds and hands the bytes to a writer thread
-//! ([`checkpoint::Writer`]); while a write is still in progress the due checkpoint waits
-//! (counted as deferred) and is taken at the first event after the writer is free. A final
+//! ([`checkpoint::Writer`]); while an earlier checkpoint is still waiting for the writer, the
+//! due one waits (counted as deferred) and is taken at the first event after that. A final
 //! checkpoint is written, synchronously, whenever the run ends (also after a strict-mode
 //! error or a closed output). [`RunConfig::resume`] starts from a saved state.
 
