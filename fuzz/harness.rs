@@ -115,8 +115,25 @@ pub fn msgpack(data: &[u8]) {
 
 /// The checkpoint decoder: arbitrary bytes give a checkpoint or an error; a checkpoint that
 /// decodes restores, and the restored pipeline processes events with finite outputs.
+///
+/// The first byte picks the mode. Even: the rest is decoded as it is, which exercises the
+/// header checks. Odd: the rest gets a correct payload length and both checksums first,
+/// so mutations reach the MessagePack decoder and the state's validation.
 pub fn checkpoint(data: &[u8]) {
-    let Ok(c) = tbptt::checkpoint::decode(data) else {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut bytes = rest.to_vec();
+    if mode & 1 == 1 && bytes.len() >= tbptt::checkpoint::HEADER_LEN {
+        let h = tbptt::checkpoint::HEADER_LEN;
+        let len = (bytes.len() - h) as u64;
+        bytes[18..26].copy_from_slice(&len.to_le_bytes());
+        let pcrc = tbptt::checkpoint::crc32(&bytes[h..]);
+        bytes[26..30].copy_from_slice(&pcrc.to_le_bytes());
+        let hcrc = tbptt::checkpoint::crc32(&bytes[..30]);
+        bytes[30..34].copy_from_slice(&hcrc.to_le_bytes());
+    }
+    let Ok(c) = tbptt::checkpoint::decode(&bytes) else {
         return;
     };
     let mut state = c.state;

@@ -56,13 +56,15 @@ fn checkpoint_corpus() {
     let mut loaded = 0;
     for (path, bytes) in corpus("checkpoint") {
         harness::checkpoint(&bytes);
-        if tbptt::checkpoint::decode(&bytes).is_ok() {
+        // The first byte is the harness's mode; the v1 seeds hold the committed file as is.
+        if tbptt::checkpoint::decode(&bytes[1..]).is_ok() {
             loaded += 1;
         } else {
             assert!(
-                !path.ends_with("v1"),
-                "the v1 seed must load: {:?}",
-                tbptt::checkpoint::decode(&bytes).err()
+                !path.to_string_lossy().contains("v1"),
+                "{} must load: {:?}",
+                path.display(),
+                tbptt::checkpoint::decode(&bytes[1..]).err()
             );
         }
     }
