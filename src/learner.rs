@@ -20,6 +20,10 @@ use crate::tbptt::{LossSteps, Trainer, TrainerConfig, TrainerState, UpdateStats}
 use crate::{CellKind, Error, Float, Result};
 use serde::{Deserialize, Serialize};
 
+/// Most buffer values (ring, window, gradients, optimizer state) a learner may allocate:
+/// 2^30, 4 GiB of `f32`.
+pub const MAX_BUFFER_ELEMENTS: u64 = 1 << 30;
+
 /// What the learner predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -143,8 +147,27 @@ impl LearnerConfig {
     /// # Errors
     /// [`Error::Config`] naming the first bad field.
     pub fn validate(&self) -> Result<()> {
-        self.model_config()?;
-        self.trainer_config().validate()
+        let m = self.model_config()?;
+        self.trainer_config().validate()?;
+        // The buffers a learner allocates grow with T × (sizes) and with the parameter count;
+        // refuse configurations (typed or read from a checkpoint) that would need more than
+        // MAX_BUFFER_ELEMENTS values, before anything is allocated.
+        let t = self.window as u128;
+        let g = m.gate_rows() as u128;
+        let per_step = (m.d_input + m.d_output + m.state_len()) as u128
+            + m.layers as u128 * (3 * g + 6 * m.d_hidden as u128 + m.d_hidden as u128);
+        let need = t * per_step + 4 * m.n_params() as u128;
+        if need > MAX_BUFFER_ELEMENTS as u128 {
+            return Err(Error::config(
+                "window",
+                format!(
+                    "T = {} with these sizes needs about {need} buffer values, more than the \
+                     limit of {MAX_BUFFER_ELEMENTS}; use a smaller T, hidden size or input",
+                    self.window
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Builds a learner with freshly initialized weights.
@@ -256,6 +279,7 @@ impl<T: Float> Learner<T> {
     /// # Errors
     /// [`Error::Config`] if a setting is invalid.
     pub fn new(config: LearnerConfig) -> Result<Self> {
+        config.validate()?;
         let mc = config.model_config()?;
         let model = Model::new(mc, config.seed)?;
         Self::with_model(config, model)
@@ -267,6 +291,7 @@ impl<T: Float> Learner<T> {
     /// [`Error::Config`] if a setting is invalid or the model's shape differs from the
     /// configuration's.
     pub fn with_model(config: LearnerConfig, model: Model<T>) -> Result<Self> {
+        config.validate()?;
         let mc = config.model_config()?;
         if *model.config() != mc {
             return Err(Error::config(
@@ -826,5 +851,24 @@ impl<T: Float> Drop for Background<T> {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn absurd_sizes_are_refused_before_allocation() {
+        let c = LearnerConfig {
+            d_input: 65_536,
+            window: 1 << 20,
+            every: 8,
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("buffer values"), "{e}");
+        assert!(c.build::<f32>().is_err());
+        assert!(LearnerConfig::default().validate().is_ok());
     }
 }
