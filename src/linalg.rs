@@ -180,6 +180,33 @@ pub(crate) fn dot<T: Float, const F: bool>(a: &[T], b: &[T]) -> T {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s
 }
 
+/// `C = A B' + beta C` over column-major `C` (`m x n`) and `A` (`m x k`), where column `j` of
+/// `B'` is read from `b` at `j * col_step`, its elements `elem_stride` apart: `B` itself
+/// (`col_step = k`, stride 1) or `B^T` for a column-major `n x k` `B` (`col_step = 1`, stride
+/// `n`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided<T: Float, const F: bool>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+    (col_step, elem_stride): (usize, usize),
+) {
+    debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    if m == 0 {
+        return;
+    }
+    for j in 0..n {
+        let cj = &mut c[j * m..(j + 1) * m];
+        scale(cj, beta);
+        gemv_acc::<T, F>(cj, a, &b[j * col_step..], elem_stride, k);
+    }
+}
+
 /// `C = A B + beta C`: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`, all column-major.
 #[inline(always)]
 pub(crate) fn gemm_nn<T: Float, const F: bool>(
@@ -191,15 +218,7 @@ pub(crate) fn gemm_nn<T: Float, const F: bool>(
     k: usize,
     beta: T,
 ) {
-    debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    if m == 0 {
-        return;
-    }
-    for j in 0..n {
-        let cj = &mut c[j * m..(j + 1) * m];
-        scale(cj, beta);
-        gemv_acc::<T, F>(cj, a, &b[j * k..], 1, k);
-    }
+    gemm_strided::<T, F>(c, m, n, a, b, k, beta, (k, 1));
 }
 
 /// `C = A B^T + beta C`: `A` is `m x k`, `B` is `n x k`, `C` is `m x n`, all column-major.
@@ -216,15 +235,7 @@ pub(crate) fn gemm_nt<T: Float, const F: bool>(
     k: usize,
     beta: T,
 ) {
-    debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= n * k);
-    if m == 0 {
-        return;
-    }
-    for j in 0..n {
-        let cj = &mut c[j * m..(j + 1) * m];
-        scale(cj, beta);
-        gemv_acc::<T, F>(cj, a, &b[j..], n, k);
-    }
+    gemm_strided::<T, F>(c, m, n, a, b, k, beta, (1, n));
 }
 
 /// `C = A^T B + beta C`: `A` is `k x m`, `B` is `k x n`, `C` is `m x n`, all column-major.
