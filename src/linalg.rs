@@ -120,30 +120,7 @@ pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], bet
         let (c0, rest) = block.split_at(m);
         let (c1, rest) = rest.split_at(m);
         let (c2, c3) = rest.split_at(m);
-        let mut acc = [[T::zero(); 8]; 4];
-        let full = m / 8 * 8;
-        let mut i = 0;
-        while i < full {
-            for r in 0..8 {
-                let xv = x[i + r];
-                acc[0][r] = madd::<T, F>(c0[i + r], xv, acc[0][r]);
-                acc[1][r] = madd::<T, F>(c1[i + r], xv, acc[1][r]);
-                acc[2][r] = madd::<T, F>(c2[i + r], xv, acc[2][r]);
-                acc[3][r] = madd::<T, F>(c3[i + r], xv, acc[3][r]);
-            }
-            i += 8;
-        }
-        let mut d = [T::zero(); 4];
-        for q in 0..4 {
-            let v = &acc[q];
-            d[q] = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-        }
-        for i in full..m {
-            d[0] = madd::<T, F>(c0[i], x[i], d[0]);
-            d[1] = madd::<T, F>(c1[i], x[i], d[1]);
-            d[2] = madd::<T, F>(c2[i], x[i], d[2]);
-            d[3] = madd::<T, F>(c3[i], x[i], d[3]);
-        }
+        let d = dot4::<T, F>([c0, c1, c2, c3], x);
         for q in 0..4 {
             put(&mut y[j + q], d[q]);
         }
@@ -154,6 +131,45 @@ pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], bet
         put(&mut y[j], d);
         j += 1;
     }
+}
+
+/// Four dot products against the same `x`, each with eight independent lanes; every load of
+/// `x` serves four columns.
+#[inline(always)]
+fn dot4<T: Float, const F: bool>(c: [&[T]; 4], x: &[T]) -> [T; 4] {
+    let m = x.len();
+    let full = m / 8 * 8;
+    let (xh, xt) = x.split_at(full);
+    let [c0, c1, c2, c3] = c.map(|col| col[..m].split_at(full));
+    let (mut a0, mut a1, mut a2, mut a3) = (
+        [T::zero(); 8],
+        [T::zero(); 8],
+        [T::zero(); 8],
+        [T::zero(); 8],
+    );
+    for ((((xv, v0), v1), v2), v3) in xh
+        .chunks_exact(8)
+        .zip(c0.0.chunks_exact(8))
+        .zip(c1.0.chunks_exact(8))
+        .zip(c2.0.chunks_exact(8))
+        .zip(c3.0.chunks_exact(8))
+    {
+        for r in 0..8 {
+            a0[r] = madd::<T, F>(v0[r], xv[r], a0[r]);
+            a1[r] = madd::<T, F>(v1[r], xv[r], a1[r]);
+            a2[r] = madd::<T, F>(v2[r], xv[r], a2[r]);
+            a3[r] = madd::<T, F>(v3[r], xv[r], a3[r]);
+        }
+    }
+    let hsum = |v: [T; 8]| ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+    let mut d = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
+    for (i, xv) in xt.iter().enumerate() {
+        d[0] = madd::<T, F>(c0.1[i], *xv, d[0]);
+        d[1] = madd::<T, F>(c1.1[i], *xv, d[1]);
+        d[2] = madd::<T, F>(c2.1[i], *xv, d[2]);
+        d[3] = madd::<T, F>(c3.1[i], *xv, d[3]);
+    }
+    d
 }
 
 /// Dot product with sixteen independent accumulators (vectorizes, and is deterministic).
@@ -258,6 +274,28 @@ pub(crate) fn gemm_tn<T: Float, const F: bool>(
     }
 }
 
+/// `dst = src^T`: `src` is column-major `rows x cols`, `dst` column-major `cols x rows`. Tiles
+/// of 8 x 8 keep both sides' cache lines in use. The backward passes multiply by the
+/// transpose of each recurrent matrix once per step, so they transpose it once per window and
+/// run the same column-streaming [`gemv`] as the forward pass.
+#[inline(always)]
+pub(crate) fn transpose<T: Float>(dst: &mut [T], src: &[T], rows: usize, cols: usize) {
+    debug_assert!(dst.len() >= rows * cols && src.len() >= rows * cols);
+    const B: usize = 8;
+    for j0 in (0..cols).step_by(B) {
+        let j1 = (j0 + B).min(cols);
+        for i0 in (0..rows).step_by(B) {
+            let i1 = (i0 + B).min(rows);
+            for j in j0..j1 {
+                let col = &src[j * rows + i0..j * rows + i1];
+                for (i, v) in (i0..i1).zip(col) {
+                    dst[i * cols + j] = *v;
+                }
+            }
+        }
+    }
+}
+
 /// `out = beta * out + row sums` of the column-major `m x n` matrix `a` (`m = out.len()`).
 #[inline(always)]
 pub(crate) fn row_sums<T: Float>(out: &mut [T], a: &[T], n: usize, beta: T) {
@@ -351,6 +389,10 @@ mod tests {
             let yt0 = yt.clone();
             gemv_t::<f64, F>(yt.as_mut_slice(), a.as_slice(), xt.as_slice(), 1.0);
             close(&(a.transpose() * &xt + &yt0), yt.as_slice());
+
+            let mut tr = vec![0.0; mm * kk];
+            transpose(&mut tr, a.as_slice(), mm, kk);
+            close(&a.transpose(), &tr);
 
             let mut s = vec![1.0; mm];
             row_sums(&mut s, a.as_slice(), kk, 1.0);

@@ -476,7 +476,7 @@ impl<T: Float> Window<T> {
         let layers = (0..config.layers)
             .map(|l| {
                 let d_in = if l == 0 { config.d_input } else { h };
-                LayerBuf::new(config.cell, d_in, h, capacity)
+                LayerBuf::new(config.cell, d_in, h, capacity, l > 0)
             })
             .collect();
         let z = |n: usize| vec![T::zero(); n];

@@ -1,7 +1,7 @@
 //! Elman cell: `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`.
 
 use super::{LayerBuf, LayerGrads, LayerParams};
-use crate::linalg::{gemm_nn, gemm_nt, gemm_tn, gemv, gemv_t, row_sums};
+use crate::linalg::{gemm_nn, gemm_nt, gemv, row_sums, transpose};
 use crate::Float;
 
 /// One live step: `h <- tanh(W_ih x + b_ih + W_hh h + b_hh)`; `a` is scratch of length `H`.
@@ -62,6 +62,7 @@ pub(crate) fn backward<T: Float, const F: bool>(
     need_dx: bool,
 ) {
     let h = p.h;
+    transpose(&mut buf.wt_hh, p.w_hh, h, h);
     buf.dh.fill(T::zero());
     for t in (0..n).rev() {
         let ht = &buf.hs[(t + 1) * h..(t + 2) * h];
@@ -70,13 +71,14 @@ pub(crate) fn backward<T: Float, const F: bool>(
         for i in 0..h {
             da[i] = (up[i] + buf.dh[i]) * (T::one() - ht[i] * ht[i]);
         }
-        gemv_t::<T, F>(&mut buf.dh, p.w_hh, da, T::zero());
+        gemv::<T, F>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }
     gemm_nt::<T, F>(g.w_ih, h, p.d_in, &buf.da, x, n, T::zero());
     gemm_nt::<T, F>(g.w_hh, h, h, &buf.da, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     g.b_hh.copy_from_slice(g.b_ih);
     if need_dx {
-        gemm_tn::<T, F>(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, h, T::zero());
+        transpose(&mut buf.wt_ih, p.w_ih, h, p.d_in);
+        gemm_nn::<T, F>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, h, T::zero());
     }
 }

@@ -1,7 +1,7 @@
 //! GRU cell, PyTorch's formulation (gates r, z, n; `b_hn` inside `r ⊙ (·)`).
 
 use super::{LayerBuf, LayerGrads, LayerParams};
-use crate::linalg::{gemm_nn, gemm_nt, gemm_tn, gemv, gemv_t, row_sums};
+use crate::linalg::{gemm_nn, gemm_nt, gemv, row_sums, transpose};
 use crate::Float;
 
 /// Gate update of the window forward: from the input projection `gi` and hidden projection `gh`
@@ -99,6 +99,7 @@ pub(crate) fn backward<T: Float, const F: bool>(
     let h = p.h;
     let g3 = 3 * h;
     let one = T::one();
+    transpose(&mut buf.wt_hh, p.w_hh, g3, h);
     buf.dh.fill(T::zero());
     for t in (0..n).rev() {
         let hp = &buf.hs[t * h..(t + 1) * h];
@@ -122,13 +123,14 @@ pub(crate) fn backward<T: Float, const F: bool>(
             dah[2 * h + i] = dpn * r[i];
             buf.dh[i] = dht * z[i];
         }
-        gemv_t::<T, F>(&mut buf.dh, p.w_hh, dah, one);
+        gemv::<T, F>(&mut buf.dh, &buf.wt_hh, dah, one);
     }
     gemm_nt::<T, F>(g.w_ih, g3, p.d_in, &buf.da, x, n, T::zero());
     gemm_nt::<T, F>(g.w_hh, g3, h, &buf.dah, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     row_sums(g.b_hh, &buf.dah, n, T::zero());
     if need_dx {
-        gemm_tn::<T, F>(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, g3, T::zero());
+        transpose(&mut buf.wt_ih, p.w_ih, g3, p.d_in);
+        gemm_nn::<T, F>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, g3, T::zero());
     }
 }

@@ -1,7 +1,7 @@
 //! LSTM cell, PyTorch's formulation (gates i, f, g, o).
 
 use super::{LayerBuf, LayerGrads, LayerParams};
-use crate::linalg::{gemm_nn, gemm_nt, gemm_tn, gemv, gemv_t, row_sums};
+use crate::linalg::{gemm_nn, gemm_nt, gemv, row_sums, transpose};
 use crate::Float;
 
 /// One live step; `a` is scratch of length `4H`. `h` and `c` are updated in place.
@@ -89,6 +89,7 @@ pub(crate) fn backward<T: Float, const F: bool>(
     let h = p.h;
     let g4 = 4 * h;
     let one = T::one();
+    transpose(&mut buf.wt_hh, p.w_hh, g4, h);
     buf.dh.fill(T::zero());
     buf.dc.fill(T::zero());
     for t in (0..n).rev() {
@@ -112,13 +113,14 @@ pub(crate) fn backward<T: Float, const F: bool>(
             da[3 * h + i] = dht * tc * og * (one - og);
             buf.dc[i] = dct * fg;
         }
-        gemv_t::<T, F>(&mut buf.dh, p.w_hh, da, T::zero());
+        gemv::<T, F>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }
     gemm_nt::<T, F>(g.w_ih, g4, p.d_in, &buf.da, x, n, T::zero());
     gemm_nt::<T, F>(g.w_hh, g4, h, &buf.da, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     g.b_hh.copy_from_slice(g.b_ih);
     if need_dx {
-        gemm_tn::<T, F>(&mut buf.dx, p.d_in, n, p.w_ih, &buf.da, g4, T::zero());
+        transpose(&mut buf.wt_ih, p.w_ih, g4, p.d_in);
+        gemm_nn::<T, F>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, g4, T::zero());
     }
 }

@@ -125,10 +125,14 @@ pub(crate) struct LayerBuf<T> {
     pub dc: Vec<T>,
     /// Scratch of length `G·H`.
     pub tmp: Vec<T>,
+    /// `H x G·H`: the transpose of `W_hh`, refreshed at the start of every backward pass.
+    pub wt_hh: Vec<T>,
+    /// `d_in x G·H`: the transpose of `W_ih` for layers that pass a gradient down (else empty).
+    pub wt_ih: Vec<T>,
 }
 
 impl<T: crate::Float> LayerBuf<T> {
-    pub fn new(kind: CellKind, d_in: usize, h: usize, cap: usize) -> Self {
+    pub fn new(kind: CellKind, d_in: usize, h: usize, cap: usize, need_dx: bool) -> Self {
         let g = kind.gates() * h;
         let z = |n: usize| vec![T::zero(); n];
         let act = match kind {
@@ -155,6 +159,8 @@ impl<T: crate::Float> LayerBuf<T> {
             dh: z(h),
             dc: z(h),
             tmp: z(g),
+            wt_hh: z(g * h),
+            wt_ih: if need_dx { z(g * d_in) } else { Vec::new() },
         }
     }
 }
