@@ -23,27 +23,30 @@ pub(crate) fn madd<T: Float, const F: bool>(a: T, b: T, c: T) -> T {
     }
 }
 
-/// `y += A x` over `ncols` columns of `A` (column-major, leading dimension `y.len()`), reading
-/// `x[j * xs]`. Four columns per pass: `A` streams through memory in order (prefetch-friendly
-/// at every size), `y` (a few KiB at most, in L1) is loaded and stored once per four columns.
+/// `y += A x` over `ncols` columns of `A` (column-major, column `j` at `a[j * lda..][..m]`
+/// with `m = y.len()`), reading `x[j * xs]`. Eight columns per pass: `A` streams through
+/// memory in order (prefetch-friendly at every size), `y` (a few KiB at most, in L1) is loaded
+/// and stored once per eight columns.
 #[inline(always)]
-fn gemv_acc<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], xs: usize, ncols: usize) {
+fn gemv_acc<T: Float, const F: bool>(
+    y: &mut [T],
+    a: &[T],
+    lda: usize,
+    x: &[T],
+    xs: usize,
+    ncols: usize,
+) {
     let m = y.len();
     if m == 0 || ncols == 0 {
         return;
     }
-    debug_assert!(a.len() >= m * ncols && x.len() > (ncols - 1) * xs);
+    debug_assert!(lda >= m && a.len() >= (ncols - 1) * lda + m && x.len() > (ncols - 1) * xs);
+    let col = |j: usize| &a[j * lda..j * lda + m];
     let mut j = 0;
     while j + 8 <= ncols {
         let sv: [T; 8] = std::array::from_fn(|q| x[(j + q) * xs]);
-        let block = &a[j * m..(j + 8) * m];
-        let (c0, rest) = block.split_at(m);
-        let (c1, rest) = rest.split_at(m);
-        let (c2, rest) = rest.split_at(m);
-        let (c3, rest) = rest.split_at(m);
-        let (c4, rest) = rest.split_at(m);
-        let (c5, rest) = rest.split_at(m);
-        let (c6, c7) = rest.split_at(m);
+        let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
+        let (c4, c5, c6, c7) = (col(j + 4), col(j + 5), col(j + 6), col(j + 7));
         for i in 0..m {
             let v = madd::<T, F>(c0[i], sv[0], y[i]);
             let v = madd::<T, F>(c1[i], sv[1], v);
@@ -58,10 +61,7 @@ fn gemv_acc<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], xs: usize, n
     }
     while j + 4 <= ncols {
         let (s0, s1, s2, s3) = (x[j * xs], x[(j + 1) * xs], x[(j + 2) * xs], x[(j + 3) * xs]);
-        let block = &a[j * m..(j + 4) * m];
-        let (c0, rest) = block.split_at(m);
-        let (c1, rest) = rest.split_at(m);
-        let (c2, c3) = rest.split_at(m);
+        let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
         for ((((yi, a0), a1), a2), a3) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
             let v = madd::<T, F>(*a0, s0, *yi);
             let v = madd::<T, F>(*a1, s1, v);
@@ -72,7 +72,7 @@ fn gemv_acc<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], xs: usize, n
     }
     while j < ncols {
         let s = x[j * xs];
-        for (yi, aj) in y.iter_mut().zip(&a[j * m..(j + 1) * m]) {
+        for (yi, aj) in y.iter_mut().zip(col(j)) {
             *yi = madd::<T, F>(*aj, s, *yi);
         }
         j += 1;
@@ -93,7 +93,7 @@ fn scale<T: Float>(y: &mut [T], beta: T) {
 #[inline(always)]
 pub(crate) fn gemv<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
     scale(y, beta);
-    gemv_acc::<T, F>(y, a, x, 1, x.len());
+    gemv_acc::<T, F>(y, a, y.len(), x, 1, x.len());
 }
 
 /// `y = A^T x + beta * y`, `A` column-major `m x n`, `x` of length `m`, `y` of `n`.
@@ -216,10 +216,28 @@ fn gemm_strided<T: Float, const F: bool>(
     if m == 0 {
         return;
     }
+    // Cache blocking: a block of `A` (about 16 KiB: `mb` rows by `KB` columns) stays in L1
+    // while every column of `C` takes its share from it.
+    const KB: usize = 32;
+    let mb = (512 / std::mem::size_of::<T>()).max(8);
     for j in 0..n {
-        let cj = &mut c[j * m..(j + 1) * m];
-        scale(cj, beta);
-        gemv_acc::<T, F>(cj, a, &b[j * col_step..], elem_stride, k);
+        scale(&mut c[j * m..(j + 1) * m], beta);
+    }
+    for p0 in (0..k).step_by(KB) {
+        let kb = KB.min(k - p0);
+        for i0 in (0..m).step_by(mb) {
+            let i1 = (i0 + mb).min(m);
+            for j in 0..n {
+                gemv_acc::<T, F>(
+                    &mut c[j * m + i0..j * m + i1],
+                    &a[p0 * m + i0..],
+                    m,
+                    &b[j * col_step + p0 * elem_stride..],
+                    elem_stride,
+                    kb,
+                );
+            }
+        }
     }
 }
 
