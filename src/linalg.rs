@@ -216,10 +216,13 @@ fn gemm_strided<T: Float, const F: bool>(
     if m == 0 {
         return;
     }
-    // Cache blocking: a block of `A` (about 16 KiB: `mb` rows by `KB` columns) stays in L1
-    // while every column of `C` takes its share from it.
+    // Cache blocking: a block of `A` (at most 24 KiB: up to `mb` rows by `KB` columns) stays
+    // in L1 while every column of `C` takes its share from it. The rows are split into equal
+    // blocks (multiples of 8) so no block is a short remainder.
     const KB: usize = 32;
-    let mb = (512 / std::mem::size_of::<T>()).max(8);
+    let max_rows = (24 * 1024 / (KB * std::mem::size_of::<T>())).max(8);
+    let blocks = m.div_ceil(max_rows);
+    let mb = m.div_ceil(blocks).div_ceil(8) * 8;
     for j in 0..n {
         scale(&mut c[j * m..(j + 1) * m], beta);
     }
@@ -300,14 +303,15 @@ pub(crate) fn gemm_tn<T: Float, const F: bool>(
 pub(crate) fn transpose<T: Float>(dst: &mut [T], src: &[T], rows: usize, cols: usize) {
     debug_assert!(dst.len() >= rows * cols && src.len() >= rows * cols);
     const B: usize = 8;
-    for j0 in (0..cols).step_by(B) {
-        let j1 = (j0 + B).min(cols);
-        for i0 in (0..rows).step_by(B) {
-            let i1 = (i0 + B).min(rows);
-            for j in j0..j1 {
-                let col = &src[j * rows + i0..j * rows + i1];
-                for (i, v) in (i0..i1).zip(col) {
-                    dst[i * cols + j] = *v;
+    let (dst, src) = (&mut dst[..rows * cols], &src[..rows * cols]);
+    for i0 in (0..rows).step_by(B) {
+        let i1 = (i0 + B).min(rows);
+        for j0 in (0..cols).step_by(B) {
+            let j1 = (j0 + B).min(cols);
+            for i in i0..i1 {
+                let out = &mut dst[i * cols + j0..i * cols + j1];
+                for (o, j) in out.iter_mut().zip(j0..j1) {
+                    *o = src[j * rows + i];
                 }
             }
         }

@@ -104,7 +104,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let k = x * LOG2E + ROUND;
+    let n = k - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -113,7 +114,9 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5e-1;
     let e = p * r * r + r + 1.0;
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // `k`'s low mantissa bits hold `n + 2^22` as an integer (|n| <= 127), so the exponent
+    // field is built with integer arithmetic alone (no saturating float-to-int conversion).
+    let bits = (k.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23;
     e * f32::from_bits(bits)
 }
 

@@ -68,8 +68,8 @@ pub(crate) fn backward<T: Float, const F: bool>(
         let ht = &buf.hs[(t + 1) * h..(t + 2) * h];
         let up = &dh_above[t * h..(t + 1) * h];
         let da = &mut buf.da[t * h..(t + 1) * h];
-        for i in 0..h {
-            da[i] = (up[i] + buf.dh[i]) * (T::one() - ht[i] * ht[i]);
+        for (((d, u), g), y) in da.iter_mut().zip(up).zip(&buf.dh[..h]).zip(ht) {
+            *d = (*u + *g) * (T::one() - *y * *y);
         }
         gemv::<T, F>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }

@@ -16,6 +16,8 @@ fn gates<T: Float>(gi: &[T], gh: &[T], hp: &[T], hn: &mut [T], act: &mut [T], h:
     let (ar, rest) = act.split_at_mut(h);
     let (az, rest) = rest.split_at_mut(h);
     let (an, ag) = rest.split_at_mut(h);
+    // Every slice cut to exactly `h` so the loop runs without bounds checks and vectorizes.
+    let (gi_n, gh_n, ag, hp, hn) = (&gi_n[..h], &gh_n[..h], &mut ag[..h], &hp[..h], &mut hn[..h]);
     for i in 0..h {
         let r = (gi_r[i] + gh_r[i]).sigmoid();
         let z = (gi_z[i] + gh_z[i]).sigmoid();
@@ -44,11 +46,16 @@ pub(crate) fn step<T: Float, const F: bool>(
     gh.copy_from_slice(p.b_hh);
     gemv::<T, F>(gh, p.w_hh, h, T::one());
     let hh = p.h;
+    let (gi_r, rest) = gi.split_at(hh);
+    let (gi_z, gi_n) = rest.split_at(hh);
+    let (gh_r, rest) = gh.split_at(hh);
+    let (gh_z, gh_n) = rest.split_at(hh);
+    let (gi_n, gh_n, h) = (&gi_n[..hh], &gh_n[..hh], &mut h[..hh]);
     // h[i] is read before it is written, so the update is in place.
     for i in 0..hh {
-        let r = (gi[i] + gh[i]).sigmoid();
-        let z = (gi[hh + i] + gh[hh + i]).sigmoid();
-        let nn = (gi[2 * hh + i] + r * gh[2 * hh + i]).tanh_act();
+        let r = (gi_r[i] + gh_r[i]).sigmoid();
+        let z = (gi_z[i] + gh_z[i]).sigmoid();
+        let nn = (gi_n[i] + r * gh_n[i]).tanh_act();
         h[i] = nn + z * (h[i] - nn);
     }
 }
@@ -108,20 +115,26 @@ pub(crate) fn backward<T: Float, const F: bool>(
         let (z, rest) = rest.split_at(h);
         let (nn, ghn) = rest.split_at(h);
         let up = &dh_above[t * h..(t + 1) * h];
+        let ghn = &ghn[..h];
         let da = &mut buf.da[t * g3..(t + 1) * g3];
         let dah = &mut buf.dah[t * g3..(t + 1) * g3];
+        let (da_r, rest) = da.split_at_mut(h);
+        let (da_z, da_n) = rest.split_at_mut(h);
+        let (dah_r, rest) = dah.split_at_mut(h);
+        let (dah_z, dah_n) = rest.split_at_mut(h);
+        let (da_n, dah_n, dh) = (&mut da_n[..h], &mut dah_n[..h], &mut buf.dh[..h]);
         for i in 0..h {
-            let dht = up[i] + buf.dh[i];
+            let dht = up[i] + dh[i];
             let dpn = dht * (one - z[i]) * (one - nn[i] * nn[i]);
             let dpz = dht * (hp[i] - nn[i]) * z[i] * (one - z[i]);
             let dpr = dpn * ghn[i] * r[i] * (one - r[i]);
-            da[i] = dpr;
-            da[h + i] = dpz;
-            da[2 * h + i] = dpn;
-            dah[i] = dpr;
-            dah[h + i] = dpz;
-            dah[2 * h + i] = dpn * r[i];
-            buf.dh[i] = dht * z[i];
+            da_r[i] = dpr;
+            da_z[i] = dpz;
+            da_n[i] = dpn;
+            dah_r[i] = dpr;
+            dah_z[i] = dpz;
+            dah_n[i] = dpn * r[i];
+            dh[i] = dht * z[i];
         }
         gemv::<T, F>(&mut buf.dh, &buf.wt_hh, dah, one);
     }

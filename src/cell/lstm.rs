@@ -20,11 +20,15 @@ pub(crate) fn step<T: Float, const F: bool>(
     }
     gemv::<T, F>(a, p.w_ih, x, T::one());
     gemv::<T, F>(a, p.w_hh, h, T::one());
+    let (a_i, rest) = a.split_at(hh);
+    let (a_f, rest) = rest.split_at(hh);
+    let (a_g, a_o) = rest.split_at(hh);
+    let (a_o, h, c) = (&a_o[..hh], &mut h[..hh], &mut c[..hh]);
     for i in 0..hh {
-        let ig = a[i].sigmoid();
-        let fg = a[hh + i].sigmoid();
-        let gg = a[2 * hh + i].tanh_act();
-        let og = a[3 * hh + i].sigmoid();
+        let ig = a_i[i].sigmoid();
+        let fg = a_f[i].sigmoid();
+        let gg = a_g[i].tanh_act();
+        let og = a_o[i].sigmoid();
         let cn = fg * c[i] + ig * gg;
         c[i] = cn;
         h[i] = og * cn.tanh_act();
@@ -56,15 +60,19 @@ pub(crate) fn forward<T: Float, const F: bool>(
         let (cprev, cnext) = buf.cs.split_at_mut((t + 1) * h);
         let cprev = &cprev[t * h..];
         let hnext = &mut buf.hs[(t + 1) * h..(t + 2) * h];
+        let (a_i, rest) = a.split_at_mut(h);
+        let (a_f, rest) = rest.split_at_mut(h);
+        let (a_g, a_o) = rest.split_at_mut(h);
+        let (a_o, cprev, cnext, tc) = (&mut a_o[..h], &cprev[..h], &mut cnext[..h], &mut tc[..h]);
         for i in 0..h {
-            let ig = a[i].sigmoid();
-            let fg = a[h + i].sigmoid();
-            let gg = a[2 * h + i].tanh_act();
-            let og = a[3 * h + i].sigmoid();
-            a[i] = ig;
-            a[h + i] = fg;
-            a[2 * h + i] = gg;
-            a[3 * h + i] = og;
+            let ig = a_i[i].sigmoid();
+            let fg = a_f[i].sigmoid();
+            let gg = a_g[i].tanh_act();
+            let og = a_o[i].sigmoid();
+            a_i[i] = ig;
+            a_f[i] = fg;
+            a_g[i] = gg;
+            a_o[i] = og;
             let cn = fg * cprev[i] + ig * gg;
             cnext[i] = cn;
             let t_c = cn.tanh_act();
@@ -97,21 +105,23 @@ pub(crate) fn backward<T: Float, const F: bool>(
         let cprev = &buf.cs[t * h..(t + 1) * h];
         let up = &dh_above[t * h..(t + 1) * h];
         let da = &mut buf.da[t * g4..(t + 1) * g4];
+        let (s_i, rest) = act.split_at(h);
+        let (s_f, rest) = rest.split_at(h);
+        let (s_g, rest) = rest.split_at(h);
+        let (s_o, s_c) = rest.split_at(h);
+        let (da_i, rest) = da.split_at_mut(h);
+        let (da_f, rest) = rest.split_at_mut(h);
+        let (da_g, da_o) = rest.split_at_mut(h);
+        let (s_c, da_o, dh, dc) = (&s_c[..h], &mut da_o[..h], &buf.dh[..h], &mut buf.dc[..h]);
         for i in 0..h {
-            let (ig, fg, gg, og, tc) = (
-                act[i],
-                act[h + i],
-                act[2 * h + i],
-                act[3 * h + i],
-                act[4 * h + i],
-            );
-            let dht = up[i] + buf.dh[i];
-            let dct = dht * og * (one - tc * tc) + buf.dc[i];
-            da[i] = dct * gg * ig * (one - ig);
-            da[h + i] = dct * cprev[i] * fg * (one - fg);
-            da[2 * h + i] = dct * ig * (one - gg * gg);
-            da[3 * h + i] = dht * tc * og * (one - og);
-            buf.dc[i] = dct * fg;
+            let (ig, fg, gg, og, tc) = (s_i[i], s_f[i], s_g[i], s_o[i], s_c[i]);
+            let dht = up[i] + dh[i];
+            let dct = dht * og * (one - tc * tc) + dc[i];
+            da_i[i] = dct * gg * ig * (one - ig);
+            da_f[i] = dct * cprev[i] * fg * (one - fg);
+            da_g[i] = dct * ig * (one - gg * gg);
+            da_o[i] = dht * tc * og * (one - og);
+            dc[i] = dct * fg;
         }
         gemv::<T, F>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }
