@@ -291,12 +291,17 @@ fn setup_checkpoints(
     if given(matches, "layers") {
         r.layers = f.layers;
     }
-    if ["window", "t_min", "t_max", "t_tolerance"]
-        .iter()
-        .any(|id| given(matches, id))
-    {
+    // `-T auto` keeps a saved run's adaptive settings; --t-* flags given change them.
+    let both_auto = f.auto_truncation.is_some() && r.auto_truncation.is_some();
+    if given(matches, "window") && !both_auto {
         r.window = f.window;
         r.auto_truncation = f.auto_truncation.clone();
+    }
+    if let Some(a) = r.auto_truncation.as_mut() {
+        a.min = common.t_min.unwrap_or(a.min);
+        a.max = common.t_max.unwrap_or(a.max);
+        a.tolerance = common.t_tolerance.unwrap_or(a.tolerance);
+        r.window = a.max;
     }
     if given(matches, "every") {
         r.every = f.every;
