@@ -174,7 +174,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         learner.truncation()
     )?;
     if a.sample > 0 {
-        writeln!(out, "--- sample ({} characters, temperature {}) ---", a.sample, a.temperature)?;
+        writeln!(
+            out,
+            "--- sample ({} characters, temperature {}) ---",
+            a.sample, a.temperature
+        )?;
         let model = learner.model();
         let mut state = learner.state().to_vec();
         let mut ws = StepWorkspace::new(model.config());

@@ -775,7 +775,9 @@ impl<T: Float> Window<T> {
                 }
             }
         }
-        out[..n].iter_mut().for_each(|v| *v = T::cast(v.as_f64().sqrt()));
+        out[..n]
+            .iter_mut()
+            .for_each(|v| *v = T::cast(v.as_f64().sqrt()));
         Ok(n)
     }
 }

@@ -451,9 +451,7 @@ fn predict_loop(
         checkpoints: ck_stats.written,
         checkpoints_deferred: deferred,
         checkpoint_failures: ck_stats.failed,
-        truncation: learner
-            .map(|l| l.truncation())
-            .filter(|t| t.adaptive),
+        truncation: learner.map(|l| l.truncation()).filter(|t| t.adaptive),
     })
 }
 

@@ -231,9 +231,10 @@ impl<T: Float> Trainer<T> {
             loss_steps: config.loss_steps.resolve(config.window, config.every),
             optimizer: Optimizer::new(config.optimizer.clone(), model.n_params())?,
             window: Window::new(model, config.window)?,
-            adaptive: config.auto_truncation.clone().map(|a| {
-                Adaptive::new(a, config.loss_steps.resolve(config.window, config.every))
-            }),
+            adaptive: config
+                .auto_truncation
+                .clone()
+                .map(|a| Adaptive::new(a, config.loss_steps.resolve(config.window, config.every))),
             config,
             updates: 0,
             rejected: 0,

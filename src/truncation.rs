@@ -584,10 +584,50 @@ mod tests {
             Err(Error::Config { field, .. }) => field,
             other => panic!("{other:?}"),
         };
-        assert_eq!(e(AutoTruncation { min: 9, ..ok.clone() }, 8, 8), "t_min");
-        assert_eq!(e(AutoTruncation { min: 4, ..ok.clone() }, 8, 1), "t_min");
-        assert_eq!(e(AutoTruncation { min: 300, ..ok.clone() }, 8, 8), "t_min");
-        assert_eq!(e(AutoTruncation { max: 0, ..ok.clone() }, 8, 8), "t_max");
+        assert_eq!(
+            e(
+                AutoTruncation {
+                    min: 9,
+                    ..ok.clone()
+                },
+                8,
+                8
+            ),
+            "t_min"
+        );
+        assert_eq!(
+            e(
+                AutoTruncation {
+                    min: 4,
+                    ..ok.clone()
+                },
+                8,
+                1
+            ),
+            "t_min"
+        );
+        assert_eq!(
+            e(
+                AutoTruncation {
+                    min: 300,
+                    ..ok.clone()
+                },
+                8,
+                8
+            ),
+            "t_min"
+        );
+        assert_eq!(
+            e(
+                AutoTruncation {
+                    max: 0,
+                    ..ok.clone()
+                },
+                8,
+                8
+            ),
+            "t_max"
+        );
         for tolerance in [0.0, 1.0, f64::NAN] {
             let a = AutoTruncation {
                 tolerance,

@@ -78,7 +78,10 @@ fn auto_truncation_settles_above_the_dependency_length() {
         late.iter().min().unwrap(),
         late.iter().max().unwrap()
     );
-    assert!(mse < 0.1, "the 10-step recall was not learned (MSE {mse:.3})");
+    assert!(
+        mse < 0.1,
+        "the 10-step recall was not learned (MSE {mse:.3})"
+    );
     assert!(
         late.iter().all(|t| *t >= 10),
         "T fell below the dependency length: {late:?}"
@@ -129,7 +132,10 @@ fn an_auto_truncated_learner_resumes_exactly() {
         seen.insert(a.window_len());
     }
     assert_eq!(a.truncation(), b.truncation());
-    assert!(seen.len() > 1, "T never changed after the restore: {seen:?}");
+    assert!(
+        seen.len() > 1,
+        "T never changed after the restore: {seen:?}"
+    );
     // A state whose adaptive part does not fit is refused by name.
     let mut bad = a.snapshot().unwrap();
     bad.trainer.truncation.as_mut().unwrap().current = 49;
@@ -157,7 +163,10 @@ fn background_training_follows_the_adaptive_window() {
     }
     l.join_trainer().unwrap();
     let r = l.truncation();
-    assert!(r.adaptive && r.updates > 0 && (8..=48).contains(&r.current), "{r:?}");
+    assert!(
+        r.adaptive && r.updates > 0 && (8..=48).contains(&r.current),
+        "{r:?}"
+    );
     assert_eq!(l.window_len(), r.current);
 }
 
@@ -192,11 +201,18 @@ fn the_command_runs_and_resumes_with_t_auto() {
     cmd.args(model).arg("--summary").arg(&summary);
     let whole = run_cmd(cmd, Input::Bytes(csv(0..3000)));
     whole.assert_code(0);
-    assert!(whole.stderr.contains("window            T = auto: now"), "{}", whole.stderr);
+    assert!(
+        whole.stderr.contains("window            T = auto: now"),
+        "{}",
+        whole.stderr
+    );
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let t = &s["truncation"];
-    assert!(t["min"].as_u64().unwrap() >= 8 && t["max"].as_u64().unwrap() <= 40, "{t}");
+    assert!(
+        t["min"].as_u64().unwrap() >= 8 && t["max"].as_u64().unwrap() <= 40,
+        "{t}"
+    );
     assert!(t["mean"].as_f64().unwrap() >= 8.0);
 
     let ck = dir.join("m.ckpt");

@@ -436,7 +436,10 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
     println!(
         "training          TBPTT(k = {}, T = {}), loss {} on {} steps, {} lr {}, clip {}",
         lc.every,
-        match (&lc.auto_truncation, learner.and_then(|l| l.trainer.truncation.as_ref())) {
+        match (
+            &lc.auto_truncation,
+            learner.and_then(|l| l.trainer.truncation.as_ref())
+        ) {
             (Some(a), Some(st)) => format!(
                 "auto in {}..={} (tolerance {}), now {}",
                 a.min, a.max, a.tolerance, st.current
