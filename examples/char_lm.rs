@@ -96,8 +96,17 @@ impl Bits {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a = Args::parse();
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("char_lm: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     if !(a.temperature > 0.0 && a.temperature.is_finite()) {
         return Err(format!("--temperature must be positive, got {}", a.temperature).into());
     }
