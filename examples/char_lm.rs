@@ -116,6 +116,9 @@ fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
             t.max = a.t_max.unwrap_or(t.max);
             Truncation::Auto(t)
         }
+        Truncation::Fixed(_) if a.t_min.is_some() || a.t_max.is_some() => {
+            return Err("--t-min and --t-max need -T auto".into());
+        }
         fixed => fixed,
     };
     let mut config = LearnerConfig {
