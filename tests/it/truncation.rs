@@ -252,3 +252,41 @@ fn t_auto_flags_are_checked() {
         assert!(done.stderr.contains(needle), "{args:?}: {}", done.stderr);
     }
 }
+
+#[test]
+fn step_gradient_norms_are_the_pre_activation_gradients() {
+    use tbptt::{Loss, Model, ModelConfig, ParamName, Window};
+    for cell in [CellKind::Elman, CellKind::Gru, CellKind::Lstm] {
+        let mc = ModelConfig {
+            cell,
+            d_input: 2,
+            d_hidden: 5,
+            layers: 1,
+            d_output: 1,
+        };
+        let model = Model::<f64>::new(mc, 9).unwrap();
+        let mut w = Window::new(&mc, 6).unwrap();
+        let (xs, ys) = w.io_mut();
+        for (i, v) in xs.iter_mut().enumerate() {
+            *v = (i as f64 * 0.7).sin();
+        }
+        ys.iter_mut().for_each(|v| *v = 0.5);
+        let start = vec![0.1; mc.state_len()];
+        let mut norms = vec![0.0; 6];
+        // One step: the norm is that of the input-side bias gradient, the sum of the step's
+        // pre-activation gradients.
+        w.forward_backward(&model, &start, 1, Loss::Mse, 1).unwrap();
+        assert_eq!(w.step_grad_norms_to(&mut norms).unwrap(), 1);
+        let gb = model.grad_of(w.grads(), ParamName::BiasIh(0)).unwrap();
+        let want = gb.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!((norms[0] - want).abs() < 1e-12 * want.max(1.0), "{cell}");
+        // Six steps, loss on the last: the gradient before it is backpropagated and nonzero.
+        w.forward_backward(&model, &start, 6, Loss::Mse, 1).unwrap();
+        assert_eq!(w.step_grad_norms_to(&mut norms).unwrap(), 6);
+        assert!(
+            norms.iter().all(|v| *v > 0.0 && v.is_finite()),
+            "{cell}: {norms:?}"
+        );
+        assert!(w.step_grad_norms_to(&mut [0.0; 5]).is_err());
+    }
+}
