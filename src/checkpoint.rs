@@ -565,6 +565,11 @@ pub fn check_compatible(
     cmp("--hidden", &a.d_hidden, &b.d_hidden)?;
     cmp("--layers", &a.layers, &b.layers)?;
     cmp("--window (T)", &a.window, &b.window)?;
+    cmp(
+        "-T auto (--t-min, --t-tolerance)",
+        &a.auto_truncation,
+        &b.auto_truncation,
+    )?;
     cmp("--every (k)", &a.every, &b.every)?;
     cmp("--loss-steps", &a.loss_steps, &b.loss_steps)?;
     cmp("--loss", &a.loss, &b.loss)?;

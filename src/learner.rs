@@ -17,6 +17,7 @@ use crate::model::{Model, ModelConfig, StepWorkspace};
 use crate::optim::OptimizerConfig;
 use crate::ring::{Ring, RingState};
 use crate::tbptt::{LossSteps, Trainer, TrainerConfig, TrainerState, UpdateStats};
+use crate::truncation::{AutoTruncation, Truncation, TruncationReport};
 use crate::{CellKind, Error, Float, Result};
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +61,8 @@ pub struct LearnerConfig {
     pub d_target: Option<usize>,
     /// What is predicted. Default: the next input.
     pub targets: Targets,
-    /// Window length `T` (k2). Default: 32.
+    /// Window length `T` (k2); with [`LearnerConfig::auto_truncation`], the largest `T`
+    /// (ring and buffers are sized for it). Default: 32.
     pub window: usize,
     /// Update period `k` (k1), in events. Default: 8.
     pub every: usize,
@@ -74,6 +76,10 @@ pub struct LearnerConfig {
     pub clip: Option<f64>,
     /// Seed of the weight initialization. Default: 0.
     pub seed: u64,
+    /// Adapt `T` online between a minimum and `window` ([`crate::truncation`]); set it with
+    /// [`LearnerConfig::set_truncation`]. Default: `None` (fixed `T = window`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_truncation: Option<AutoTruncation>,
 }
 
 impl Default for LearnerConfig {
@@ -93,6 +99,7 @@ impl Default for LearnerConfig {
             optimizer: t.optimizer,
             clip: t.clip,
             seed: 0,
+            auto_truncation: None,
         }
     }
 }
@@ -139,6 +146,41 @@ impl LearnerConfig {
             loss: self.loss,
             optimizer: self.optimizer.clone(),
             clip: self.clip,
+            auto_truncation: self.auto_truncation.clone(),
+        }
+    }
+
+    /// How `T` is chosen: fixed at `window`, or adapted up to it.
+    pub fn truncation(&self) -> Truncation {
+        match &self.auto_truncation {
+            Some(a) => Truncation::Auto(a.clone()),
+            None => Truncation::Fixed(self.window),
+        }
+    }
+
+    /// Sets how `T` is chosen: a fixed `T` sets `window`; adaptive truncation sets `window` to
+    /// its `max` (the buffers' size).
+    ///
+    /// # Example
+    /// ```
+    /// use tbptt::truncation::{AutoTruncation, Truncation};
+    /// let mut c = tbptt::LearnerConfig::default();
+    /// c.set_truncation("auto".parse()?);
+    /// assert_eq!((c.window, c.truncation()), (256, Truncation::Auto(AutoTruncation::default())));
+    /// c.set_truncation(Truncation::Fixed(12));
+    /// assert_eq!((c.window, c.auto_truncation.is_none()), (12, true));
+    /// # Ok::<(), tbptt::Error>(())
+    /// ```
+    pub fn set_truncation(&mut self, truncation: Truncation) {
+        match truncation {
+            Truncation::Fixed(t) => {
+                self.window = t;
+                self.auto_truncation = None;
+            }
+            Truncation::Auto(a) => {
+                self.window = a.max;
+                self.auto_truncation = Some(a);
+            }
         }
     }
 
@@ -545,6 +587,27 @@ impl<T: Float> Learner<T> {
         self.events
     }
 
+    /// The window length `T` the next update uses: fixed, or chosen by adaptive truncation
+    /// (with a background trainer, as last published by it).
+    pub fn window_len(&self) -> usize {
+        match &self.mode {
+            Mode::Inline(t) => t.window_len(),
+            Mode::Background(b) => b.truncation.current,
+            Mode::Switching => self.config.window,
+        }
+    }
+
+    /// The window lengths used so far: the current `T` and its min, mean and max over the
+    /// updates, and the measured gradient decay rate with adaptive truncation (with a
+    /// background trainer, as last published by it).
+    pub fn truncation(&self) -> TruncationReport {
+        match &self.mode {
+            Mode::Inline(t) => t.truncation(),
+            Mode::Background(b) => b.truncation,
+            Mode::Switching => TruncationReport::fixed(self.config.window, 0),
+        }
+    }
+
     /// Updates applied.
     pub fn updates(&self) -> u64 {
         match &self.mode {
@@ -635,7 +698,7 @@ impl<T: Float> Learner<T> {
         let index = self.events;
         self.events += 1;
         let due =
-            self.ring.len() >= self.config.window && self.events % self.config.every as u64 == 0;
+            self.ring.len() >= self.window_len() && self.events % self.config.every as u64 == 0;
         let update = match (&mut self.mode, due) {
             (_, false) => None,
             (Mode::Inline(t), true) => Some(t.update(&mut self.model, &self.ring)?),
@@ -699,11 +762,13 @@ impl<T: Float> std::fmt::Debug for Mode<T> {
     }
 }
 
-/// A window handed to the trainer thread: inputs, targets and the start state.
+/// A window handed to the trainer thread: inputs, targets and the start state, for `len`
+/// steps (the buffers hold up to the largest `T`).
 struct Job<T> {
     xs: Vec<T>,
     ys: Vec<T>,
     start: Vec<T>,
+    len: usize,
 }
 
 /// Weights and counters the trainer thread publishes after each update.
@@ -712,6 +777,7 @@ struct Published<T> {
     updates: u64,
     rejected: u64,
     mean_loss: f64,
+    truncation: TruncationReport,
 }
 
 /// Number of window buffers in flight (one being trained, one queued).
@@ -730,6 +796,7 @@ struct Background<T: Float> {
     updates: u64,
     rejected: u64,
     mean_loss: f64,
+    truncation: TruncationReport,
 }
 
 impl<T: Float> Background<T> {
@@ -749,14 +816,19 @@ impl<T: Float> Background<T> {
                 xs: vec![T::zero(); t * mc.d_input],
                 ys: vec![T::zero(); t * mc.d_output],
                 start: vec![T::zero(); mc.state_len()],
+                len: t,
             };
             let _ = free_jobs_tx.send(job);
         }
         for _ in 0..WEIGHT_BUFFERS {
             let _ = free_w_tx.send(vec![T::zero(); mc.n_params()]);
         }
-        let (updates, rejected, mean_loss) =
-            (trainer.updates(), trainer.rejected(), trainer.mean_loss());
+        let (updates, rejected, mean_loss, truncation) = (
+            trainer.updates(),
+            trainer.rejected(),
+            trainer.mean_loss(),
+            trainer.truncation(),
+        );
         let snapshot = trainer.clone();
         let recycle = free_w_tx.clone();
         let spawned = std::thread::Builder::new()
@@ -766,7 +838,9 @@ impl<T: Float> Background<T> {
                 for job in jobs_rx.iter() {
                     // A failed update (shape errors cannot happen: buffers are sized once)
                     // is counted by the trainer; the weights are published either way.
-                    let _ = trainer.update_from(&mut model, &job.xs, &job.ys, &job.start);
+                    let (dx, dy) = (mc.d_input * job.len, mc.d_output * job.len);
+                    let _ =
+                        trainer.update_from(&mut model, &job.xs[..dx], &job.ys[..dy], &job.start);
                     let _ = free_jobs_tx.send(job);
                     if let Ok(mut buf) = free_w_rx.try_recv() {
                         buf.copy_from_slice(model.params());
@@ -775,6 +849,7 @@ impl<T: Float> Background<T> {
                             updates: trainer.updates(),
                             rejected: trainer.rejected(),
                             mean_loss: trainer.mean_loss(),
+                            truncation: trainer.truncation(),
                         };
                         if let Err(e) = weights_tx.try_send(msg) {
                             let _ = recycle.try_send(e.into_inner().params);
@@ -794,6 +869,7 @@ impl<T: Float> Background<T> {
                 updates,
                 rejected,
                 mean_loss,
+                truncation,
             }),
             Err(e) => Err((
                 Box::new(snapshot),
@@ -807,9 +883,10 @@ impl<T: Float> Background<T> {
         let Some(jobs) = &self.jobs else { return false };
         match self.free_jobs.try_recv() {
             Ok(mut job) => {
-                let t = self.snapshot.config().window;
+                let t = self.truncation.current;
                 let start = ring.copy_newest_to(t, &mut job.xs, &mut job.ys);
                 job.start.copy_from_slice(start);
+                job.len = t;
                 jobs.try_send(job).is_ok()
             }
             Err(_) => false,
@@ -830,6 +907,7 @@ impl<T: Float> Background<T> {
             self.updates = p.updates;
             self.rejected = p.rejected;
             self.mean_loss = p.mean_loss;
+            self.truncation = p.truncation;
             let _ = self.free_weights.try_send(p.params);
         }
     }

@@ -54,6 +54,7 @@ pub mod sink;
 pub mod source;
 pub mod stream;
 pub mod tbptt;
+pub mod truncation;
 
 pub use cell::CellKind;
 pub use error::{Error, Result};
@@ -63,3 +64,4 @@ pub use model::{Model, ModelConfig, ParamName, StepWorkspace, Window};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use scalar::Float;
 pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
+pub use truncation::{AutoTruncation, Truncation, TruncationReport};

@@ -751,3 +751,33 @@ impl<T: Float> Window<T> {
         Ok(())
     }
 }
+
+// ---- Per-step gradient norms, read by adaptive truncation (`crate::truncation`).
+impl<T: Float> Window<T> {
+    /// Writes, for every step `t` of the last pass, the norm of the loss gradient with respect
+    /// to that step's gate pre-activations over all layers, `sqrt(Σ_l ‖∂L/∂a_{l,t}‖²)`, into
+    /// `out[t]`, and returns the number of steps `n`. Before the loss steps these are purely
+    /// backpropagated gradients: their decay along the window measures how fast the gradient
+    /// fades with the lag. No allocation.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `out` is shorter than the last pass's number of steps.
+    pub fn step_grad_norms_to(&self, out: &mut [T]) -> Result<usize> {
+        let (n, g) = (self.n, self.config.gate_rows());
+        if out.len() < n {
+            return Err(Error::len("step_grad_norms_to", n, out.len()));
+        }
+        out[..n].fill(T::zero());
+        for buf in &self.layers {
+            for (t, o) in out[..n].iter_mut().enumerate() {
+                for v in &buf.da[t * g..(t + 1) * g] {
+                    *o += *v * *v;
+                }
+            }
+        }
+        out[..n]
+            .iter_mut()
+            .for_each(|v| *v = T::cast(v.as_f64().sqrt()));
+        Ok(n)
+    }
+}

@@ -159,6 +159,9 @@ pub struct Summary {
     /// Checkpoint writes that failed (each logged).
     #[serde(default)]
     pub checkpoint_failures: u64,
+    /// With `-T auto`: the window length now and its min, mean and max over the updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<crate::truncation::TruncationReport>,
 }
 
 impl std::fmt::Display for Summary {
@@ -190,6 +193,9 @@ impl std::fmt::Display for Summary {
         }
         writeln!(f, "  anomalies         {}", self.anomalies)?;
         writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
+        if let Some(t) = &self.truncation {
+            writeln!(f, "  window            {t}")?;
+        }
         if self.checkpoints + self.checkpoint_failures > 0 {
             writeln!(
                 f,
@@ -445,6 +451,7 @@ fn predict_loop(
         checkpoints: ck_stats.written,
         checkpoints_deferred: deferred,
         checkpoint_failures: ck_stats.failed,
+        truncation: learner.map(|l| l.truncation()).filter(|t| t.adaptive),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::loss::Loss;
 use crate::model::{Model, ModelConfig, Window};
 use crate::optim::{clip_grad_norm, grad_norm, Optimizer, OptimizerConfig};
 use crate::ring::Ring;
+use crate::truncation::{Adaptive, AutoTruncation, TruncationReport, TruncationState};
 use crate::{Error, Float, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -75,7 +76,9 @@ impl fmt::Display for LossSteps {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainerConfig {
-    /// Window length `T = k2`: steps of backpropagation per update. Default: 32.
+    /// Window length `T = k2`: steps of backpropagation per update; with
+    /// [`TrainerConfig::auto_truncation`], the largest `T` (buffers are sized for it). Default:
+    /// 32.
     pub window: usize,
     /// Update period `k = k1`, in events (`1 <= k <= T`). Default: 8.
     pub every: usize,
@@ -87,6 +90,10 @@ pub struct TrainerConfig {
     pub optimizer: OptimizerConfig,
     /// Largest global gradient norm; `None` disables clipping. Default: 1.0.
     pub clip: Option<f64>,
+    /// Adapt `T` online ([`crate::truncation`]); its `max` must equal `window`. Default:
+    /// `None` (fixed `T`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_truncation: Option<AutoTruncation>,
 }
 
 impl Default for TrainerConfig {
@@ -98,6 +105,7 @@ impl Default for TrainerConfig {
             loss: Loss::Mse,
             optimizer: OptimizerConfig::default(),
             clip: Some(1.0),
+            auto_truncation: None,
         }
     }
 }
@@ -143,6 +151,26 @@ impl TrainerConfig {
                 ));
             }
         }
+        if let Some(a) = &self.auto_truncation {
+            if self.loss_steps == LossSteps::All {
+                return Err(Error::config(
+                    "loss_steps",
+                    "adaptive truncation measures the gradient decay on the steps before the \
+                     loss steps; use k or a number, not all",
+                ));
+            }
+            if a.max != self.window {
+                return Err(Error::config(
+                    "window",
+                    format!(
+                        "with adaptive truncation the window is the largest T and must equal \
+                         t_max = {}, got {}",
+                        a.max, self.window
+                    ),
+                ));
+            }
+            a.validate(self.every, l)?;
+        }
         self.loss.validate()?;
         self.optimizer.validate()
     }
@@ -173,6 +201,9 @@ pub struct TrainerState<T> {
     pub rejected: u64,
     /// Sum of the applied updates' losses.
     pub loss_sum: f64,
+    /// Adaptive truncation's estimates and statistics (`None` with a fixed `T`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<TruncationState>,
 }
 
 /// The training side: optimizer, window buffers and counters. Owns no weights; it updates
@@ -183,6 +214,7 @@ pub struct Trainer<T: Float> {
     loss_steps: usize,
     optimizer: Optimizer<T>,
     window: Window<T>,
+    adaptive: Option<Adaptive<T>>,
     updates: u64,
     rejected: u64,
     loss_sum: f64,
@@ -199,6 +231,10 @@ impl<T: Float> Trainer<T> {
             loss_steps: config.loss_steps.resolve(config.window, config.every),
             optimizer: Optimizer::new(config.optimizer.clone(), model.n_params())?,
             window: Window::new(model, config.window)?,
+            adaptive: config
+                .auto_truncation
+                .clone()
+                .map(|a| Adaptive::new(a, config.loss_steps.resolve(config.window, config.every))),
             config,
             updates: 0,
             rejected: 0,
@@ -209,6 +245,21 @@ impl<T: Float> Trainer<T> {
     /// The settings.
     pub fn config(&self) -> &TrainerConfig {
         &self.config
+    }
+
+    /// The window length `T` the next update uses (fixed, or chosen by adaptive truncation).
+    pub fn window_len(&self) -> usize {
+        self.adaptive
+            .as_ref()
+            .map_or(self.config.window, |a| a.current())
+    }
+
+    /// The window lengths used so far (current, min, mean, max).
+    pub fn truncation(&self) -> TruncationReport {
+        match &self.adaptive {
+            Some(a) => a.report(),
+            None => TruncationReport::fixed(self.config.window, self.updates + self.rejected),
+        }
     }
 
     /// The optimizer (with its state).
@@ -242,6 +293,7 @@ impl<T: Float> Trainer<T> {
             updates: self.updates,
             rejected: self.rejected,
             loss_sum: self.loss_sum,
+            truncation: self.adaptive.as_ref().map(|a| a.to_state()),
         }
     }
 
@@ -250,7 +302,8 @@ impl<T: Float> Trainer<T> {
     /// # Errors
     /// [`Error::Config`] if `config` is invalid, or if the state does not fit it: an
     /// optimizer of another kind or size, state buffers of the wrong length, non-finite
-    /// moments, or a non-finite loss sum.
+    /// moments, a non-finite loss sum, or adaptive-truncation state that is missing, present
+    /// with a fixed `T`, or inconsistent.
     pub fn from_state(
         model: &ModelConfig,
         config: TrainerConfig,
@@ -288,6 +341,22 @@ impl<T: Float> Trainer<T> {
         if !state.loss_sum.is_finite() {
             return bad("non-finite loss sum".into());
         }
+        match (&mut t.adaptive, &state.truncation) {
+            (None, None) => {}
+            (Some(a), Some(st)) => a.restore(st)?,
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "checkpoint.truncation",
+                    "adaptive truncation is configured but the state has none".to_string(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::config(
+                    "checkpoint.truncation",
+                    "the state has adaptive-truncation data but T is fixed".to_string(),
+                ))
+            }
+        }
         t.optimizer = state.optimizer;
         t.updates = state.updates;
         t.rejected = state.rejected;
@@ -300,12 +369,13 @@ impl<T: Float> Trainer<T> {
         &self.window
     }
 
-    /// One TBPTT update of `model` on the newest `T` pairs of `ring`. No allocation.
+    /// One TBPTT update of `model` on the newest `T` pairs of `ring` (`T` =
+    /// [`Trainer::window_len`]). No allocation.
     ///
     /// # Errors
     /// [`Error::Shape`] if the ring holds fewer than `T` pairs or does not fit the model.
     pub fn update(&mut self, model: &mut Model<T>, ring: &Ring<T>) -> Result<UpdateStats<T>> {
-        let t = self.config.window;
+        let t = self.window_len();
         if ring.len() < t {
             return Err(Error::len("update (ring pairs)", t, ring.len()));
         }
@@ -314,14 +384,17 @@ impl<T: Float> Trainer<T> {
         let loss =
             self.window
                 .forward_backward(model, start, t, self.config.loss, self.loss_steps)?;
+        self.adapt()?;
         self.apply(model, loss)
     }
 
-    /// One TBPTT update of `model` on a window given as column-major buffers (`d_input x T`
-    /// inputs, `d_output x T` targets) and its start state. No allocation.
+    /// One TBPTT update of `model` on a window given as column-major buffers (`d_input x n`
+    /// inputs, `d_output x n` targets, `n` up to the configured `T`) and its start state. No
+    /// allocation.
     ///
     /// # Errors
-    /// [`Error::Shape`] if a buffer does not fit.
+    /// [`Error::Shape`] if a buffer does not fit: lengths that are not `n` whole steps of
+    /// both, or `n` outside `loss steps..=T`.
     pub fn update_from(
         &mut self,
         model: &mut Model<T>,
@@ -329,21 +402,34 @@ impl<T: Float> Trainer<T> {
         ys: &[T],
         start: &[T],
     ) -> Result<UpdateStats<T>> {
-        let t = self.config.window;
+        let mc = model.config();
+        let (d_in, d_out) = (mc.d_input, mc.d_output);
+        let t = xs.len() / d_in;
         let (wx, wy) = self.window.io_mut();
-        if xs.len() != wx.len() || ys.len() != wy.len() {
+        if xs.len() != t * d_in || ys.len() != t * d_out || xs.len() > wx.len() {
             return Err(Error::len(
                 "update_from (window)",
                 wx.len() + wy.len(),
                 xs.len() + ys.len(),
             ));
         }
-        wx.copy_from_slice(xs);
-        wy.copy_from_slice(ys);
+        wx[..xs.len()].copy_from_slice(xs);
+        wy[..ys.len()].copy_from_slice(ys);
         let loss =
             self.window
                 .forward_backward(model, start, t, self.config.loss, self.loss_steps)?;
+        self.adapt()?;
         self.apply(model, loss)
+    }
+
+    /// Feeds the last pass's per-step gradient norms to adaptive truncation (no-op when `T`
+    /// is fixed).
+    fn adapt(&mut self) -> Result<()> {
+        if let Some(a) = &mut self.adaptive {
+            let n = self.window.step_grad_norms_to(&mut a.norms)?;
+            a.observe(n);
+        }
+        Ok(())
     }
 
     /// Clips and applies the gradients now in the window buffers (after a forward/backward).

@@ -4,7 +4,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
-use tbptt::{CellKind, LearnerConfig, Loss, LossSteps, OptimizerConfig, Targets};
+use tbptt::{
+    AutoTruncation, CellKind, LearnerConfig, Loss, LossSteps, OptimizerConfig, Targets, Truncation,
+};
 
 struct Counting;
 
@@ -88,6 +90,18 @@ fn configs() -> Vec<LearnerConfig> {
             }
         }
     }
+    let mut auto = LearnerConfig {
+        d_hidden: 16,
+        every: 4,
+        ..Default::default()
+    };
+    auto.set_truncation(Truncation::Auto(AutoTruncation {
+        min: 8,
+        max: 40,
+        history: 4,
+        ..Default::default()
+    }));
+    v.push(auto);
     v.push(LearnerConfig {
         loss: Loss::Huber { delta: 0.5 },
         loss_steps: LossSteps::All,

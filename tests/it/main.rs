@@ -1,5 +1,6 @@
 //! Integration tests of tbptt: golden comparisons with PyTorch, gradient checks, learning.
 
+mod char_lm;
 mod checkpoint;
 mod cli;
 mod fuzz_corpus;
@@ -8,4 +9,5 @@ mod gradcheck;
 mod hostile;
 mod learning;
 mod memory;
+mod truncation;
 mod util;

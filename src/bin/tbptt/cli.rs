@@ -193,15 +193,26 @@ pub struct Common {
     /// Stacked layers.
     #[arg(short = 'L', long, default_value_t = 1, help_heading = "Model")]
     pub layers: usize,
-    /// Window length T (k2): steps of backpropagation per update.
+    /// Window length T (k2): steps of backpropagation per update, or auto: T adapts online
+    /// to the measured decay of the gradient (see --t-min, --t-max, --t-tolerance).
     #[arg(
         short = 'T',
         long = "window",
-        default_value_t = 32,
-        value_name = "T",
+        default_value = "32",
+        value_name = "T|auto",
         help_heading = "Model"
     )]
-    pub window: usize,
+    pub window: tbptt::Truncation,
+    /// With -T auto: smallest T [default: 16].
+    #[arg(long, value_name = "T", help_heading = "Model")]
+    pub t_min: Option<usize>,
+    /// With -T auto: largest T; buffers are allocated for it [default: 256].
+    #[arg(long, value_name = "T", help_heading = "Model")]
+    pub t_max: Option<usize>,
+    /// With -T auto: largest accepted truncation bias, relative to the gradient, in (0, 1)
+    /// [default: 0.01].
+    #[arg(long, value_name = "TOL", help_heading = "Model")]
+    pub t_tolerance: Option<f64>,
     /// Update every k events (k1 <= T).
     #[arg(
         short = 'k',

@@ -13,7 +13,7 @@ use tbptt::norm::NormMode;
 use tbptt::pipeline::PipelineConfig;
 use tbptt::run::{CheckpointConfig, OutputTarget, RunConfig, Speed, Summary};
 use tbptt::source::{SourceConfig, SourceSpec};
-use tbptt::{LearnerConfig, OptimizerConfig};
+use tbptt::{LearnerConfig, OptimizerConfig, Truncation};
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -173,11 +173,10 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
     if let Some(lr) = c.lr {
         optimizer = optimizer.with_lr(lr);
     }
-    let learner = LearnerConfig {
+    let mut learner = LearnerConfig {
         cell: c.cell.parse()?,
         d_hidden: c.hidden,
         layers: c.layers,
-        window: c.window,
         every: c.every,
         loss_steps: c.loss_steps.parse()?,
         loss: c.loss.parse()?,
@@ -186,6 +185,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         seed: c.seed,
         ..Default::default()
     };
+    learner.set_truncation(truncation(c)?);
     let normalize = match (c.no_normalize, c.norm_halflife) {
         (true, _) => NormMode::Off,
         (false, Some(h)) => NormMode::Ewm { half_life: h },
@@ -216,6 +216,27 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         checkpoint: None,
         resume: None,
     })
+}
+
+/// `-T` with the `--t-*` settings of `-T auto`.
+fn truncation(c: &Common) -> Result<Truncation, AnyError> {
+    match c.window.clone() {
+        Truncation::Fixed(t) => {
+            if c.t_min.is_some() || c.t_max.is_some() || c.t_tolerance.is_some() {
+                return Err(format!(
+                    "--t-min, --t-max and --t-tolerance need -T auto (got -T {t})"
+                )
+                .into());
+            }
+            Ok(Truncation::Fixed(t))
+        }
+        Truncation::Auto(mut a) => {
+            a.min = c.t_min.unwrap_or(a.min);
+            a.max = c.t_max.unwrap_or(a.max);
+            a.tolerance = c.t_tolerance.unwrap_or(a.tolerance);
+            Ok(Truncation::Auto(a))
+        }
+    }
 }
 
 /// Whether a flag was given on the command line (rather than left at its default).
@@ -270,8 +291,17 @@ fn setup_checkpoints(
     if given(matches, "layers") {
         r.layers = f.layers;
     }
-    if given(matches, "window") {
+    // `-T auto` keeps a saved run's adaptive settings; --t-* flags given change them.
+    let both_auto = f.auto_truncation.is_some() && r.auto_truncation.is_some();
+    if given(matches, "window") && !both_auto {
         r.window = f.window;
+        r.auto_truncation = f.auto_truncation.clone();
+    }
+    if let Some(a) = r.auto_truncation.as_mut() {
+        a.min = common.t_min.unwrap_or(a.min);
+        a.max = common.t_max.unwrap_or(a.max);
+        a.tolerance = common.t_tolerance.unwrap_or(a.tolerance);
+        r.window = a.max;
     }
     if given(matches, "every") {
         r.every = f.every;
@@ -406,7 +436,17 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
     println!(
         "training          TBPTT(k = {}, T = {}), loss {} on {} steps, {} lr {}, clip {}",
         lc.every,
-        lc.window,
+        match (
+            &lc.auto_truncation,
+            learner.and_then(|l| l.trainer.truncation.as_ref())
+        ) {
+            (Some(a), Some(st)) => format!(
+                "auto in {}..={} (tolerance {}), now {}",
+                a.min, a.max, a.tolerance, st.current
+            ),
+            (Some(a), None) => format!("auto in {}..={} (tolerance {})", a.min, a.max, a.tolerance),
+            (None, _) => lc.window.to_string(),
+        },
         lc.loss,
         lc.loss_steps,
         lc.optimizer.name(),
