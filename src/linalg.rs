@@ -44,7 +44,17 @@ fn gemv_acc<T: Float, const F: bool>(
     let col = |j: usize| &a[j * lda..j * lda + m];
     let mut j = 0;
     while j + 8 <= ncols {
-        let sv: [T; 8] = std::array::from_fn(|q| x[(j + q) * xs]);
+        let xv = &x[j * xs..=(j + 7) * xs];
+        let sv = [
+            xv[0],
+            xv[xs],
+            xv[2 * xs],
+            xv[3 * xs],
+            xv[4 * xs],
+            xv[5 * xs],
+            xv[6 * xs],
+            xv[7 * xs],
+        ];
         let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
         let (c4, c5, c6, c7) = (col(j + 4), col(j + 5), col(j + 6), col(j + 7));
         for i in 0..m {
