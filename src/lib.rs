@@ -45,6 +45,8 @@ pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod pipeline;
+pub mod plot;
+pub mod record;
 pub mod ring;
 pub mod run;
 pub mod scalar;
@@ -53,6 +55,7 @@ pub mod simd;
 pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod sweep;
 pub mod tbptt;
 
 pub use cell::CellKind;
