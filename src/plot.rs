@@ -182,7 +182,7 @@ pub fn forecast_svg(trace: &ForecastTrace, title: &str, path: &Path) -> Result<(
     let x1 = (pts[pts.len() - 1].index as f64).max(x0 + 1.0);
     let (y0, y1) = bounds(pts.iter().flat_map(|p| [p.actual, p.forecast]));
     let caption = if trace.stride() > 1 {
-        format!("{title} (every {}th event shown)", trace.stride())
+        format!("{title} (1 in {} events shown)", trace.stride())
     } else {
         title.to_string()
     };
@@ -397,4 +397,104 @@ pub fn cost_vs_t_svg(runs: &[&RunResult], title: &str, path: &Path) -> Result<()
         |r| r.madds_per_event,
         path,
     )
+}
+
+/// One named line of [`lines_svg`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Its legend text.
+    pub label: String,
+    /// Its points `(x, y)`; non-finite ones (and non-positive ones on a log axis) are left
+    /// out.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Writes lines `y(x)` with markers and a legend to `path` (SVG), with either axis on a log
+/// scale.
+///
+/// # Errors
+/// [`PlotError::Empty`] when no series has a point, [`PlotError::Write`] if the file cannot
+/// be written.
+pub fn lines_svg(
+    series: &[Series],
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    (log_x, log_y): (bool, bool),
+    path: &Path,
+) -> Result<(), PlotError> {
+    let ok = |(x, y): (f64, f64)| {
+        x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0)
+    };
+    let series: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|s| {
+            (
+                s.label.as_str(),
+                s.points.iter().copied().filter(|p| ok(*p)).collect(),
+            )
+        })
+        .collect();
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).collect();
+    if all.is_empty() {
+        return Err(PlotError::Empty("no finite point"));
+    }
+    let range = |v: Vec<f64>, log: bool| {
+        if log {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo / 1.3, (hi * 1.3).max(lo * 2.0))
+        } else {
+            bounds(v.into_iter())
+        }
+    };
+    let (x0, x1) = range(all.iter().map(|p| p.0).collect(), log_x);
+    let (y0, y1) = range(all.iter().map(|p| p.1).collect(), log_y);
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| write_err(path, e))?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(70);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart.map_err(|e| write_err(path, e))?;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()
+                .map_err(|e| write_err(path, e))?;
+            for (i, (label, pts)) in series.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(|e| write_err(path, e))?
+                    .label(*label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| write_err(path, e))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(|e| write_err(path, e))?;
+        }};
+    }
+    match (log_x, log_y) {
+        (false, false) => draw!(builder.build_cartesian_2d(x0..x1, y0..y1)),
+        (true, false) => draw!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)),
+        (false, true) => draw!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())),
+        (true, true) => {
+            draw!(builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale()))
+        }
+    }
+    root.present().map_err(|e| write_err(path, e))
 }

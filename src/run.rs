@@ -281,7 +281,10 @@ impl Taps {
         };
         Ok(Taps {
             recorder,
-            trace: config.plot.as_ref().map(|_| ForecastTrace::new(PLOT_POINTS)),
+            trace: config
+                .plot
+                .as_ref()
+                .map(|_| ForecastTrace::new(PLOT_POINTS)),
         })
     }
 
@@ -292,7 +295,14 @@ impl Taps {
         }
         if let Some(t) = self.trace.as_mut() {
             let ev = &rec.event;
-            t.push(out, if ev.targets.is_empty() { &ev.values } else { &ev.targets });
+            t.push(
+                out,
+                if ev.targets.is_empty() {
+                    &ev.values
+                } else {
+                    &ev.targets
+                },
+            );
         }
         Ok(())
     }

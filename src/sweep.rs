@@ -827,10 +827,19 @@ mod tests {
         let t8 = evaluate(&ev, &base, &spec(Truncation::Fixed(8)), None).unwrap();
         assert!(full.updates > 70, "{}", full.updates);
         // Updates at events 8, 12, ..., 300 (k = 4 pairs needed), through 7, 11, ..., 299 pairs: mean 153.
-        assert!((full.steps_per_update - 153.0).abs() < 1e-9, "{}", full.steps_per_update);
+        assert!(
+            (full.steps_per_update - 153.0).abs() < 1e-9,
+            "{}",
+            full.steps_per_update
+        );
         assert!(full.madds_per_event > 10.0 * t8.madds_per_event);
         assert!(full.buffer_bytes > 10 * t8.buffer_bytes);
-        assert!(full.mse < full.naive_mse, "{} vs {}", full.mse, full.naive_mse);
+        assert!(
+            full.mse < full.naive_mse,
+            "{} vs {}",
+            full.mse,
+            full.naive_mse
+        );
     }
 
     #[test]

@@ -8,4 +8,5 @@ mod gradcheck;
 mod hostile;
 mod learning;
 mod memory;
+mod sweep;
 mod util;

@@ -42,17 +42,32 @@ pub struct SweepArgs {
     )]
     pub every: String,
     /// Cells to try: elman, gru, lstm.
-    #[arg(long, default_value = "gru,lstm", value_name = "LIST", help_heading = "Grid")]
+    #[arg(
+        long,
+        default_value = "gru,lstm",
+        value_name = "LIST",
+        help_heading = "Grid"
+    )]
     pub cell: String,
     /// Hidden sizes H to try.
-    #[arg(long, default_value = "32,64", value_name = "LIST", help_heading = "Grid")]
+    #[arg(
+        long,
+        default_value = "32,64",
+        value_name = "LIST",
+        help_heading = "Grid"
+    )]
     pub hidden: String,
     /// Season length in events: also compare with the seasonal-naive forecast (the value one
     /// season earlier).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Grid")]
     pub season: Option<u64>,
     /// Recommend the cheapest configuration whose MSE is within this fraction of the best.
-    #[arg(long, default_value_t = 0.05, value_name = "FRACTION", help_heading = "Grid")]
+    #[arg(
+        long,
+        default_value_t = 0.05,
+        value_name = "FRACTION",
+        help_heading = "Grid"
+    )]
     pub tolerance: f64,
     /// Runs at a time (default: the number of cores).
     #[arg(long, value_name = "N", help_heading = "Grid")]
