@@ -203,6 +203,15 @@ fn gradient_errors(
     Ok(sums)
 }
 
+/// An angle in degrees, three decimals, or in scientific notation when smaller.
+fn degrees(a: f64) -> String {
+    if a >= 1e-3 || a == 0.0 {
+        format!("{a:.3}")
+    } else {
+        format!("{a:.1e}")
+    }
+}
+
 fn gradient_table(out: &Path) -> Result<(), AnyError> {
     let xs = series("co2_mauna_loa_weekly.csv")?;
     let windows = [8usize, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024];
@@ -213,8 +222,11 @@ fn gradient_table(out: &Path) -> Result<(), AnyError> {
     println!("|---:|---:|---:|---:|---:|");
     for (i, t) in windows.iter().enumerate() {
         println!(
-            "| {t} | {:.2e} | {:.3} | {:.2e} | {:.3} |",
-            gru[i].0, gru[i].1, lstm[i].0, lstm[i].1
+            "| {t} | {:.2e} | {} | {:.2e} | {} |",
+            gru[i].0,
+            degrees(gru[i].1),
+            lstm[i].0,
+            degrees(lstm[i].1)
         );
     }
     let pts = |v: &[(f64, f64)]| {

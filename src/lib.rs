@@ -18,6 +18,9 @@
 //! - [`format`](mod@format), [`source`], [`pipeline`], [`sink`], [`run`]: decoders, async sources,
 //!   normalization and anomaly scores, output records, the streaming runtime of the `tbptt`
 //!   command; [`stream::predictions`] for embedding in async code.
+//! - [`sweep`], [`plot`], [`record`]: choosing `T` and `k` on a recorded log (a grid of runs,
+//!   scored against naive baselines, and a recommendation), SVG plots, and recording a live
+//!   stream for replay.
 //!
 //! ```
 //! use tbptt::LearnerConfig;

@@ -269,8 +269,10 @@ pub struct RunResult {
     /// recommendation minimizes.
     pub madds_per_event: f64,
     /// Bytes of the buffers the training needs (ring, window activations and gradients,
-    /// weights, gradient and optimizer moments), computed from their sizes; for full BPTT at
-    /// the end of the log.
+    /// weights, gradient and optimizer moments), computed from their sizes; for full BPTT, a
+    /// ring and a window as long as the log. (The sweep's full-BPTT harness also keeps the
+    /// learner's own idle window of that length, which is not counted: it is not part of what
+    /// full BPTT needs.)
     pub buffer_bytes: u64,
     /// Events per second of wall time (measured, including prediction; runs share the cores,
     /// so this is noisy).
