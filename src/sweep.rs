@@ -793,26 +793,27 @@ mod tests {
         assert!(s.iter().all(|s| s.window.admits(s.every)));
     }
 
-    /// Naive errors by hand: values 0, 1, 3, 6, 10 (differences 1, 2, 3, 4); 5 events, the
-    /// last 20% of the 4 with a forecast is the last one: naive error 4, squared 16.
-    /// With season 2: 10 − 3 = 7.
+    /// Naive errors by hand: values 0, 1, 3, 6, ..., 45 (differences 1, 2, ..., 9); 10
+    /// events, 9 with a forecast, the last 20% of them (1) is the last: naive error 9,
+    /// squared 81. With season 2: 45 − 28 = 17, squared 289.
     #[test]
     fn baselines_by_hand() {
-        let ev: Vec<Event> = [0.0, 1.0, 3.0, 6.0, 10.0]
-            .iter()
-            .map(|&v| Event {
-                values: vec![v],
+        let ev: Vec<Event> = (0..10)
+            .map(|i| Event {
+                values: vec![(i * (i + 1) / 2) as f64],
                 ..Default::default()
             })
             .collect();
         let b = baselines(&ev, Some(2));
-        assert_eq!((b.naive_mse, b.naive_mae), (16.0, 4.0));
-        assert_eq!((b.seasonal_mse, b.seasonal_mae), (Some(49.0), Some(7.0)));
+        assert_eq!((b.naive_mse, b.naive_mae), (81.0, 9.0));
+        assert_eq!((b.seasonal_mse, b.seasonal_mae), (Some(289.0), Some(17.0)));
+        assert_eq!(score_from(10, false), 9);
+        assert_eq!(score_from(10, true), 8);
     }
 
     #[test]
     fn full_bptt_run_trains_and_costs_grow_with_the_log() {
-        let ev: Vec<Event> = (0..300)
+        let ev: Vec<Event> = (0..1000)
             .map(|t| Event {
                 values: vec![(t as f64 * 0.4).sin()],
                 ..Default::default()
@@ -827,10 +828,11 @@ mod tests {
         };
         let full = evaluate(&ev, &base, &spec(Truncation::Full), None).unwrap();
         let t8 = evaluate(&ev, &base, &spec(Truncation::Fixed(8)), None).unwrap();
-        assert!(full.updates > 70, "{}", full.updates);
-        // Updates at events 8, 12, ..., 300 (k = 4 pairs needed), through 7, 11, ..., 299 pairs: mean 153.
+        // Updates at events 8, 12, ..., 1000 (k = 4 pairs needed), through 7, 11, ..., 999
+        // pairs: 249 updates, mean 503.
+        assert_eq!(full.updates, 249);
         assert!(
-            (full.steps_per_update - 153.0).abs() < 1e-9,
+            (full.steps_per_update - 503.0).abs() < 1e-9,
             "{}",
             full.steps_per_update
         );
