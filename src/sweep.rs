@@ -30,11 +30,11 @@
 //! use tbptt::pipeline::PipelineConfig;
 //! use tbptt::sweep::{evaluate, recommend, Grid, RunSpec, Truncation};
 //!
-//! let events: Vec<Event> = (0..600)
-//!     .map(|t| Event { values: vec![(t as f64 * 0.3).sin()], ..Default::default() })
+//! let events: Vec<Event> = (0..1000)
+//!     .map(|t| Event { values: vec![(t as f64 * 0.4).sin()], ..Default::default() })
 //!     .collect();
 //! let grid = Grid {
-//!     windows: vec![Truncation::Fixed(4), Truncation::Fixed(16)],
+//!     windows: vec![Truncation::Fixed(8), Truncation::Fixed(16)],
 //!     every: vec![4],
 //!     cells: vec![tbptt::CellKind::Gru],
 //!     hidden: vec![8],
