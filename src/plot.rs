@@ -143,6 +143,18 @@ impl ForecastTrace {
     }
 }
 
+/// An axis tick: plain with up to 3 decimals, or in scientific notation when very large or
+/// small.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-2..1e5).contains(&a) {
+        return format!("{v:.0e}");
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
 fn write_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
     PlotError::Write {
         path: path.display().to_string(),
@@ -308,6 +320,7 @@ fn lines_vs_t(
                 .configure_mesh()
                 .x_labels(ts.len() * 4)
                 .x_label_formatter(&x_fmt)
+                .y_label_formatter(&tick)
                 .x_desc("T (window length)")
                 .y_desc(y_desc)
                 .draw()
@@ -464,6 +477,8 @@ pub fn lines_svg(
             let mut chart = $chart.map_err(|e| write_err(path, e))?;
             chart
                 .configure_mesh()
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
                 .x_desc(x_desc)
                 .y_desc(y_desc)
                 .draw()

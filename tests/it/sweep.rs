@@ -428,16 +428,23 @@ fn a_recorded_tcp_stream_replays_to_the_same_output() {
     p.sigterm();
     p.finish(TIMEOUT).assert_code(0);
     assert_eq!(util::file_lines(&rec), 2 * n as usize);
-    // Each recorded line carries an arrival time near now, in arrival order.
+    // Each recorded line carries an arrival time near now, in order within each connection
+    // (two connections are read concurrently, so their lines may interleave either way).
     let text = std::fs::read_to_string(&rec).expect("read recording");
-    let arrivals: Vec<f64> = text
+    let lines: Vec<(String, f64)> = text
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("JSON line");
-            v["arrival"].as_f64().expect("arrival")
+            let key = v["key"].as_str().expect("key").to_owned();
+            (key, v["arrival"].as_f64().expect("arrival"))
         })
         .collect();
-    assert!(arrivals.windows(2).all(|w| w[0] <= w[1]));
+    for key in ["a", "b"] {
+        let at: Vec<f64> = lines.iter().filter(|l| l.0 == key).map(|l| l.1).collect();
+        assert_eq!(at.len(), n as usize, "{key}");
+        assert!(at.windows(2).all(|w| w[0] <= w[1]), "{key}: {at:?}");
+    }
+    let arrivals: Vec<f64> = lines.iter().map(|l| l.1).collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
