@@ -14,7 +14,7 @@ Examples:
   tbptt learn --listen tcp://127.0.0.1:9000 --checkpoint /var/lib/tbptt/model.ckpt --checkpoint-interval 60
   tbptt inspect /var/lib/tbptt/model.ckpt --json
   tbptt learn --listen tcp://127.0.0.1:9000 --record day.jsonl
-  tbptt sweep day.jsonl --format jsonl -T 8,16,32,full --k 1,4 --plot sweep-plots
+  tbptt sweep day.jsonl --format jsonl -T 8,16,32,full -k 1,4 --plot sweep-plots
   tbptt sweep data/airline_passengers.csv --season 12 --json";
 
 /// Streaming online learner: a recurrent network that forecasts every event of a stream at

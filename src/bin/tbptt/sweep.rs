@@ -36,6 +36,7 @@ pub struct SweepArgs {
     #[arg(
         short = 'k',
         long = "every",
+        alias = "k",
         default_value = "1,4,8",
         value_name = "LIST",
         help_heading = "Grid"
@@ -269,7 +270,7 @@ pub fn run(a: &SweepArgs) -> Result<(), AnyError> {
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+        .clamp(1, specs.len().max(1));
     let bar = (!a.no_progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(specs.len() as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
