@@ -18,6 +18,9 @@
 //! - [`format`](mod@format), [`source`], [`pipeline`], [`sink`], [`run`]: decoders, async sources,
 //!   normalization and anomaly scores, output records, the streaming runtime of the `tbptt`
 //!   command; [`stream::predictions`] for embedding in async code.
+//! - [`sweep`], [`plot`], [`record`]: choosing `T` and `k` on a recorded log (a grid of runs,
+//!   scored against naive baselines, and a recommendation), SVG plots, and recording a live
+//!   stream for replay.
 //!
 //! ```
 //! use tbptt::LearnerConfig;
@@ -45,6 +48,8 @@ pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod pipeline;
+pub mod plot;
+pub mod record;
 pub mod ring;
 pub mod run;
 pub mod scalar;
@@ -53,6 +58,7 @@ pub mod simd;
 pub mod sink;
 pub mod source;
 pub mod stream;
+pub mod sweep;
 pub mod tbptt;
 pub mod truncation;
 

@@ -566,6 +566,12 @@ impl Pipeline {
         self.inner.as_ref().map(|i| &i.learner)
     }
 
+    /// The learner, mutable (e.g. to update its weights from outside, as the sweep's full-BPTT
+    /// runs do), once the first event has built it.
+    pub fn learner_mut(&mut self) -> Option<&mut Learner<f32>> {
+        self.inner.as_mut().map(|i| &mut i.learner)
+    }
+
     /// Stops a background trainer, taking its final weights (no-op inline).
     ///
     /// # Errors

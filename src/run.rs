@@ -20,7 +20,9 @@
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::event::Event;
-use crate::pipeline::{Pipeline, PipelineConfig, PipelineState};
+use crate::pipeline::{OutputRecord, Pipeline, PipelineConfig, PipelineState};
+use crate::plot::ForecastTrace;
+use crate::record::{Recorder, WallClock};
 use crate::shutdown::Shutdown;
 use crate::sink::{OutputFormat, RecordWriter};
 use crate::source::{self, SourceConfig, SourceItem};
@@ -115,7 +117,17 @@ pub struct RunConfig {
     /// Continue from this state instead of starting fresh (its configuration is used; set
     /// its `config.background` and anomaly threshold as wanted).
     pub resume: Option<Box<PipelineState>>,
+    /// Record every accepted event with its arrival time to this file, as JSON lines that
+    /// replay reads back ([`crate::record`]).
+    pub record: Option<PathBuf>,
+    /// Draw the run's forecast against the actual series, with the anomaly score, to this
+    /// SVG file at the end ([`crate::plot::forecast_svg`]; decimated past
+    /// [`PLOT_POINTS`] points).
+    pub plot: Option<PathBuf>,
 }
+
+/// Most points a `plot` keeps; a longer run is drawn decimated.
+pub const PLOT_POINTS: usize = 20_000;
 
 /// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -248,6 +260,58 @@ pub enum RunError {
     /// The predict thread failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The plot could not be written.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+}
+
+/// What a run keeps besides its output: the recording and the plot's trace.
+struct Taps {
+    recorder: Option<(Recorder<std::fs::File>, WallClock)>,
+    trace: Option<ForecastTrace>,
+}
+
+impl Taps {
+    fn new(config: &RunConfig) -> Result<Self, RunError> {
+        let recorder = match &config.record {
+            Some(p) => Some((
+                Recorder::create(p).map_err(|e| {
+                    RunError::Config(crate::Error::config(
+                        "record",
+                        format!("cannot create {}: {e}", p.display()),
+                    ))
+                })?,
+                WallClock::now(),
+            )),
+            None => None,
+        };
+        Ok(Taps {
+            recorder,
+            trace: config
+                .plot
+                .as_ref()
+                .map(|_| ForecastTrace::new(PLOT_POINTS)),
+        })
+    }
+
+    fn accepted(&mut self, rec: &source::Record, out: &OutputRecord) -> Result<(), RunError> {
+        if let Some((r, clock)) = self.recorder.as_mut() {
+            r.write(&rec.event, clock.epoch_of(rec.received))
+                .map_err(RunError::Output)?;
+        }
+        if let Some(t) = self.trace.as_mut() {
+            let ev = &rec.event;
+            t.push(
+                out,
+                if ev.targets.is_empty() {
+                    &ev.values
+                } else {
+                    &ev.targets
+                },
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Logs rejected records: the first 20 individually, then one line per 1000.
@@ -379,6 +443,7 @@ fn predict_loop(
         deferred: 0,
         waiting: false,
     });
+    let mut taps = Taps::new(&config)?;
     let result = event_loop(
         &config,
         &mut pipeline,
@@ -388,6 +453,7 @@ fn predict_loop(
         &bar,
         &mut events,
         &mut checkpoints,
+        &mut taps,
     );
     let mut ended_by = match &result {
         Ok(e) => *e,
@@ -420,6 +486,19 @@ fn predict_loop(
         }
     }
     result?;
+    if let Some((r, _)) = taps.recorder.as_mut() {
+        r.flush().map_err(RunError::Output)?;
+    }
+    if let (Some(path), Some(trace)) = (&config.plot, &taps.trace) {
+        let title = format!(
+            "{} H={} T={} k={}: forecast and anomaly score",
+            config.pipeline.learner.cell,
+            config.pipeline.learner.d_hidden,
+            config.pipeline.learner.window,
+            config.pipeline.learner.every
+        );
+        crate::plot::forecast_svg(trace, &title, path)?;
+    }
     match flushed {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ended_by = "output closed",
@@ -466,6 +545,7 @@ fn event_loop(
     bar: &Option<indicatif::ProgressBar>,
     events: &mut u64,
     checkpoints: &mut Option<Checkpoints>,
+    taps: &mut Taps,
 ) -> Result<&'static str, RunError> {
     let started = Instant::now();
     let mut first_time: Option<f64> = None;
@@ -498,6 +578,7 @@ fn event_loop(
                 pace(&config.speed, &rec.event, &mut first_time, started);
                 match pipeline.process(&rec.event) {
                     Ok(r) => {
+                        taps.accepted(&rec, r)?;
                         if let Err(e) = out.write(r) {
                             if e.kind() == std::io::ErrorKind::BrokenPipe {
                                 ended_by = "output closed";

@@ -10,4 +10,5 @@ mod hostile;
 mod learning;
 mod memory;
 mod truncation;
+mod sweep;
 mod util;

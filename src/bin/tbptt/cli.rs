@@ -12,7 +12,10 @@ Examples:
   tbptt learn --listen udp://127.0.0.1:9001 --columns cpu,mem --time ts
   tbptt learn --connect 127.0.0.1:9000 --output-format jsonl
   tbptt learn --listen tcp://127.0.0.1:9000 --checkpoint /var/lib/tbptt/model.ckpt --checkpoint-interval 60
-  tbptt inspect /var/lib/tbptt/model.ckpt --json";
+  tbptt inspect /var/lib/tbptt/model.ckpt --json
+  tbptt learn --listen tcp://127.0.0.1:9000 --record day.jsonl
+  tbptt sweep day.jsonl --format jsonl -T 8,16,32,full -k 1,4 --plot sweep-plots
+  tbptt sweep data/airline_passengers.csv --season 12 --json";
 
 /// Streaming online learner: a recurrent network that forecasts every event of a stream at
 /// once and learns from it by truncated backpropagation through time, TBPTT(k, T).
@@ -37,6 +40,12 @@ pub enum Command {
     /// optionally paced by the log's timestamps, with a progress bar on a terminal.
     #[command(after_help = EXAMPLES)]
     Replay(ReplayArgs),
+    /// Run a grid of TBPTT(k, T) configurations over one recorded log, inline and
+    /// deterministically, spread over the cores; print each one's error over the last 20%
+    /// against naive baselines, its cost and memory, and recommend the cheapest configuration
+    /// within a tolerance of the best.
+    #[command(after_help = EXAMPLES)]
+    Sweep(crate::sweep::SweepArgs),
     /// Show what a checkpoint holds: configuration, events seen, updates, loss, size. Exits
     /// with code 2 and names the problem if the file is truncated, corrupt, of an unknown
     /// version or otherwise unusable.
@@ -120,6 +129,10 @@ pub struct LearnArgs {
     /// Train inline, deterministically (predictions wait for updates).
     #[arg(long)]
     pub sync: bool,
+    /// Record every accepted event with its arrival time to FILE (JSON lines; read it back
+    /// with `replay FILE --format jsonl`, or `sweep`; `--time arrival` paces by arrival).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -274,6 +287,10 @@ pub struct Common {
     /// Do not print the summary on stderr.
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+    /// Draw the forecast against the actual series, with the anomaly score under it, to this
+    /// SVG file at the end (first value of each event; decimated past 20000 points).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub plot: Option<PathBuf>,
 
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,

@@ -1,6 +1,7 @@
 //! The `tbptt` command: parses flags, builds the configuration and calls [`tbptt::run::run`].
 
 mod cli;
+mod sweep;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -48,6 +49,7 @@ type AnyError = Box<dyn std::error::Error>;
 fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
     let (mut config, common) = match cli.command {
         Command::Inspect(a) => return inspect(&a),
+        Command::Sweep(a) => return sweep::run(&a),
         Command::Learn(a) => {
             let spec = if let Some(l) = &a.listen {
                 let spec: SourceSpec = l.parse()?;
@@ -72,6 +74,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
             };
             let mut config = build(&a.common, spec)?;
             config.pipeline.background = !a.sync;
+            config.record = a.record.clone();
             (config, a.common)
         }
         Command::Replay(a) => {
@@ -215,6 +218,8 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         max_events: c.max_events,
         checkpoint: None,
         resume: None,
+        record: None,
+        plot: c.plot.clone(),
     })
 }
 

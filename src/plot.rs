@@ -1,0 +1,515 @@
+//! SVG plots (plotters): a run's forecast against the actual series with the anomaly score
+//! under it, and a sweep's error and cost against the window `T`.
+//!
+//! - [`ForecastTrace`] collects `(index, actual, forecast, score)` of the first value of each
+//!   event as a run goes, in bounded memory: past its capacity it keeps every other point and
+//!   doubles its stride, so a long run is drawn decimated (the plot's title says by how much).
+//! - [`forecast_svg`], [`error_vs_t_svg`], [`cost_vs_t_svg`] write the files.
+//!
+//! # Example
+//! ```
+//! use tbptt::pipeline::{Pipeline, PipelineConfig};
+//! use tbptt::plot::{forecast_svg, ForecastTrace};
+//! use tbptt::event::Event;
+//!
+//! let mut p = Pipeline::new(PipelineConfig::default())?;
+//! let mut trace = ForecastTrace::new(100);
+//! for t in 0..500 {
+//!     let ev = Event { values: vec![(t as f64 * 0.3).sin()], ..Default::default() };
+//!     let rec = p.process(&ev)?;
+//!     trace.push(rec, &ev.values);
+//! }
+//! assert!(trace.points().len() <= 100 && trace.stride() == 8);
+//! let path = std::env::temp_dir().join(format!("tbptt-plot-doc-{}.svg", std::process::id()));
+//! forecast_svg(&trace, "sine", &path)?;
+//! assert!(std::fs::read_to_string(&path)?.contains("forecast"));
+//! std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use crate::pipeline::OutputRecord;
+use crate::sweep::{RunResult, Truncation};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Why a plot could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlotError {
+    /// Nothing to draw.
+    #[error("nothing to plot: {0}")]
+    Empty(&'static str),
+    /// The drawing or the file failed.
+    #[error("cannot write plot {path}: {reason}")]
+    Write {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// One plotted event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TracePoint {
+    /// The event's index.
+    pub index: u64,
+    /// Its actual first value (or first target), in the input's units.
+    pub actual: f64,
+    /// The forecast made for it.
+    pub forecast: f64,
+    /// Its anomaly score.
+    pub score: f64,
+    /// Whether it was flagged.
+    pub anomaly: bool,
+}
+
+/// The forecasts of a run, decimated beyond a capacity (see the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct ForecastTrace {
+    cap: usize,
+    stride: u64,
+    seen: u64,
+    points: Vec<TracePoint>,
+    anomalies: u64,
+}
+
+impl ForecastTrace {
+    /// An empty trace holding at most `cap` points (at least 2); the buffer is allocated
+    /// now, so pushing never allocates.
+    pub fn new(cap: usize) -> Self {
+        let cap = cap.max(2);
+        ForecastTrace {
+            cap,
+            stride: 1,
+            seen: 0,
+            points: Vec::with_capacity(cap),
+            anomalies: 0,
+        }
+    }
+
+    /// Records an event's output (`actual` = its values, or its targets with explicit
+    /// targets). Events without a forecast (the first of a forecast stream) are skipped.
+    pub fn push(&mut self, rec: &OutputRecord, actual: &[f64]) {
+        let (Some(&a), Some(&r)) = (actual.first(), rec.residual.first()) else {
+            return;
+        };
+        if rec.anomaly {
+            self.anomalies += 1;
+        }
+        let keep = self.seen % self.stride == 0;
+        self.seen += 1;
+        if !keep {
+            return;
+        }
+        if self.points.len() == self.cap {
+            let mut i = 0;
+            self.points.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+            if (self.seen - 1) % self.stride != 0 {
+                return;
+            }
+        }
+        self.points.push(TracePoint {
+            index: rec.index,
+            actual: a,
+            forecast: a - r,
+            score: rec.score,
+            anomaly: rec.anomaly,
+        });
+    }
+
+    /// The points kept.
+    pub fn points(&self) -> &[TracePoint] {
+        &self.points
+    }
+
+    /// Every how many forecast events a point is kept (1: all of them).
+    pub fn stride(&self) -> u64 {
+        self.stride
+    }
+
+    /// Events with a forecast seen.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Events flagged as anomalies, among all seen (not only those kept).
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
+    }
+}
+
+/// An axis tick: plain with up to 3 decimals, or in scientific notation when very large or
+/// small.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-2..1e5).contains(&a) {
+        return format!("{v:.0e}");
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+fn write_err(path: &Path, e: impl std::fmt::Display) -> PlotError {
+    PlotError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = v
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-9);
+    (lo - pad, hi + pad)
+}
+
+/// Writes the forecast plot of a run to `path` (SVG): the actual series and the forecast on
+/// top (legend `actual`, `forecast`), the anomaly score below (legend `anomaly score`, flagged
+/// events as red dots).
+///
+/// # Errors
+/// [`PlotError::Empty`] for a trace without points, [`PlotError::Write`] if the file cannot
+/// be written.
+pub fn forecast_svg(trace: &ForecastTrace, title: &str, path: &Path) -> Result<(), PlotError> {
+    let pts = trace.points();
+    if pts.is_empty() {
+        return Err(PlotError::Empty("no event had a forecast"));
+    }
+    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| write_err(path, e))?;
+    let (top, bottom) = root.split_vertically(400);
+    let x0 = pts[0].index as f64;
+    let x1 = (pts[pts.len() - 1].index as f64).max(x0 + 1.0);
+    let (y0, y1) = bounds(pts.iter().flat_map(|p| [p.actual, p.forecast]));
+    let caption = if trace.stride() > 1 {
+        format!("{title} (1 in {} events shown)", trace.stride())
+    } else {
+        title.to_string()
+    };
+    let mut chart = ChartBuilder::on(&top)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(25)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| write_err(path, e))?;
+    chart
+        .configure_mesh()
+        .y_desc("value")
+        .draw()
+        .map_err(|e| write_err(path, e))?;
+    chart
+        .draw_series(LineSeries::new(
+            pts.iter().map(|p| (p.index as f64, p.actual)),
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| write_err(path, e))?
+        .label("actual")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+    chart
+        .draw_series(LineSeries::new(
+            pts.iter().map(|p| (p.index as f64, p.forecast)),
+            BLUE.stroke_width(1),
+        ))
+        .map_err(|e| write_err(path, e))?
+        .label("forecast")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| write_err(path, e))?;
+    let (s0, s1) = bounds(pts.iter().map(|p| p.score));
+    let mut lower = ChartBuilder::on(&bottom)
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, s0.min(0.0)..s1.max(1.0))
+        .map_err(|e| write_err(path, e))?;
+    lower
+        .configure_mesh()
+        .x_desc("event")
+        .y_desc("score")
+        .draw()
+        .map_err(|e| write_err(path, e))?;
+    lower
+        .draw_series(LineSeries::new(
+            pts.iter().map(|p| (p.index as f64, p.score)),
+            RED.stroke_width(1),
+        ))
+        .map_err(|e| write_err(path, e))?
+        .label("anomaly score")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+    lower
+        .draw_series(
+            pts.iter()
+                .filter(|p| p.anomaly)
+                .map(|p| Circle::new((p.index as f64, p.score), 3, RED.filled())),
+        )
+        .map_err(|e| write_err(path, e))?;
+    lower
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| write_err(path, e))?;
+    root.present().map_err(|e| write_err(path, e))
+}
+
+/// The `T` values of `runs`, in order (numbers ascending, `full` last).
+fn t_axis(runs: &[&RunResult]) -> Vec<Truncation> {
+    let mut ts: Vec<Truncation> = runs.iter().map(|r| r.spec.window).collect();
+    ts.sort_by_key(|t| match t {
+        Truncation::Fixed(n) => (0, *n),
+        Truncation::Full => (1, 0),
+    });
+    ts.dedup();
+    ts
+}
+
+/// One line per `k` of `y(run)` against the position of its `T` on the axis.
+fn lines_vs_t(
+    runs: &[&RunResult],
+    title: &str,
+    y_desc: &str,
+    log_y: bool,
+    y: impl Fn(&RunResult) -> f64,
+    path: &Path,
+) -> Result<(), PlotError> {
+    if runs.is_empty() {
+        return Err(PlotError::Empty("no run"));
+    }
+    let ts = t_axis(runs);
+    let pos = |t: Truncation| ts.iter().position(|x| *x == t).unwrap_or(0) as f64;
+    let mut ks: Vec<usize> = runs.iter().map(|r| r.spec.every).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let (mut y0, mut y1) = bounds(runs.iter().map(|r| y(r)));
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| write_err(path, e))?;
+    let labels = ts.clone();
+    let x_fmt = move |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+            labels[i as usize].to_string()
+        } else {
+            String::new()
+        }
+    };
+    let xr = -0.3..(ts.len() as f64 - 0.7);
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_labels(ts.len() * 4)
+                .x_label_formatter(&x_fmt)
+                .y_label_formatter(&tick)
+                .x_desc("T (window length)")
+                .y_desc(y_desc)
+                .draw()
+                .map_err(|e| write_err(path, e))?;
+            for (ci, &k) in ks.iter().enumerate() {
+                let mut pts: Vec<(f64, f64)> = runs
+                    .iter()
+                    .filter(|r| r.spec.every == k)
+                    .map(|r| (pos(r.spec.window), y(r)))
+                    .filter(|p| p.1.is_finite())
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let color = colors[ci % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(|e| write_err(path, e))?
+                    .label(format!("k = {k}"))
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| write_err(path, e))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| write_err(path, e))?;
+        }};
+    }
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(70);
+    if log_y {
+        y0 = runs
+            .iter()
+            .map(|r| y(r))
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        if !y0.is_finite() {
+            y0 = 1.0;
+        }
+        y0 /= 1.5;
+        y1 = (y1 * 1.5).max(y0 * 2.0);
+        draw!(builder
+            .build_cartesian_2d(xr, (y0..y1).log_scale())
+            .map_err(|e| write_err(path, e))?);
+    } else {
+        draw!(builder
+            .build_cartesian_2d(xr, y0..y1)
+            .map_err(|e| write_err(path, e))?);
+    }
+    root.present().map_err(|e| write_err(path, e))
+}
+
+/// Writes the sweep's error against `T` (MSE relative to the naive forecast), one line per
+/// `k` (legend `k = K`), for the runs given (typically those of one cell and hidden size).
+///
+/// # Errors
+/// As [`forecast_svg`].
+pub fn error_vs_t_svg(runs: &[&RunResult], title: &str, path: &Path) -> Result<(), PlotError> {
+    lines_vs_t(
+        runs,
+        title,
+        "MSE / naive MSE (last 20%)",
+        false,
+        RunResult::rel_naive,
+        path,
+    )
+}
+
+/// Writes the sweep's training cost against `T` (multiply-adds per event, log scale), one
+/// line per `k`.
+///
+/// # Errors
+/// As [`forecast_svg`].
+pub fn cost_vs_t_svg(runs: &[&RunResult], title: &str, path: &Path) -> Result<(), PlotError> {
+    lines_vs_t(
+        runs,
+        title,
+        "multiply-adds per event",
+        true,
+        |r| r.madds_per_event,
+        path,
+    )
+}
+
+/// One named line of [`lines_svg`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Its legend text.
+    pub label: String,
+    /// Its points `(x, y)`; non-finite ones (and non-positive ones on a log axis) are left
+    /// out.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Writes lines `y(x)` with markers and a legend to `path` (SVG), with either axis on a log
+/// scale.
+///
+/// # Errors
+/// [`PlotError::Empty`] when no series has a point, [`PlotError::Write`] if the file cannot
+/// be written.
+pub fn lines_svg(
+    series: &[Series],
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    (log_x, log_y): (bool, bool),
+    path: &Path,
+) -> Result<(), PlotError> {
+    let ok = |(x, y): (f64, f64)| {
+        x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0)
+    };
+    let series: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|s| {
+            (
+                s.label.as_str(),
+                s.points.iter().copied().filter(|p| ok(*p)).collect(),
+            )
+        })
+        .collect();
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).collect();
+    if all.is_empty() {
+        return Err(PlotError::Empty("no finite point"));
+    }
+    let range = |v: Vec<f64>, log: bool| {
+        if log {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo / 1.3, (hi * 1.3).max(lo * 2.0))
+        } else {
+            bounds(v.into_iter())
+        }
+    };
+    let (x0, x1) = range(all.iter().map(|p| p.0).collect(), log_x);
+    let (y0, y1) = range(all.iter().map(|p| p.1).collect(), log_y);
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| write_err(path, e))?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(70);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart.map_err(|e| write_err(path, e))?;
+            chart
+                .configure_mesh()
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()
+                .map_err(|e| write_err(path, e))?;
+            for (i, (label, pts)) in series.iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(|e| write_err(path, e))?
+                    .label(*label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| write_err(path, e))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(|e| write_err(path, e))?;
+        }};
+    }
+    match (log_x, log_y) {
+        (false, false) => draw!(builder.build_cartesian_2d(x0..x1, y0..y1)),
+        (true, false) => draw!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)),
+        (false, true) => draw!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())),
+        (true, true) => {
+            draw!(builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale()))
+        }
+    }
+    root.present().map_err(|e| write_err(path, e))
+}
