@@ -42,6 +42,7 @@ pub mod learner;
 pub(crate) mod linalg;
 pub mod loss;
 pub mod model;
+pub mod nab;
 pub mod norm;
 pub mod optim;
 pub mod pipeline;

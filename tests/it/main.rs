@@ -8,4 +8,5 @@ mod gradcheck;
 mod hostile;
 mod learning;
 mod memory;
+mod nab;
 mod util;
