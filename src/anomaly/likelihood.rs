@@ -53,6 +53,8 @@ pub struct LikelihoodConfig {
     pub onset: usize,
     /// Surprise, in decades of probability, that scores 1. Default: 10.
     pub decades: f64,
+    /// Whether a new minimum or maximum counts (the record statistic). Default: true.
+    pub records: bool,
 }
 
 impl Default for LikelihoodConfig {
@@ -66,6 +68,7 @@ impl Default for LikelihoodConfig {
             max_period: 4096,
             onset: 100,
             decades: 10.0,
+            records: true,
         }
     }
 }
@@ -278,7 +281,7 @@ impl Likelihood {
                 surprise = surprise.max(series.season.surprise(stat));
                 series.season.push(stat);
             }
-            if t > 0 && (x > series.max || x < series.min) {
+            if c.records && t > 0 && (x > series.max || x < series.min) {
                 surprise = surprise.max(((t + 1) as f64 / 2.0).log10());
             }
             series.max = series.max.max(x);

@@ -60,6 +60,10 @@ pub struct NabArgs {
     /// Anomaly score: likelihood, zscore or raw (written mapped into [0, 1]).
     #[arg(long, default_value = "likelihood")]
     pub anomaly: String,
+    /// Settings of the likelihood that differ from the defaults, as a JSON object, e.g.
+    /// '{"onset": 50, "history": 4096}' (see the library's LikelihoodConfig).
+    #[arg(long, value_name = "JSON")]
+    pub likelihood: Option<String>,
     /// Files scored at once (default: the number of cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
