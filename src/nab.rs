@@ -117,7 +117,10 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
     let (_, header) = lines
         .next()
         .ok_or_else(|| err(0, "header", "the file is empty".into()))?;
-    let names: Vec<&str> = header.split(',').map(|f| f.trim().trim_matches('"')).collect();
+    let names: Vec<&str> = header
+        .split(',')
+        .map(|f| f.trim().trim_matches('"'))
+        .collect();
     let find = |want: &str| names.iter().position(|n| *n == want);
     let (Some(ti), Some(vi)) = (find("timestamp"), find("value")) else {
         return Err(err(
@@ -140,8 +143,8 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
             ));
         }
         let stamp = fields[ti].trim().trim_matches('"');
-        let time =
-            parse_time(stamp).ok_or_else(|| err(n, "timestamp", format!("{stamp:?} is not a time")))?;
+        let time = parse_time(stamp)
+            .ok_or_else(|| err(n, "timestamp", format!("{stamp:?} is not a time")))?;
         let raw = fields[vi].trim().trim_matches('"');
         let value = raw
             .parse::<f64>()
@@ -219,8 +222,11 @@ mod tests {
     #[test]
     fn parse_names_the_line_and_field_of_bad_rows() {
         let p = Path::new("x.csv");
-        let s = parse_series(p, "timestamp,value\n2014-04-01 00:00:00,1.5\n2014-04-01 00:05:00,2\n")
-            .unwrap();
+        let s = parse_series(
+            p,
+            "timestamp,value\n2014-04-01 00:00:00,1.5\n2014-04-01 00:05:00,2\n",
+        )
+        .unwrap();
         assert_eq!(s.values, vec![1.5, 2.0]);
         assert_eq!(s.times[1] - s.times[0], 300.0);
         let e = parse_series(p, "timestamp,value\n2014-04-01 00:00:00,abc\n").unwrap_err();
@@ -242,7 +248,11 @@ mod tests {
         for t in 0..600 {
             s.stamps.push(t.to_string());
             s.times.push(t as f64 * 300.0);
-            s.values.push(if t == 500 { 50.0 } else { (t as f64 * 0.1).sin() });
+            s.values.push(if t == 500 {
+                50.0
+            } else {
+                (t as f64 * 0.1).sin()
+            });
         }
         let scores = score_series(&PipelineConfig::default(), &s).unwrap();
         assert_eq!(scores.len(), 600);

@@ -173,6 +173,10 @@ mod tests {
         let mut kept: Vec<f64> = (450..500).map(|i| ((i * 37) % 101) as f64).collect();
         kept.sort_by(f64::total_cmp);
         assert_eq!(t.sorted, kept);
-        assert_eq!(Tail::new(10, 0.02).surprise(1e9), 0.0, "no history, no surprise");
+        assert_eq!(
+            Tail::new(10, 0.02).surprise(1e9),
+            0.0,
+            "no history, no surprise"
+        );
     }
 }

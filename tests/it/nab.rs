@@ -96,7 +96,12 @@ fn the_command_writes_one_result_file_per_input_with_as_many_rows() {
     let dir = TempDir::new("nab");
     let out = dir.join("results");
     run(
-        tbptt([Path::new("nab"), &bundled(), &out, Path::new("--no-progress")]),
+        tbptt([
+            Path::new("nab"),
+            &bundled(),
+            &out,
+            Path::new("--no-progress"),
+        ]),
         Input::Null,
     )
     .assert_code(0);
@@ -152,7 +157,8 @@ fn the_command_names_the_line_and_field_of_bad_data() {
     );
     f.assert_code(2);
     assert!(
-        f.stderr.contains("line 3: value: \"oops\" is not a finite number"),
+        f.stderr
+            .contains("line 3: value: \"oops\" is not a finite number"),
         "{}",
         f.stderr
     );
