@@ -14,9 +14,10 @@
 //! Each of the first three is taken as `ln(stat + 10⁻³)` and judged by its [`Tail`]: the
 //! surprise is `−log10 p` of its tail probability against its last `history` values. A new
 //! record after `t` events has probability `2 / (t + 1)` when the events are exchangeable,
-//! surprise `log10((t + 1) / 2)`. The event's surprise is the largest of these, and
+//! surprise `log10((t + 1) / 2)`. The event's surprise is the largest of these plus a share
+//! `a` (`others`, 0.5) of the rest, so that evidence from several statistics at once adds up:
 //!
-//! `raw = min(1, surprise / decades)`,
+//! `surprise = max_j S_j + a · (Σ_j S_j − max_j S_j)`, `raw = min(1, surprise / decades)`,
 //!
 //! so `raw = 0.5` means `p = 10^(−decades/2)`. Finally the **onset filter** keeps `raw` only when
 //! it beats the largest `raw` of the previous `onset` events, and reports 0 otherwise: an
@@ -55,6 +56,9 @@ pub struct LikelihoodConfig {
     pub decades: f64,
     /// Whether a new minimum or maximum counts (the record statistic). Default: true.
     pub records: bool,
+    /// Weight `a` of the other statistics' surprises added to the largest one: evidence from
+    /// several statistics at once adds up. Default: 0.5.
+    pub others: f64,
 }
 
 impl Default for LikelihoodConfig {
@@ -69,6 +73,7 @@ impl Default for LikelihoodConfig {
             onset: 100,
             decades: 10.0,
             records: true,
+            others: 0.5,
         }
     }
 }
@@ -105,6 +110,12 @@ impl LikelihoodConfig {
             return bad(
                 "anomaly.likelihood",
                 "max_period and onset must be at most 2^20".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.others) {
+            return bad(
+                "anomaly.likelihood.others",
+                format!("must be in [0, 1], got {}", self.others),
             );
         }
         if !(self.decades > 0.0 && self.decades.is_finite()) {
@@ -174,6 +185,12 @@ pub struct Likelihood {
     error: Tail,
     recent: Vec<f64>,
     recent_head: usize,
+}
+
+/// Adds one statistic's surprise `v` to the running largest and total.
+fn note(best: &mut f64, total: &mut f64, v: f64) {
+    *best = best.max(v);
+    *total += v;
 }
 
 /// Offset inside the logarithm of each statistic: statistics are in standard deviations, so
@@ -250,10 +267,10 @@ impl Likelihood {
         }
         self.norm.observe(actual);
         let ln = |s: f64| (s + FLOOR).ln();
-        let mut surprise = 0.0f64;
+        let (mut best, mut total) = (0.0f64, 0.0f64);
         if let Some(e) = error.filter(|e| e.is_finite()) {
             let s = ln(e.abs());
-            surprise = surprise.max(self.error.surprise(s));
+            note(&mut best, &mut total, self.error.surprise(s));
             self.error.push(s);
         }
         let c = self.config;
@@ -272,22 +289,23 @@ impl Likelihood {
                     .sum::<f64>()
                     / base as f64;
                 let stat = ln((recent - past).abs() / (var.sqrt() + FLOOR * std + 1e-12));
-                surprise = surprise.max(series.shift.surprise(stat));
+                note(&mut best, &mut total, series.shift.surprise(stat));
                 series.shift.push(stat);
             }
             let (p, ws) = (self.period, c.season_recent);
             if p > 0 && series.len >= p + ws {
                 let stat = ln((series.mean(0..ws) - series.mean(p..p + ws)).abs() / std);
-                surprise = surprise.max(series.season.surprise(stat));
+                note(&mut best, &mut total, series.season.surprise(stat));
                 series.season.push(stat);
             }
             if c.records && t > 0 && (x > series.max || x < series.min) {
-                surprise = surprise.max(((t + 1) as f64 / 2.0).log10());
+                note(&mut best, &mut total, ((t + 1) as f64 / 2.0).log10());
             }
             series.max = series.max.max(x);
             series.min = series.min.min(x);
         }
         self.events += 1;
+        let surprise = best + c.others * (total - best);
         let raw = (surprise / c.decades).clamp(0.0, 1.0);
         if c.onset == 0 {
             return raw;
