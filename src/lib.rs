@@ -18,6 +18,8 @@
 //! - [`format`](mod@format), [`source`], [`pipeline`], [`sink`], [`run`]: decoders, async sources,
 //!   normalization and anomaly scores, output records, the streaming runtime of the `tbptt`
 //!   command; [`stream::predictions`] for embedding in async code.
+//! - [`anomaly`]: the anomaly likelihood (the default score), the z-score and the raw error;
+//!   [`nab`](mod@nab) runs the detector over a Numenta Anomaly Benchmark data tree.
 //!
 //! ```
 //! use tbptt::LearnerConfig;
