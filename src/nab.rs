@@ -82,7 +82,11 @@ pub struct Series {
 /// [`NabError::Io`] if a folder cannot be read.
 pub fn find_files(dir: &Path) -> Result<Vec<PathBuf>, NabError> {
     fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), NabError> {
-        let here = root.join(rel);
+        let here = if rel.as_os_str().is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
         for entry in std::fs::read_dir(&here).map_err(io(&here))? {
             let entry = entry.map_err(io(&here))?;
             let name = rel.join(entry.file_name());
