@@ -1,5 +1,13 @@
 //! Anomaly scores from the learner's prediction errors.
 //!
+//! Three scorers are available ([`AnomalyKind`]):
+//!
+//! - `likelihood` (the default): the [`Likelihood`] of the event, in `[0, 1]`, from the
+//!   forecast error, level-shift, seasonal and new-extreme statistics, each judged by a
+//!   [`Tail`] against its own history, with an onset filter (see [`likelihood`](mod@likelihood)).
+//! - `zscore`: the [`ZScore`] of the forecast error, unbounded (described below).
+//! - `raw`: the forecast error `|r|` in normalized units, squashed to `|r| / (1 + |r|)`.
+//!
 //! The residual of each event, `|r| = sqrt(mean_i (r_i / std_i)^2)` in normalized units, is
 //! standardized against an exponentially weighted running mean and variance of the residuals
 //! seen *before* it: `score = (|r| − mean) / std`. Online and O(1) per event; the score is 0
@@ -8,26 +16,128 @@
 //! After the warm-up a residual enters the statistics winsorized at `mean + 10 · std`, so a
 //! burst of huge residuals is flagged without masking the anomalies that follow it.
 
+pub mod likelihood;
+mod tail;
+
+pub use likelihood::{Likelihood, LikelihoodConfig};
+pub use tail::Tail;
+
 use serde::{Deserialize, Serialize};
+
+/// Which score the pipeline reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnomalyKind {
+    /// The [`Likelihood`], in `[0, 1]`. The default.
+    #[default]
+    Likelihood,
+    /// The [`ZScore`] of the forecast error (unbounded; 0 during warm-up).
+    #[serde(rename = "zscore")]
+    ZScore,
+    /// The forecast error `|r|` in normalized units as `|r| / (1 + |r|)`.
+    Raw,
+}
+
+impl AnomalyKind {
+    /// The default threshold of this score: 0.5 for the likelihood (a tail probability of
+    /// `10^-5` at the default 10 decades), 4 for the z-score, 0.8 (`|r| = 4`) for the raw
+    /// error.
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            AnomalyKind::Likelihood => 0.5,
+            AnomalyKind::ZScore => 4.0,
+            AnomalyKind::Raw => 0.8,
+        }
+    }
+
+    /// Maps a score of this kind into `[0, 1]`, monotonically: the z-score `z` as
+    /// `max(z, 0) / (1 + max(z, 0))`; the others are already there.
+    ///
+    /// # Example
+    /// ```
+    /// use tbptt::anomaly::AnomalyKind;
+    /// assert_eq!(AnomalyKind::ZScore.unit(3.0), 0.75);
+    /// assert_eq!(AnomalyKind::ZScore.unit(-2.0), 0.0);
+    /// assert_eq!(AnomalyKind::Likelihood.unit(0.25), 0.25);
+    /// ```
+    pub fn unit(self, score: f64) -> f64 {
+        match self {
+            AnomalyKind::ZScore => {
+                let z = if score.is_nan() { 0.0 } else { score.max(0.0) };
+                if z.is_infinite() {
+                    1.0
+                } else {
+                    z / (1.0 + z)
+                }
+            }
+            _ => score.clamp(0.0, 1.0),
+        }
+    }
+
+    /// The name used by `--anomaly`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyKind::Likelihood => "likelihood",
+            AnomalyKind::ZScore => "zscore",
+            AnomalyKind::Raw => "raw",
+        }
+    }
+}
+
+impl std::fmt::Display for AnomalyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AnomalyKind {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "likelihood" => Ok(AnomalyKind::Likelihood),
+            "zscore" => Ok(AnomalyKind::ZScore),
+            "raw" => Ok(AnomalyKind::Raw),
+            other => Err(crate::Error::config(
+                "anomaly",
+                format!("expected likelihood, zscore or raw, got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Configurations written before the kind existed used the z-score.
+fn legacy_kind() -> AnomalyKind {
+    AnomalyKind::ZScore
+}
 
 /// Settings of the anomaly score.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
-    /// Half-life of the residual statistics, in events. Default: 1000.
+    /// Which score is reported. Default: [`AnomalyKind::Likelihood`] (a stored configuration
+    /// without this field, written before it existed, reads as the z-score).
+    #[serde(default = "legacy_kind")]
+    pub kind: AnomalyKind,
+    /// Half-life of the z-score's residual statistics, in events. Default: 1000.
     pub half_life: f64,
-    /// Residuals observed before scores are reported (0 before that). Default: 50.
+    /// Residuals observed before z-scores are reported (0 before that). Default: 50.
     pub warmup: u64,
-    /// Score above which an event is flagged. Default: 4.0.
+    /// Score above which an event is flagged. Default: the kind's
+    /// [`AnomalyKind::default_threshold`], 0.5 for the likelihood.
     pub threshold: f64,
+    /// Settings of the likelihood.
+    pub likelihood: LikelihoodConfig,
 }
 
 impl Default for AnomalyConfig {
     fn default() -> Self {
         AnomalyConfig {
+            kind: AnomalyKind::Likelihood,
             half_life: 1000.0,
             warmup: 50,
-            threshold: 4.0,
+            threshold: AnomalyKind::Likelihood.default_threshold(),
+            likelihood: LikelihoodConfig::default(),
         }
     }
 }
@@ -47,7 +157,7 @@ impl AnomalyConfig {
         if !self.threshold.is_finite() {
             return Err(crate::Error::config("threshold", "must be finite"));
         }
-        Ok(())
+        self.likelihood.validate()
     }
 }
 
@@ -56,7 +166,8 @@ impl AnomalyConfig {
 /// # Example
 /// ```
 /// use tbptt::anomaly::{AnomalyConfig, ZScore};
-/// let mut z = ZScore::new(AnomalyConfig { warmup: 10, ..Default::default() });
+/// let config = AnomalyConfig { warmup: 10, threshold: 4.0, ..Default::default() };
+/// let mut z = ZScore::new(config);
 /// for i in 0..200 {
 ///     z.score(1.0 + 0.1 * ((i % 7) as f64 - 3.0));
 /// }
@@ -148,7 +259,10 @@ mod tests {
 
     #[test]
     fn warmup_scores_zero_and_a_spike_stands_out() {
-        let mut z = ZScore::new(AnomalyConfig::default());
+        let mut z = ZScore::new(AnomalyConfig {
+            threshold: 4.0,
+            ..Default::default()
+        });
         let mut s = 0x1234_5678_u64;
         let mut worst_quiet = 0.0f64;
         for i in 0..5000 {
@@ -171,7 +285,10 @@ mod tests {
 
     #[test]
     fn a_burst_is_flagged_and_does_not_mask_later_anomalies() {
-        let mut z = ZScore::new(AnomalyConfig::default());
+        let mut z = ZScore::new(AnomalyConfig {
+            threshold: 4.0,
+            ..Default::default()
+        });
         for i in 0..2000 {
             z.score(1.0 + 0.1 * ((i % 7) as f64 - 3.0));
         }

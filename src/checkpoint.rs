@@ -587,6 +587,12 @@ pub fn check_compatible(
         &saved.anomaly.warmup,
         &requested.anomaly.warmup,
     )?;
+    cmp("--anomaly", &saved.anomaly.kind, &requested.anomaly.kind)?;
+    cmp(
+        "anomaly likelihood settings",
+        &saved.anomaly.likelihood,
+        &requested.anomaly.likelihood,
+    )?;
     Ok(())
 }
 

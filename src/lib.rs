@@ -21,6 +21,8 @@
 //! - [`sweep`], [`plot`], [`record`]: choosing `T` and `k` on a recorded log (a grid of runs,
 //!   scored against naive baselines, and a recommendation), SVG plots, and recording a live
 //!   stream for replay.
+//! - [`anomaly`]: the anomaly likelihood (the default score), the z-score and the raw error;
+//!   [`nab`](mod@nab) runs the detector over a Numenta Anomaly Benchmark data tree.
 //!
 //! ```
 //! use tbptt::LearnerConfig;
@@ -45,6 +47,7 @@ pub mod learner;
 pub(crate) mod linalg;
 pub mod loss;
 pub mod model;
+pub mod nab;
 pub mod norm;
 pub mod optim;
 pub mod pipeline;

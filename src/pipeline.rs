@@ -10,7 +10,7 @@
 //!
 //! Nothing is allocated per event once the first event has set the sizes.
 
-use crate::anomaly::{AnomalyConfig, ZScore};
+use crate::anomaly::{AnomalyConfig, AnomalyKind, Likelihood, ZScore};
 use crate::event::Event;
 use crate::learner::{Learner, LearnerConfig, LearnerState, Targets};
 use crate::norm::{NormMode, Normalizer};
@@ -164,6 +164,7 @@ struct Inner {
     norm_x: Normalizer,
     norm_y: Normalizer,
     anomaly: ZScore,
+    likelihood: Option<Likelihood>,
     explicit: bool,
     categorical: bool,
     x: Vec<f32>,
@@ -201,8 +202,12 @@ pub struct InnerState {
     pub norm_x: Normalizer,
     /// Normalization statistics of the targets (explicit targets only).
     pub norm_y: Normalizer,
-    /// Residual statistics of the anomaly score.
+    /// Residual statistics of the z-score.
     pub anomaly: ZScore,
+    /// State of the anomaly likelihood (with that score only; absent from checkpoints
+    /// written before it existed).
+    #[serde(default)]
+    pub likelihood: Option<Likelihood>,
     /// The last forecast, in the input's units.
     pub prev_forecast: Vec<f64>,
     /// The last actual values, in the input's units.
@@ -298,6 +303,8 @@ impl Pipeline {
             norm_y: Normalizer::new(dy, mode),
             categorical,
             anomaly: ZScore::new(self.config.anomaly),
+            likelihood: (self.config.anomaly.kind == AnomalyKind::Likelihood)
+                .then(|| Likelihood::new(self.config.anomaly.likelihood)),
             explicit,
             x: vec![0.0; d],
             y: vec![0.0; dy],
@@ -387,6 +394,7 @@ impl Pipeline {
             }
             inner.prev_forecast.copy_from_slice(&out.forecast);
         }
+        let mut norm_error = None;
         if inner.has_prev || inner.explicit {
             let (mut se, mut zse, mut naive) = (0.0, 0.0, 0.0);
             for (i, (a, f)) in actual.iter().zip(&inner.prev_forecast).enumerate() {
@@ -401,12 +409,23 @@ impl Pipeline {
             let k = actual.len() as f64;
             let mse = se / k;
             out.error = Some(mse);
-            out.score = inner.anomaly.score((zse / k).sqrt());
-            out.anomaly = inner.anomaly.flags(out.score);
+            let r = (zse / k).sqrt();
+            norm_error = Some(r);
+            let z = inner.anomaly.score(r);
+            out.score = match self.config.anomaly.kind {
+                AnomalyKind::ZScore => z,
+                AnomalyKind::Raw if r.is_finite() => r / (1.0 + r),
+                AnomalyKind::Raw => 1.0,
+                AnomalyKind::Likelihood => 0.0,
+            };
             if inner.has_prev {
                 self.trail.push(mse, naive / k);
             }
         }
+        if let Some(l) = inner.likelihood.as_mut() {
+            out.score = l.score(ev.time, actual, norm_error);
+        }
+        out.anomaly = out.score > self.config.anomaly.threshold;
         if !inner.explicit {
             norm_out.denormalize_to(step.forecast, &mut out.forecast);
             if inner.categorical {
@@ -437,6 +456,7 @@ impl Pipeline {
                 norm_x: i.norm_x.clone(),
                 norm_y: i.norm_y.clone(),
                 anomaly: i.anomaly.clone(),
+                likelihood: i.likelihood.clone(),
                 prev_forecast: i.prev_forecast.clone(),
                 prev_actual: i.prev_actual.clone(),
                 has_prev: i.has_prev,
@@ -514,6 +534,30 @@ impl Pipeline {
                 "the anomaly statistics' settings differ from the pipeline's".into(),
             ));
         }
+        match (&s.likelihood, p.config.anomaly.kind) {
+            (None, AnomalyKind::Likelihood) => {
+                return Err(bad(
+                    "checkpoint.likelihood",
+                    "the likelihood score needs its state, which is missing".into(),
+                ))
+            }
+            (Some(l), AnomalyKind::Likelihood) => {
+                l.validate().map_err(|e| bad("checkpoint.likelihood", e))?;
+                if *l.config() != p.config.anomaly.likelihood || l.dim() != dy {
+                    return Err(bad(
+                        "checkpoint.likelihood",
+                        "the likelihood's settings or sizes differ from the pipeline's".into(),
+                    ));
+                }
+            }
+            (Some(_), _) => {
+                return Err(bad(
+                    "checkpoint.likelihood",
+                    "a likelihood state is present but the score is not the likelihood".into(),
+                ))
+            }
+            (None, _) => {}
+        }
         for (name, v) in [
             ("checkpoint.prev_forecast", &s.prev_forecast),
             ("checkpoint.prev_actual", &s.prev_actual),
@@ -539,6 +583,7 @@ impl Pipeline {
             norm_x: s.norm_x,
             norm_y: s.norm_y,
             anomaly,
+            likelihood: s.likelihood,
             explicit,
             categorical,
             x: vec![0.0; d],

@@ -211,3 +211,24 @@ fn no_allocation_on_the_prediction_thread_with_a_background_trainer() {
     );
     learner.join_trainer().unwrap();
 }
+
+#[test]
+fn the_anomaly_likelihood_allocates_nothing_per_event_after_warm_up() {
+    use tbptt::anomaly::{Likelihood, LikelihoodConfig};
+    let config = LikelihoodConfig {
+        history: 512,
+        ..Default::default()
+    };
+    let mut l = Likelihood::new(config);
+    let x = |t: u64| ((t * 7919) % 113) as f64 / 10.0 + (t as f64 * 0.02).sin();
+    // Warm-up: the tails fill their history and the seasonal ring its day (288 events).
+    for t in 0..2000u64 {
+        l.score(Some(t as f64 * 300.0), &[x(t), -x(t)], Some(x(t) / 11.0));
+    }
+    let (n, _) = count(|| {
+        for t in 2000..4000u64 {
+            l.score(Some(t as f64 * 300.0), &[x(t), -x(t)], Some(x(t) / 11.0));
+        }
+    });
+    assert_eq!(n, 0, "allocations while scoring 2000 events");
+}

@@ -164,6 +164,9 @@ fn a_pipeline_normalizes_a_burst_away_and_its_forecasts_recover() {
     config.learner.d_hidden = 16;
     config.learner.window = 16;
     config.learner.every = 4;
+    // The z-score flags every event of the burst (the likelihood only its onset).
+    config.anomaly.kind = tbptt::anomaly::AnomalyKind::ZScore;
+    config.anomaly.threshold = 4.0;
     let mut p = Pipeline::new(config).unwrap();
     let mut ev = Event::new();
     let mut errs = Vec::new();

@@ -9,6 +9,7 @@ mod gradcheck;
 mod hostile;
 mod learning;
 mod memory;
-mod truncation;
+mod nab;
 mod sweep;
+mod truncation;
 mod util;

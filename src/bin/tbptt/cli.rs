@@ -15,7 +15,8 @@ Examples:
   tbptt inspect /var/lib/tbptt/model.ckpt --json
   tbptt learn --listen tcp://127.0.0.1:9000 --record day.jsonl
   tbptt sweep day.jsonl --format jsonl -T 8,16,32,full -k 1,4 --plot sweep-plots
-  tbptt sweep data/airline_passengers.csv --season 12 --json";
+  tbptt sweep data/airline_passengers.csv --season 12 --json
+  tbptt nab nab/data results/tbptt";
 
 /// Streaming online learner: a recurrent network that forecasts every event of a stream at
 /// once and learns from it by truncated backpropagation through time, TBPTT(k, T).
@@ -50,6 +51,52 @@ pub enum Command {
     /// with code 2 and names the problem if the file is truncated, corrupt, of an unknown
     /// version or otherwise unusable.
     Inspect(InspectArgs),
+    /// Run the anomaly detector over every CSV (timestamp,value) below DATA_DIR, one fresh
+    /// learner per file, files in parallel, and write NAB result files
+    /// (timestamp,value,anomaly_score) with the same folders and names below OUT_DIR.
+    Nab(NabArgs),
+}
+
+/// Flags of `nab`.
+#[derive(Args, Debug)]
+pub struct NabArgs {
+    /// The data tree (category folders of timestamp,value CSV files).
+    #[arg(value_name = "DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Where result files go (created as needed).
+    #[arg(value_name = "OUT_DIR")]
+    pub out_dir: PathBuf,
+    /// Anomaly score: likelihood, zscore or raw (written mapped into [0, 1]).
+    #[arg(long, default_value = "likelihood")]
+    pub anomaly: String,
+    /// Settings of the likelihood that differ from the defaults, as a JSON object, e.g.
+    /// '{"onset": 50, "history": 4096}' (see the library's LikelihoodConfig).
+    #[arg(long, value_name = "JSON")]
+    pub likelihood: Option<String>,
+    /// Files scored at once (default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Recurrent cell: elman, gru or lstm.
+    #[arg(long, default_value = "gru")]
+    pub cell: String,
+    /// Hidden size H.
+    #[arg(long, default_value_t = 32, value_name = "H")]
+    pub hidden: usize,
+    /// Window length T (k2).
+    #[arg(short = 'T', long = "window", default_value_t = 32, value_name = "T")]
+    pub window: usize,
+    /// Update every k events.
+    #[arg(short = 'k', long = "every", default_value_t = 8, value_name = "K")]
+    pub every: usize,
+    /// Seed of the weight initialization.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Do not print the closing line on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Flags of `inspect`.
@@ -262,10 +309,16 @@ pub struct Common {
     pub norm_halflife: Option<f64>,
 
     // ---- anomaly
-    /// Flag events whose anomaly score exceeds this.
-    #[arg(long, default_value_t = 4.0, help_heading = "Anomaly")]
-    pub threshold: f64,
-    /// Half-life of the residual statistics behind the anomaly score, in events.
+    /// Anomaly score: likelihood (in [0, 1]: tail probabilities of the forecast error,
+    /// level-shift, daily and new-extreme statistics, onsets only), zscore (the forecast
+    /// error standardized, unbounded) or raw (the normalized error |r| as |r| / (1 + |r|)).
+    #[arg(long, default_value = "likelihood", help_heading = "Anomaly")]
+    pub anomaly: String,
+    /// Flag events whose anomaly score exceeds this (default: 0.5 for likelihood, 4 for
+    /// zscore, 0.8 for raw).
+    #[arg(long, help_heading = "Anomaly")]
+    pub threshold: Option<f64>,
+    /// Half-life of the residual statistics behind the z-score, in events.
     #[arg(
         long,
         default_value_t = 1000.0,

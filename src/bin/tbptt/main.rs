@@ -1,6 +1,7 @@
 //! The `tbptt` command: parses flags, builds the configuration and calls [`tbptt::run::run`].
 
 mod cli;
+mod nab;
 mod sweep;
 
 use clap::parser::ValueSource;
@@ -50,6 +51,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
     let (mut config, common) = match cli.command {
         Command::Inspect(a) => return inspect(&a),
         Command::Sweep(a) => return sweep::run(&a),
+        Command::Nab(a) => return nab::run(&a),
         Command::Learn(a) => {
             let spec = if let Some(l) = &a.listen {
                 let spec: SourceSpec = l.parse()?;
@@ -199,7 +201,10 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         normalize,
         ..Default::default()
     };
-    pipeline.anomaly.threshold = c.threshold;
+    pipeline.anomaly.kind = c.anomaly.parse()?;
+    pipeline.anomaly.threshold = c
+        .threshold
+        .unwrap_or_else(|| pipeline.anomaly.kind.default_threshold());
     pipeline.anomaly.half_life = c.anomaly_halflife;
     let output = match c.output.as_str() {
         "-" => OutputTarget::Stdout,
@@ -330,6 +335,9 @@ fn setup_checkpoints(
     }
     if given(matches, "no_normalize") || given(matches, "norm_halflife") {
         requested.normalize = flags.normalize;
+    }
+    if given(matches, "anomaly") {
+        requested.anomaly.kind = flags.anomaly.kind;
     }
     if given(matches, "anomaly_halflife") {
         requested.anomaly.half_life = flags.anomaly.half_life;

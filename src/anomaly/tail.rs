@@ -1,0 +1,182 @@
+//! The tail probability of a statistic judged against its own recent history.
+//!
+//! The last `capacity` values are kept twice: in arrival order (a ring, to forget the oldest)
+//! and sorted (to rank a new value). With `n` values kept and `k = max(5, ⌈tail · n⌉)`, a new
+//! value `x` gets
+//!
+//! - `p = (1 + #{kept ≥ x}) / (n + 1)` when `x` is at most `u`, the `k`-th largest kept value
+//!   (the empirical tail);
+//! - `p = k / (n + 1) · exp(−(x − u) / σ)` above it, with `σ` the mean excess of the `k`
+//!   largest values over `u`: an exponential tail fitted to the largest values, as in
+//!   peaks-over-threshold (Siffer et al., "Anomaly detection in streams with extreme value
+//!   theory", KDD 2017, with a zero shape parameter).
+//!
+//! so `p` is continuous and keeps falling however far `x` goes beyond the largest value seen.
+//! The surprise is `−log10 p`: 0 while fewer than [`MIN_HISTORY`] values are kept.
+
+use serde::{Deserialize, Serialize};
+
+/// Values kept before a tail probability is given.
+pub const MIN_HISTORY: usize = 30;
+
+/// Smallest number of values in the fitted tail.
+const MIN_TAIL: usize = 5;
+
+/// A bounded history of one statistic and the tail probabilities it gives.
+///
+/// # Example
+/// ```
+/// use tbptt::anomaly::Tail;
+/// let mut t = Tail::new(1000, 0.02);
+/// for i in 0..1000 {
+///     t.push((i % 10) as f64);
+/// }
+/// assert_eq!(t.surprise(-1.0), 0.0); // everything kept is above: p = 1
+/// assert!(t.surprise(30.0) > 10.0); // far beyond the largest value
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tail {
+    capacity: usize,
+    tail: f64,
+    sorted: Vec<f64>,
+    ring: Vec<f64>,
+    head: usize,
+}
+
+impl Tail {
+    /// An empty history of at most `capacity` values (at least 1), fitting the largest
+    /// fraction `tail` of them.
+    pub fn new(capacity: usize, tail: f64) -> Self {
+        Tail {
+            capacity: capacity.max(1),
+            tail,
+            sorted: Vec::new(),
+            ring: Vec::new(),
+            head: 0,
+        }
+    }
+
+    /// Values kept.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Whether no value is kept.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// `−log10` of the tail probability of `x` (see the module docs); 0 for a non-finite `x`
+    /// or while fewer than [`MIN_HISTORY`] values are kept.
+    pub fn surprise(&self, x: f64) -> f64 {
+        let n = self.sorted.len();
+        if n < MIN_HISTORY || !x.is_finite() {
+            return 0.0;
+        }
+        let k = ((self.tail * n as f64).ceil() as usize).clamp(MIN_TAIL, n);
+        let top = &self.sorted[n - k..];
+        let u = top[0];
+        let n1 = (n + 1) as f64;
+        if x <= u {
+            let above = n - self.sorted.partition_point(|v| *v < x);
+            return -((above + 1) as f64 / n1).log10();
+        }
+        let mut sigma = top.iter().sum::<f64>() / k as f64 - u;
+        if sigma <= 0.0 || !sigma.is_finite() {
+            sigma = 1e-12 + u.abs() * 1e-9;
+        }
+        // log10 p = log10(k / (n + 1)) − (x − u) / σ / ln 10
+        -(k as f64 / n1).log10() + (x - u) / sigma / std::f64::consts::LN_10
+    }
+
+    /// Adds `x` (non-finite values are ignored), forgetting the oldest value when full. No
+    /// allocation once `capacity` values have been kept.
+    pub fn push(&mut self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if self.ring.len() < self.capacity {
+            if self.ring.capacity() == 0 {
+                self.ring.reserve_exact(self.capacity.min(1 << 16));
+                self.sorted.reserve_exact(self.capacity.min(1 << 16));
+            }
+            self.ring.push(x);
+        } else {
+            let old = std::mem::replace(&mut self.ring[self.head], x);
+            self.head = (self.head + 1) % self.capacity;
+            let i = self.sorted.partition_point(|v| *v < old);
+            self.sorted.remove(i);
+        }
+        let i = self.sorted.partition_point(|v| *v < x);
+        self.sorted.insert(i, x);
+    }
+
+    /// Checks a deserialized history: sizes within the capacity, the sorted copy sorted and
+    /// holding the same values as the ring, everything finite.
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.capacity == 0 || !(self.tail > 0.0 && self.tail <= 1.0) {
+            return Err("tail history has an invalid capacity or tail fraction".into());
+        }
+        if self.ring.len() != self.sorted.len()
+            || self.ring.len() > self.capacity
+            || (self.head != 0 && self.head >= self.ring.len())
+            || (self.ring.len() < self.capacity && self.head != 0)
+        {
+            return Err("tail history has inconsistent sizes".into());
+        }
+        if !self.sorted.iter().all(|v| v.is_finite())
+            || !self.sorted.windows(2).all(|w| w[0] <= w[1])
+        {
+            return Err("tail history is not sorted or not finite".into());
+        }
+        let mut ring = self.ring.clone();
+        ring.sort_by(f64::total_cmp);
+        if ring != self.sorted {
+            return Err("tail history's two copies differ".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With 99 values 1..=99 kept and k = 5: the value 50 has 50 kept values ≥ it, so
+    /// p = 51/100 and the surprise is −log10 0.51 = 0.2924. The 5 largest are 95..=99, u = 95,
+    /// σ = 97 − 95 = 2; x = 99 + 2 = 101 gives p = 5/100 · e^−3, surprise 1.301 + 3/ln 10.
+    #[test]
+    fn empirical_below_the_tail_exponential_above() {
+        let mut t = Tail::new(1000, 0.02);
+        for i in (1..100).rev() {
+            t.push(i as f64);
+        }
+        assert!((t.surprise(50.0) - (-(0.51f64).log10())).abs() < 1e-12);
+        let want = -(0.05f64).log10() + 3.0 / std::f64::consts::LN_10;
+        assert!((t.surprise(101.0) - want).abs() < 1e-12);
+        // Continuous at u: both forms give about k / (n + 1).
+        assert!((t.surprise(95.0) - t.surprise(95.0 + 1e-9)).abs() < 0.1);
+        assert!(t.validate().is_ok());
+    }
+
+    #[test]
+    fn the_ring_forgets_the_oldest_and_stays_consistent() {
+        let mut t = Tail::new(50, 0.02);
+        for i in 0..500 {
+            t.push(((i * 37) % 101) as f64);
+            assert!(t.len() <= 50);
+        }
+        assert!(t.validate().is_ok());
+        let mut kept: Vec<f64> = (450..500).map(|i| ((i * 37) % 101) as f64).collect();
+        kept.sort_by(f64::total_cmp);
+        assert_eq!(t.sorted, kept);
+        assert_eq!(
+            Tail::new(10, 0.02).surprise(1e9),
+            0.0,
+            "no history, no surprise"
+        );
+    }
+}
