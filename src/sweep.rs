@@ -842,7 +842,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn truncation_parses_numbers_and_full() {
+    fn t_axis_parses_numbers_auto_and_full() {
         assert_eq!("16".parse::<TAxis>().unwrap(), TAxis::Fixed(16));
         assert_eq!("full".parse::<TAxis>().unwrap(), TAxis::Full);
         assert!("0".parse::<TAxis>().is_err());
@@ -916,6 +916,59 @@ mod tests {
             full.mse,
             full.naive_mse
         );
+    }
+
+    /// An auto run: its cost from the mean `T` used, its memory at `max`, its report; the
+    /// settings come from the base configuration and are checked before a run.
+    #[test]
+    fn auto_run_reports_the_t_it_used() {
+        use crate::truncation::AutoTruncation;
+        let ev: Vec<Event> = (0..1000)
+            .map(|t| Event {
+                values: vec![(t as f64 * 0.4).sin()],
+                ..Default::default()
+            })
+            .collect();
+        let mut base = PipelineConfig::default();
+        base.learner.auto_truncation = Some(AutoTruncation {
+            min: 8,
+            max: 32,
+            ..Default::default()
+        });
+        let spec = |w| RunSpec {
+            window: w,
+            every: 4,
+            cell: CellKind::Gru,
+            hidden: 8,
+        };
+        assert!(run_config(&base, &spec(TAxis::Fixed(8)), 1000)
+            .learner
+            .auto_truncation
+            .is_none());
+        let r = evaluate(&ev, &base, &spec(TAxis::Auto), None).unwrap();
+        let t = r.truncation.expect("auto runs carry the report");
+        assert!(
+            t.adaptive && 8 <= t.min && t.min <= t.max && t.max <= 32,
+            "{t:?}"
+        );
+        assert!(t.updates > 200, "{t:?}");
+        assert_eq!(r.steps_per_update, t.mean);
+        let fixed = evaluate(&ev, &base, &spec(TAxis::Fixed(8)), None).unwrap();
+        assert!(fixed.truncation.is_none());
+        let per_step = fixed.madds_per_update / 8.0;
+        assert!((r.madds_per_update - t.mean * per_step).abs() < 1e-6 * r.madds_per_update);
+        let t32 = evaluate(&ev, &base, &spec(TAxis::Fixed(32)), None).unwrap();
+        assert_eq!(r.buffer_bytes, t32.buffer_bytes);
+        check_auto(&base, &[spec(TAxis::Auto)]).unwrap();
+        base.learner.auto_truncation = Some(AutoTruncation {
+            min: 5,
+            ..Default::default()
+        });
+        match check_auto(&base, &[spec(TAxis::Fixed(8)), spec(TAxis::Auto)]) {
+            Err(Error::Config { field, .. }) => assert_eq!(field, "t_min"),
+            other => panic!("{other:?}"),
+        }
+        assert!(check_auto(&base, &[spec(TAxis::Fixed(8))]).is_ok());
     }
 
     #[test]
