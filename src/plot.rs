@@ -28,7 +28,7 @@
 //! ```
 
 use crate::pipeline::OutputRecord;
-use crate::sweep::{RunResult, Truncation};
+use crate::sweep::{RunResult, TAxis};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -271,18 +271,66 @@ pub fn forecast_svg(trace: &ForecastTrace, title: &str, path: &Path) -> Result<(
     root.present().map_err(|e| write_err(path, e))
 }
 
-/// The `T` values of `runs`, in order (numbers ascending, `full` last).
-fn t_axis(runs: &[&RunResult]) -> Vec<Truncation> {
-    let mut ts: Vec<Truncation> = runs.iter().map(|r| r.spec.window).collect();
+/// The categories of the `T` axis: the fixed values ascending, then `full`; `auto` only
+/// when there is nothing else (otherwise auto runs are placed at their mean `T`).
+fn t_axis(runs: &[&RunResult]) -> Vec<TAxis> {
+    let mut ts: Vec<TAxis> = runs
+        .iter()
+        .map(|r| r.spec.window)
+        .filter(|t| *t != TAxis::Auto)
+        .collect();
+    if ts.is_empty() {
+        ts.push(TAxis::Auto);
+    }
     ts.sort_by_key(|t| match t {
-        Truncation::Fixed(n) => (0, *n),
-        Truncation::Full => (1, 0),
+        TAxis::Fixed(n) => (0, *n),
+        TAxis::Auto => (1, 0),
+        TAxis::Full => (2, 0),
     });
     ts.dedup();
     ts
 }
 
-/// One line per `k` of `y(run)` against the position of its `T` on the axis.
+/// The x position of an auto run's mean `T` on the categorical axis `ts`: interpolated on a
+/// log scale between the neighbouring categories (`full` at the mean length full BPTT
+/// backpropagated through), clamped to the axis.
+fn auto_position(ts: &[TAxis], runs: &[&RunResult], mean: f64) -> f64 {
+    let full_steps = runs
+        .iter()
+        .find(|r| r.spec.window == TAxis::Full)
+        .map(|r| r.steps_per_update);
+    let anchors: Vec<(f64, f64)> = ts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| match t {
+            TAxis::Fixed(n) => Some((i as f64, *n as f64)),
+            TAxis::Full => full_steps.filter(|s| *s > 0.0).map(|s| (i as f64, s)),
+            TAxis::Auto => None,
+        })
+        .collect();
+    let (Some(first), Some(last)) = (anchors.first(), anchors.last()) else {
+        return 0.0;
+    };
+    if mean.is_nan() || mean <= first.1 {
+        return first.0;
+    }
+    if mean >= last.1 {
+        return last.0;
+    }
+    for w in anchors.windows(2) {
+        let ((x0, t0), (x1, t1)) = (w[0], w[1]);
+        if mean <= t1 && t1 > t0 {
+            return x0 + (x1 - x0) * (mean / t0).ln() / (t1 / t0).ln();
+        }
+    }
+    last.0
+}
+
+/// Legend text of the auto runs' markers.
+const AUTO_LABEL: &str = "auto (at its mean T)";
+
+/// One line per `k` of `y(run)` against the position of its `T` on the axis; auto runs are
+/// triangles in their `k`'s colour at their mean `T`, not joined to the lines.
 fn lines_vs_t(
     runs: &[&RunResult],
     title: &str,
@@ -295,7 +343,15 @@ fn lines_vs_t(
         return Err(PlotError::Empty("no run"));
     }
     let ts = t_axis(runs);
-    let pos = |t: Truncation| ts.iter().position(|x| *x == t).unwrap_or(0) as f64;
+    let only_auto = ts == [TAxis::Auto];
+    let pos = |r: &RunResult| match r.spec.window {
+        TAxis::Auto if !only_auto => auto_position(
+            &ts,
+            runs,
+            r.truncation.map_or(r.steps_per_update, |t| t.mean),
+        ),
+        t => ts.iter().position(|x| *x == t).unwrap_or(0) as f64,
+    };
     let mut ks: Vec<usize> = runs.iter().map(|r| r.spec.every).collect();
     ks.sort_unstable();
     ks.dedup();
@@ -328,8 +384,8 @@ fn lines_vs_t(
             for (ci, &k) in ks.iter().enumerate() {
                 let mut pts: Vec<(f64, f64)> = runs
                     .iter()
-                    .filter(|r| r.spec.every == k)
-                    .map(|r| (pos(r.spec.window), y(r)))
+                    .filter(|r| r.spec.every == k && (only_auto || r.spec.window != TAxis::Auto))
+                    .map(|r| (pos(r), y(r)))
                     .filter(|p| p.1.is_finite())
                     .collect();
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -342,6 +398,28 @@ fn lines_vs_t(
                 chart
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
                     .map_err(|e| write_err(path, e))?;
+            }
+            let autos: Vec<(f64, f64, RGBColor)> = if only_auto {
+                Vec::new()
+            } else {
+                runs.iter()
+                    .filter(|r| r.spec.window == TAxis::Auto && y(r).is_finite())
+                    .map(|r| {
+                        let ci = ks.iter().position(|&k| k == r.spec.every).unwrap_or(0);
+                        (pos(r), y(r), colors[ci % colors.len()])
+                    })
+                    .collect()
+            };
+            if !autos.is_empty() {
+                chart
+                    .draw_series(
+                        autos
+                            .iter()
+                            .map(|&(x, v, c)| TriangleMarker::new((x, v), 7, c.filled())),
+                    )
+                    .map_err(|e| write_err(path, e))?
+                    .label(AUTO_LABEL)
+                    .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLACK.filled()));
             }
             chart
                 .configure_series_labels()
@@ -382,6 +460,8 @@ fn lines_vs_t(
 
 /// Writes the sweep's error against `T` (MSE relative to the naive forecast), one line per
 /// `k` (legend `k = K`), for the runs given (typically those of one cell and hidden size).
+/// `auto` runs are triangles in their `k`'s colour, placed at the mean `T` they used (legend
+/// `auto (at its mean T)`).
 ///
 /// # Errors
 /// As [`forecast_svg`].
@@ -397,7 +477,7 @@ pub fn error_vs_t_svg(runs: &[&RunResult], title: &str, path: &Path) -> Result<(
 }
 
 /// Writes the sweep's training cost against `T` (multiply-adds per event, log scale), one
-/// line per `k`.
+/// line per `k`; `auto` runs as in [`error_vs_t_svg`].
 ///
 /// # Errors
 /// As [`forecast_svg`].

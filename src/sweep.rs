@@ -3,20 +3,25 @@
 //!
 //! # Brief overview
 //!
-//! - [`Truncation`]: a value of the `T` axis, a fixed window or [`Truncation::Full`] (full
-//!   BPTT through everything seen so far, the thing truncation approximates).
+//! - [`TAxis`]: a value of the `T` axis: a fixed window, [`TAxis::Auto`] (adaptive
+//!   truncation, [`crate::truncation`], with the settings of the base configuration's
+//!   [`crate::LearnerConfig::auto_truncation`]) or [`TAxis::Full`] (full BPTT through
+//!   everything seen so far, the thing truncation approximates). (Not to be confused with
+//!   [`crate::truncation::Truncation`], how one learner chooses `T`.)
 //! - [`Grid`] → [`RunSpec`]s: the cartesian product of `T`, `k`, cell and hidden size
 //!   (combinations with `k > T` are left out).
 //! - [`evaluate`]: one run, inline and deterministic, through the same [`Pipeline`] as
 //!   `tbptt replay`, so its error equals replay's for the same settings. Returns a
 //!   [`RunResult`]: MSE and MAE over the last 20% in the input's units, the same for the naive
 //!   and seasonal-naive forecasts, events/s (measured), work per update and per event and the
-//!   run's buffer memory (computed from the buffer sizes).
+//!   run's buffer memory (computed from the buffer sizes). An auto run's work is computed from
+//!   the mean `T` its updates used, its memory at `max` (the buffers are allocated for it),
+//!   and its [`RunResult::truncation`] reports the `T` it chose.
 //! - [`run_grid`]: every run of the grid, spread over threads, results in grid order.
 //! - [`recommend`]: the cheapest run (fewest multiply-adds per event) whose MSE is within a
 //!   tolerance of the best.
 //!
-//! **Full BPTT online.** A [`Truncation::Full`] run makes every `k` events one update whose
+//! **Full BPTT online.** A [`TAxis::Full`] run makes every `k` events one update whose
 //! window is the whole history: forward from the initial state over every pair seen so far,
 //! loss on the newest `k` steps (as for TBPTT), backward through all of them. Its work per
 //! update grows with the log (`O(n)` per update, `O(n²/k)` over the log) and it keeps the
@@ -28,13 +33,13 @@
 //! ```
 //! use tbptt::event::Event;
 //! use tbptt::pipeline::PipelineConfig;
-//! use tbptt::sweep::{evaluate, recommend, Grid, RunSpec, Truncation};
+//! use tbptt::sweep::{evaluate, recommend, Grid, RunSpec, TAxis};
 //!
 //! let events: Vec<Event> = (0..1000)
 //!     .map(|t| Event { values: vec![(t as f64 * 0.4).sin()], ..Default::default() })
 //!     .collect();
 //! let grid = Grid {
-//!     windows: vec![Truncation::Fixed(8), Truncation::Fixed(16)],
+//!     windows: vec![TAxis::Fixed(8), TAxis::Fixed(16)],
 //!     every: vec![4],
 //!     cells: vec![tbptt::CellKind::Gru],
 //!     hidden: vec![8],
@@ -57,6 +62,7 @@ use crate::optim::{clip_grad_norm, grad_norm, Optimizer};
 use crate::pipeline::{OutputRecord, Pipeline, PipelineConfig};
 use crate::plot::ForecastTrace;
 use crate::source::{self, SourceConfig, SourceItem};
+use crate::truncation::{Truncation, TruncationReport};
 use crate::{CellKind, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -65,49 +71,56 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// A value of the window (`T`) axis.
+/// A value of the window (`T`) axis of a sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Truncation {
+pub enum TAxis {
     /// TBPTT with a fixed window of `T` steps.
     Fixed(usize),
+    /// TBPTT with adaptive truncation: `T` follows the measured gradient decay
+    /// ([`crate::truncation`]). Its settings are the base configuration's
+    /// [`crate::LearnerConfig::auto_truncation`], or [`crate::truncation::AutoTruncation::default`] when unset.
+    Auto,
     /// Full BPTT: every update backpropagates through everything seen so far.
     Full,
 }
 
-impl FromStr for Truncation {
+impl FromStr for TAxis {
     type Err = Error;
 
-    /// A positive number of steps, or `full`.
+    /// A positive number of steps, `auto` or `full`.
     fn from_str(s: &str) -> Result<Self> {
         match s.trim() {
-            "full" => Ok(Truncation::Full),
+            "full" => Ok(TAxis::Full),
+            "auto" => Ok(TAxis::Auto),
             n => match n.parse::<usize>() {
-                Ok(t) if t > 0 => Ok(Truncation::Fixed(t)),
+                Ok(t) if t > 0 => Ok(TAxis::Fixed(t)),
                 _ => Err(Error::config(
                     "window",
-                    format!("expected a positive number of steps or `full`, got {s:?}"),
+                    format!("expected a positive number of steps, `auto` or `full`, got {s:?}"),
                 )),
             },
         }
     }
 }
 
-impl fmt::Display for Truncation {
+impl fmt::Display for TAxis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Truncation::Fixed(t) => write!(f, "{t}"),
-            Truncation::Full => f.write_str("full"),
+            TAxis::Fixed(t) => write!(f, "{t}"),
+            TAxis::Auto => f.write_str("auto"),
+            TAxis::Full => f.write_str("full"),
         }
     }
 }
 
-impl Truncation {
-    /// Whether a period `k` fits this window (`k <= T`; any `k` for full BPTT).
+impl TAxis {
+    /// Whether a period `k` fits this window (`k <= T`; any `k` for full BPTT and for
+    /// `auto`, whose settings [`check_auto`] checks against `k`).
     pub fn admits(self, k: usize) -> bool {
         match self {
-            Truncation::Fixed(t) => k <= t,
-            Truncation::Full => true,
+            TAxis::Fixed(t) => k <= t,
+            TAxis::Auto | TAxis::Full => true,
         }
     }
 }
@@ -117,7 +130,7 @@ impl Truncation {
 #[serde(deny_unknown_fields)]
 pub struct Grid {
     /// Window lengths `T`.
-    pub windows: Vec<Truncation>,
+    pub windows: Vec<TAxis>,
     /// Update periods `k`.
     pub every: Vec<usize>,
     /// Cells.
@@ -131,9 +144,9 @@ impl Default for Grid {
     fn default() -> Self {
         Grid {
             windows: [4, 8, 16, 32, 64]
-                .map(Truncation::Fixed)
+                .map(TAxis::Fixed)
                 .into_iter()
-                .chain([Truncation::Full])
+                .chain([TAxis::Full])
                 .collect(),
             every: vec![1, 4, 8],
             cells: vec![CellKind::Gru, CellKind::Lstm],
@@ -202,7 +215,7 @@ impl Grid {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RunSpec {
     /// The window.
-    pub window: Truncation,
+    pub window: TAxis,
     /// The update period `k`.
     pub every: usize,
     /// The cell.
@@ -259,8 +272,11 @@ pub struct RunResult {
     pub seasonal_mae: Option<f64>,
     /// Updates applied.
     pub updates: u64,
-    /// Mean number of steps each update backpropagated through (`T`, or the mean history
-    /// length for full BPTT).
+    /// The window lengths an [`TAxis::Auto`] run used (current, min, mean, max, measured
+    /// gradient decay); `None` for fixed and full runs.
+    pub truncation: Option<TruncationReport>,
+    /// Mean number of steps each update backpropagated through (`T`; the mean `T` used, for
+    /// auto; the mean history length, for full BPTT).
     pub steps_per_update: f64,
     /// Multiply-adds of one update, computed: steps × the cell's matrix products (one
     /// forward, two backward).
@@ -269,7 +285,8 @@ pub struct RunResult {
     /// recommendation minimizes.
     pub madds_per_event: f64,
     /// Bytes of the buffers the training needs (ring, window activations and gradients,
-    /// weights, gradient and optimizer moments), computed from their sizes; for full BPTT, a
+    /// weights, gradient and optimizer moments), computed from their sizes; for auto, at the
+    /// largest `T` (`max`), for which they are allocated; for full BPTT, a
     /// ring and a window as long as the log. (The sweep's full-BPTT harness also keeps the
     /// learner's own idle window of that length, which is not counted: it is not part of what
     /// full BPTT needs.)
@@ -432,8 +449,10 @@ pub fn baselines(events: &[Event], season: Option<usize>) -> Baselines {
     b
 }
 
-/// The settings of one run: `base` with the spec's cell, `H`, `T` and `k`, inline. For
-/// [`Truncation::Full`] the learner's own window is one longer than the log, so it never
+/// The settings of one run: `base` with the spec's cell, `H`, `T` and `k`, inline. A fixed
+/// `T` clears `base`'s adaptive truncation; [`TAxis::Auto`] applies it (the defaults when
+/// unset), with buffers for its `max`. For
+/// [`TAxis::Full`] the learner's own window is one longer than the log, so it never
 /// trains by itself (the full-BPTT update is made from outside).
 pub fn run_config(base: &PipelineConfig, spec: &RunSpec, n_events: usize) -> PipelineConfig {
     let mut c = base.clone();
@@ -441,14 +460,41 @@ pub fn run_config(base: &PipelineConfig, spec: &RunSpec, n_events: usize) -> Pip
     c.learner.cell = spec.cell;
     c.learner.d_hidden = spec.hidden;
     c.learner.every = spec.every;
-    c.learner.window = match spec.window {
-        Truncation::Fixed(t) => t,
-        Truncation::Full => n_events.max(spec.every) + 1,
-    };
+    match spec.window {
+        TAxis::Fixed(t) => c.learner.set_truncation(Truncation::Fixed(t)),
+        TAxis::Auto => {
+            let a = base.learner.auto_truncation.clone().unwrap_or_default();
+            c.learner.set_truncation(Truncation::Auto(a));
+        }
+        TAxis::Full => {
+            c.learner
+                .set_truncation(Truncation::Fixed(n_events.max(spec.every) + 1));
+        }
+    }
     c
 }
 
-/// The full-BPTT update of a [`Truncation::Full`] run: buffers for the whole log, the
+/// Checks the adaptive-truncation settings of every [`TAxis::Auto`] run of `specs` (as
+/// [`run_config`] applies them to `base`) against its `k` and loss steps, before anything
+/// runs.
+///
+/// # Errors
+/// [`Error::Config`] naming the field (`t_min`, `t_max`, `t_tolerance`, `t_history`,
+/// `loss_steps`).
+pub fn check_auto(base: &PipelineConfig, specs: &[RunSpec]) -> Result<()> {
+    for s in specs.iter().filter(|s| s.window == TAxis::Auto) {
+        let c = run_config(base, s, 0).learner;
+        // The settings first, so that an error names the auto flag rather than the window
+        // sized from it; then everything else the trainer checks.
+        if let (Some(a), false) = (&c.auto_truncation, c.loss_steps == crate::LossSteps::All) {
+            a.validate(c.every, c.loss_steps.resolve(a.max, c.every))?;
+        }
+        c.trainer_config().validate()?;
+    }
+    Ok(())
+}
+
+/// The full-BPTT update of a [`TAxis::Full`] run: buffers for the whole log, the
 /// optimizer and clipping of the base settings.
 struct FullBptt {
     window: Window<f32>,
@@ -563,7 +609,7 @@ pub fn evaluate_traced(
             let actual = if explicit { &ev.targets } else { &ev.values };
             t.push(rec, actual);
         }
-        if spec.window == Truncation::Full {
+        if spec.window == TAxis::Full {
             if full.is_none() {
                 full = Some(FullBptt::new(&pipeline, n)?);
             }
@@ -582,9 +628,20 @@ pub fn evaluate_traced(
             return Err(Error::config("sweep", "the log has no event"));
         }
     };
+    let report = learner.map(|l| l.truncation());
     let (updates, steps_per_update, buffer_t) = match (spec.window, &full) {
-        (Truncation::Fixed(t), _) => (learner.map_or(0, |l| l.updates()), t as f64, t),
-        (Truncation::Full, Some(f)) => {
+        (TAxis::Fixed(t), _) => (learner.map_or(0, |l| l.updates()), t as f64, t),
+        (TAxis::Auto, _) => {
+            let r = report.unwrap_or_else(|| TruncationReport::fixed(0, 0));
+            // Before the first update the report's mean is the starting T; no work was done.
+            let mean = if r.updates > 0 { r.mean } else { 0.0 };
+            (
+                learner.map_or(0, |l| l.updates()),
+                mean,
+                mc_auto_max(&pipeline),
+            )
+        }
+        (TAxis::Full, Some(f)) => {
             let per = if full_updates > 0 {
                 f.steps as f64 / full_updates as f64
             } else {
@@ -592,7 +649,7 @@ pub fn evaluate_traced(
             };
             (full_updates, per, n)
         }
-        (Truncation::Full, None) => (0, 0.0, n),
+        (TAxis::Full, None) => (0, 0.0, n),
     };
     let madds_per_update = steps_per_update * madds_per_step(&mc);
     Ok(RunResult {
@@ -606,6 +663,7 @@ pub fn evaluate_traced(
         seasonal_mse: b.seasonal_mse,
         seasonal_mae: b.seasonal_mae,
         updates,
+        truncation: report.filter(|r| r.adaptive),
         steps_per_update,
         madds_per_update,
         madds_per_event: if n > 0 {
@@ -617,6 +675,16 @@ pub fn evaluate_traced(
         events_per_sec: if wall > 0.0 { n as f64 / wall } else { 0.0 },
         wall_seconds: wall,
     })
+}
+
+/// The largest `T` of a pipeline's adaptive learner (its buffers' length).
+fn mc_auto_max(pipeline: &Pipeline) -> usize {
+    pipeline
+        .learner()
+        .map_or(0, |l| match &l.config().auto_truncation {
+            Some(a) => a.max,
+            None => l.config().window,
+        })
 }
 
 /// Runs every spec over `events` on `threads` threads (at least 1), the most expensive first;
@@ -637,10 +705,12 @@ pub fn run_grid(
     let n = events.len() as f64;
     // Longest first: an estimate of the training work of each run.
     let mut order: Vec<usize> = (0..specs.len()).collect();
+    let auto = base.learner.auto_truncation.clone().unwrap_or_default();
     let work = |s: &RunSpec| {
         let t = match s.window {
-            Truncation::Fixed(t) => t as f64,
-            Truncation::Full => n / 2.0,
+            TAxis::Fixed(t) => t as f64,
+            TAxis::Auto => (auto.min + auto.max) as f64 / 2.0,
+            TAxis::Full => n / 2.0,
         };
         let g = s.cell.gates() as f64;
         t / s.every as f64 * g * (s.hidden as f64).powi(2)
@@ -772,18 +842,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn truncation_parses_numbers_and_full() {
-        assert_eq!("16".parse::<Truncation>().unwrap(), Truncation::Fixed(16));
-        assert_eq!("full".parse::<Truncation>().unwrap(), Truncation::Full);
-        assert!("0".parse::<Truncation>().is_err());
-        assert!("auto2".parse::<Truncation>().is_err());
-        assert_eq!(Truncation::Full.to_string(), "full");
+    fn t_axis_parses_numbers_auto_and_full() {
+        assert_eq!("16".parse::<TAxis>().unwrap(), TAxis::Fixed(16));
+        assert_eq!("full".parse::<TAxis>().unwrap(), TAxis::Full);
+        assert!("0".parse::<TAxis>().is_err());
+        assert_eq!("auto".parse::<TAxis>().unwrap(), TAxis::Auto);
+        assert_eq!(TAxis::Auto.to_string(), "auto");
+        assert!("auto2".parse::<TAxis>().is_err());
+        assert_eq!(TAxis::Full.to_string(), "full");
     }
 
     #[test]
     fn grid_leaves_out_k_above_t() {
         let g = Grid {
-            windows: vec![Truncation::Fixed(4), Truncation::Full],
+            windows: vec![TAxis::Fixed(4), TAxis::Full],
             every: vec![1, 8],
             cells: vec![CellKind::Gru],
             hidden: vec![4],
@@ -826,8 +898,8 @@ mod tests {
             cell: CellKind::Gru,
             hidden: 8,
         };
-        let full = evaluate(&ev, &base, &spec(Truncation::Full), None).unwrap();
-        let t8 = evaluate(&ev, &base, &spec(Truncation::Fixed(8)), None).unwrap();
+        let full = evaluate(&ev, &base, &spec(TAxis::Full), None).unwrap();
+        let t8 = evaluate(&ev, &base, &spec(TAxis::Fixed(8)), None).unwrap();
         // Updates at events 8, 12, ..., 1000 (k = 4 pairs needed), through 7, 11, ..., 999
         // pairs: 249 updates, mean 503.
         assert_eq!(full.updates, 249);
@@ -846,11 +918,64 @@ mod tests {
         );
     }
 
+    /// An auto run: its cost from the mean `T` used, its memory at `max`, its report; the
+    /// settings come from the base configuration and are checked before a run.
+    #[test]
+    fn auto_run_reports_the_t_it_used() {
+        use crate::truncation::AutoTruncation;
+        let ev: Vec<Event> = (0..1000)
+            .map(|t| Event {
+                values: vec![(t as f64 * 0.4).sin()],
+                ..Default::default()
+            })
+            .collect();
+        let mut base = PipelineConfig::default();
+        base.learner.auto_truncation = Some(AutoTruncation {
+            min: 8,
+            max: 32,
+            ..Default::default()
+        });
+        let spec = |w| RunSpec {
+            window: w,
+            every: 4,
+            cell: CellKind::Gru,
+            hidden: 8,
+        };
+        assert!(run_config(&base, &spec(TAxis::Fixed(8)), 1000)
+            .learner
+            .auto_truncation
+            .is_none());
+        let r = evaluate(&ev, &base, &spec(TAxis::Auto), None).unwrap();
+        let t = r.truncation.expect("auto runs carry the report");
+        assert!(
+            t.adaptive && 8 <= t.min && t.min <= t.max && t.max <= 32,
+            "{t:?}"
+        );
+        assert!(t.updates > 200, "{t:?}");
+        assert_eq!(r.steps_per_update, t.mean);
+        let fixed = evaluate(&ev, &base, &spec(TAxis::Fixed(8)), None).unwrap();
+        assert!(fixed.truncation.is_none());
+        let per_step = fixed.madds_per_update / 8.0;
+        assert!((r.madds_per_update - t.mean * per_step).abs() < 1e-6 * r.madds_per_update);
+        let t32 = evaluate(&ev, &base, &spec(TAxis::Fixed(32)), None).unwrap();
+        assert_eq!(r.buffer_bytes, t32.buffer_bytes);
+        check_auto(&base, &[spec(TAxis::Auto)]).unwrap();
+        base.learner.auto_truncation = Some(AutoTruncation {
+            min: 5,
+            ..Default::default()
+        });
+        match check_auto(&base, &[spec(TAxis::Fixed(8)), spec(TAxis::Auto)]) {
+            Err(Error::Config { field, .. }) => assert_eq!(field, "t_min"),
+            other => panic!("{other:?}"),
+        }
+        assert!(check_auto(&base, &[spec(TAxis::Fixed(8))]).is_ok());
+    }
+
     #[test]
     fn recommend_picks_the_cheapest_within_tolerance() {
         let r = |mse: f64, cost: f64| RunResult {
             spec: RunSpec {
-                window: Truncation::Fixed(8),
+                window: TAxis::Fixed(8),
                 every: 1,
                 cell: CellKind::Gru,
                 hidden: 4,
@@ -864,6 +989,7 @@ mod tests {
             seasonal_mse: None,
             seasonal_mae: None,
             updates: 1,
+            truncation: None,
             steps_per_update: 1.0,
             madds_per_update: cost,
             madds_per_event: cost,

@@ -262,6 +262,15 @@ fn svg(path: &Path) -> (Vec<String>, Vec<(String, usize)>) {
     (texts, lines)
 }
 
+/// Filled polygons (markers) of `colour` in an SVG file.
+fn polygons(path: &Path, colour: &str) -> usize {
+    let text = std::fs::read_to_string(path).expect("read svg");
+    let doc = roxmltree::Document::parse(&text).expect("valid XML");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("polygon") && n.attribute("fill") == Some(colour))
+        .count()
+}
+
 /// Polylines of `colour` with exactly `points` points.
 fn count(lines: &[(String, usize)], colour: &str, points: usize) -> usize {
     lines
@@ -282,23 +291,38 @@ fn sweep_plots_are_svg_with_one_line_per_k_and_the_best_forecast() {
     sweep_json(&[
         s(&nile),
         "-T",
-        "4,8,16,full",
+        "4,8,16,auto,full",
         "-k",
         "1,4",
         "--cell",
         "gru",
         "--hidden",
         "8",
+        "--t-min",
+        "6",
         "--plot",
         s(&plots),
     ]);
     for name in ["error_vs_t.svg", "cost_vs_t.svg"] {
         let (texts, lines) = svg(&plots.join(name));
-        // k = 1 (blue) and k = 4 (red) over the four T values, plus a legend sample each.
+        // k = 1 (blue) and k = 4 (red) over the four T values, plus a legend sample each;
+        // the auto runs are not on the lines but triangles (one per k, one in the legend).
         assert_eq!(count(&lines, BLUE, 4), 1, "{name}: {lines:?}");
         assert_eq!(count(&lines, RED, 4), 1, "{name}: {lines:?}");
         assert_eq!(count(&lines, BLUE, 2) + count(&lines, RED, 2), 2, "{name}");
-        for want in ["k = 1", "k = 4", "4", "16", "full", "T (window length)"] {
+        assert_eq!(polygons(&plots.join(name), BLUE), 1, "{name}");
+        assert_eq!(polygons(&plots.join(name), RED), 1, "{name}");
+        assert_eq!(polygons(&plots.join(name), BLACK), 1, "{name}");
+        assert!(!texts.iter().any(|t| t == "auto"), "auto is not a category");
+        for want in [
+            "k = 1",
+            "k = 4",
+            "4",
+            "16",
+            "full",
+            "T (window length)",
+            "auto (at its mean T)",
+        ] {
             assert!(
                 texts.iter().any(|t| t == want),
                 "{name}: {want:?} not in {texts:?}"
@@ -494,4 +518,115 @@ fn a_recorded_tcp_stream_replays_to_the_same_output() {
         "4",
     ]);
     assert_eq!(v["events"], 2 * n);
+}
+
+/// `auto` on the `T` axis: on the 10-step recall it settles above the dependency length and
+/// learns what `T = 4` cannot; the table and the JSON report the `T` it used.
+#[test]
+fn sweep_auto_row_reports_the_t_it_chose_and_beats_a_short_window() {
+    let dir = TempDir::new("sweep-auto");
+    let path = dir.join("delay.csv");
+    std::fs::write(&path, delayed_recall_csv(20_000, 10)).expect("write");
+    let args = [
+        s(&path),
+        "--columns",
+        "x",
+        "--target",
+        "y",
+        "-T",
+        "4,auto",
+        "-k",
+        "4",
+        "--cell",
+        "gru",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.01",
+        "--t-min",
+        "8",
+        "--t-max",
+        "64",
+    ];
+    let v = sweep_json(&args);
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    let t4 = runs
+        .iter()
+        .find(|r| window_of(r) == Some(4))
+        .expect("T = 4 run");
+    let auto = runs
+        .iter()
+        .find(|r| r["spec"]["window"] == "auto")
+        .expect("auto run");
+    assert!(t4["truncation"].is_null(), "{t4}");
+    let rep = &auto["truncation"];
+    let mean = rep["mean"].as_f64().expect("truncation.mean");
+    let (min, max) = (rep["min"].as_u64().unwrap(), rep["max"].as_u64().unwrap());
+    eprintln!("auto: {rep}");
+    assert_eq!(rep["adaptive"], true);
+    assert!(
+        mean >= 10.0,
+        "auto settled below the dependency length: {rep}"
+    );
+    assert!(
+        8 <= min && min as f64 <= mean && mean <= max as f64 && max <= 64,
+        "{rep}"
+    );
+    assert!(
+        rep["beta"].as_f64().is_some_and(|b| b > 0.0 && b < 1.0),
+        "{rep}"
+    );
+    assert!(rep["updates"].as_u64().is_some_and(|u| u > 4000), "{rep}");
+    // Cost from the mean T used; memory at --t-max.
+    assert_eq!(auto["steps_per_update"].as_f64().unwrap(), mean);
+    let per_step = t4["madds_per_update"].as_f64().unwrap() / 4.0;
+    let madds = auto["madds_per_update"].as_f64().unwrap();
+    assert!((madds - mean * per_step).abs() < 1e-6 * madds, "{auto}");
+    assert!(auto["buffer_bytes"].as_u64() > t4["buffer_bytes"].as_u64());
+    let (m4, ma) = (t4["mse"].as_f64().unwrap(), auto["mse"].as_f64().unwrap());
+    assert!(m4 > 0.9, "T = 4 learned a 10-step recall: {m4}");
+    assert!(ma < 0.75 * m4, "auto MSE {ma} not well below T = 4's {m4}");
+
+    // The table: the auto row with the T it used, and the note on its cost and memory.
+    let mut all = vec!["sweep", "--no-progress"];
+    all.extend_from_slice(&args);
+    let out = util::run(tbptt(&all), Input::Null);
+    out.assert_code(0);
+    let text = out.stdout_str();
+    let row = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("auto"))
+        .unwrap_or_else(|| panic!("no auto row:\n{text}"));
+    let used = format!("{mean:.1} ({min}-{max})");
+    assert!(row.contains(&used), "{used:?} not in {row:?}");
+    assert!(text.contains("T used"), "{text}");
+    assert!(text.contains("computed from the mean T used"), "{text}");
+}
+
+#[test]
+fn sweep_auto_settings_are_checked_and_name_the_flag() {
+    let nile = util::data("nile.csv");
+    for (args, want) in [
+        (vec!["-T", "8,auto", "-k", "4", "--t-min", "2"], "--t-min"),
+        (vec!["-T", "auto", "-k", "8", "--t-min", "9"], "--t-min"),
+        (
+            vec!["-T", "auto", "--t-min", "32", "--t-max", "16"],
+            "--t-min",
+        ),
+        (vec!["-T", "auto", "--t-max", "0"], "--t-max"),
+        (vec!["-T", "auto", "--t-tolerance", "1.5"], "--t-tolerance"),
+        (vec!["-T", "8,16", "--t-min", "8"], "need auto in -T"),
+        (vec!["-T", "8,autox"], "\"autox\""),
+    ] {
+        let mut all = vec!["sweep", s(&nile), "--cell", "gru", "--hidden", "4"];
+        all.extend(args.iter().copied());
+        let out = util::run(tbptt(&all), Input::Null);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(want),
+            "{args:?}: {want:?} not in {}",
+            out.stderr
+        );
+    }
 }

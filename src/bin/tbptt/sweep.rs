@@ -9,7 +9,8 @@ use tbptt::norm::NormMode;
 use tbptt::pipeline::PipelineConfig;
 use tbptt::plot::{self, ForecastTrace};
 use tbptt::source::{SourceConfig, SourceSpec};
-use tbptt::sweep::{self, Grid, Recommendation, RunResult, Truncation};
+use tbptt::sweep::{self, Grid, Recommendation, RunResult, TAxis};
+use tbptt::truncation::AutoTruncation;
 use tbptt::{LearnerConfig, OptimizerConfig};
 
 type AnyError = Box<dyn std::error::Error>;
@@ -22,8 +23,9 @@ pub struct SweepArgs {
     pub input: PathBuf,
 
     // ---- grid
-    /// Window lengths T to try, comma-separated; `full` = full BPTT through everything seen
-    /// so far at every update.
+    /// Window lengths T to try, comma-separated; `auto` = adaptive truncation (see --t-min,
+    /// --t-max, --t-tolerance); `full` = full BPTT through everything seen so far at every
+    /// update.
     #[arg(
         short = 'T',
         long = "window",
@@ -58,6 +60,16 @@ pub struct SweepArgs {
         help_heading = "Grid"
     )]
     pub hidden: String,
+    /// With auto in -T: smallest T [default: 16].
+    #[arg(long, value_name = "T", help_heading = "Grid")]
+    pub t_min: Option<usize>,
+    /// With auto in -T: largest T; buffers are allocated for it [default: 256].
+    #[arg(long, value_name = "T", help_heading = "Grid")]
+    pub t_max: Option<usize>,
+    /// With auto in -T: largest accepted truncation bias, relative to the gradient, in (0, 1)
+    /// [default: 0.01].
+    #[arg(long, value_name = "TOL", help_heading = "Grid")]
+    pub t_tolerance: Option<f64>,
     /// Season length in events: also compare with the seasonal-naive forecast (the value one
     /// season earlier).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Grid")]
@@ -180,7 +192,7 @@ where
 
 fn grid(a: &SweepArgs) -> Result<Grid, AnyError> {
     let g = Grid {
-        windows: list::<Truncation>("-T", &a.window)?,
+        windows: list::<TAxis>("-T", &a.window)?,
         every: list::<usize>("-k", &a.every)?,
         cells: list::<tbptt::CellKind>("--cell", &a.cell)?,
         hidden: list::<usize>("--hidden", &a.hidden)?,
@@ -203,6 +215,16 @@ fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
         seed: a.seed,
         ..Default::default()
     };
+    let mut learner = learner;
+    if a.t_min.is_some() || a.t_max.is_some() || a.t_tolerance.is_some() {
+        let d = AutoTruncation::default();
+        learner.auto_truncation = Some(AutoTruncation {
+            min: a.t_min.unwrap_or(d.min),
+            max: a.t_max.unwrap_or(d.max),
+            tolerance: a.t_tolerance.unwrap_or(d.tolerance),
+            ..d
+        });
+    }
     let normalize = match (a.no_normalize, a.norm_halflife) {
         (true, _) => NormMode::Off,
         (false, Some(h)) => NormMode::Ewm { half_life: h },
@@ -252,6 +274,27 @@ pub fn run(a: &SweepArgs) -> Result<(), AnyError> {
     }
     let grid = grid(a)?;
     let base = base_config(a)?;
+    let has_auto = grid.windows.contains(&TAxis::Auto);
+    if base.learner.auto_truncation.is_some() && !has_auto {
+        return Err(format!(
+            "--t-min, --t-max and --t-tolerance need auto in -T (got -T {})",
+            a.window
+        )
+        .into());
+    }
+    sweep::check_auto(&base, &grid.specs()).map_err(|e| match e {
+        tbptt::Error::Config { field, reason } => {
+            let flag = match field {
+                "t_min" => "--t-min".to_string(),
+                "t_max" => "--t-max".to_string(),
+                "t_tolerance" => "--t-tolerance".to_string(),
+                "loss_steps" => "--loss-steps".to_string(),
+                other => other.replace('_', "-"),
+            };
+            AnyError::from(format!("{flag} (with -T auto): {reason}"))
+        }
+        e => e.into(),
+    })?;
     let mut loaded = sweep::read_events(source(a)?, a.strict)?;
     if let Some(m) = a.max_events {
         loaded.events.truncate(m);
@@ -403,10 +446,20 @@ fn table(
     if seasonal {
         let _ = write!(s, " {:>6}", "/seas");
     }
-    let _ = writeln!(
+    let auto = results.iter().any(|r| r.truncation.is_some());
+    let _ = write!(
         s,
         " {:>9} {:>10} {:>10} {:>9}",
         "events/s", "madd/upd", "madd/event", "memory"
+    );
+    let _ = writeln!(
+        s,
+        "{}",
+        if auto {
+            format!(" {:>16}", "T used")
+        } else {
+            String::new()
+        }
     );
     for (i, r) in results.iter().enumerate() {
         let mark = if i == rec.chosen {
@@ -430,9 +483,14 @@ fn table(
         if seasonal {
             let _ = write!(s, " {:>6.3}", r.rel_seasonal().unwrap_or(f64::NAN));
         }
+        let used = match (&r.truncation, auto) {
+            (Some(t), _) => format!(" {:>16}", format!("{:.1} ({}-{})", t.mean, t.min, t.max)),
+            (None, true) => format!(" {:>16}", ""),
+            (None, false) => String::new(),
+        };
         let _ = writeln!(
             s,
-            " {:>9.0} {:>10} {:>10} {:>9}{mark}",
+            " {:>9.0} {:>10} {:>10} {:>9}{used}{mark}",
             r.events_per_sec,
             si(r.madds_per_update),
             si(r.madds_per_event),
@@ -462,7 +520,24 @@ fn table(
         s,
         "T = full: every update backpropagates through all events seen so far. madd: multiply-adds of training, computed; memory: training buffers, computed from their sizes; events/s: measured, with {threads} runs at a time."
     );
-    s
+    if let Some(a) = results.iter().find_map(|r| r.truncation.map(|_| r)) {
+        let max = results
+            .iter()
+            .filter_map(|r| r.truncation.map(|_| r.buffer_bytes))
+            .max()
+            .unwrap_or(a.buffer_bytes);
+        let _ = writeln!(
+            s,
+            "T = auto: T adapts to the measured gradient decay; T used: mean (min-max) over its updates. Its madd is computed from the mean T used; its memory ({}) is for the largest T allowed (--t-max), for which the buffers are allocated.",
+            bytes(max)
+        );
+    }
+    let mut out = String::with_capacity(s.len());
+    for line in s.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn chosen_pct(t: f64) -> String {
