@@ -1,4 +1,4 @@
-//! Run-time CPU feature detection for the kernels (see [`crate::linalg`]).
+//! Run-time CPU feature detection for the kernels (the crate-private `linalg` module).
 
 /// Whether this x86-64 CPU has AVX2 and FMA (detected once by the standard library and
 /// cached). The cells' entry points then run a copy compiled for them; otherwise the

@@ -67,7 +67,7 @@ impl Tail {
     }
 
     /// `−log10` of the tail probability of `x` (see the module docs); 0 for a non-finite `x`
-    /// or while fewer than [`MIN_HISTORY`] values are kept.
+    /// or while fewer than `MIN_HISTORY` values are kept.
     pub fn surprise(&self, x: f64) -> f64 {
         let n = self.sorted.len();
         if n < MIN_HISTORY || !x.is_finite() {
