@@ -516,15 +516,18 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
             "checkpoint went back from {resume_at} to {saved}"
         );
         // ... and the events re-read after resuming are at most one checkpoint interval plus
-        // those that arrive while the checkpoint due at the kill is being written (an fsync
-        // on a busy machine can take tens of milliseconds, about 10 events each at this feed
-        // rate): what the killed process had already written out beyond the checkpoint.
+        // those that arrive while the checkpoint due at the kill is being written: what the
+        // killed process had already written out beyond the checkpoint. A write (its state
+        // includes the anomaly likelihood's history, about 1 MB) and its fsyncs can take
+        // 0.2 s on a disk shared with the rest of the test suite, about 2,000 events at this
+        // feed rate. A run that stopped taking checkpoints would re-read all it was fed (up to
+        // 6,000 events) and fail.
         let written = records(&std::fs::read(&out).unwrap_or_default());
         let processed = resume_at as u64 + written.len() as u64;
         let reread = processed.saturating_sub(saved);
         worst_reread = worst_reread.max(reread);
         assert!(
-            reread <= 2 * every,
+            reread <= every + 2_000,
             "{reread} events re-read after resume (checkpoint at {saved}, {processed} written)"
         );
         // Every record written before the crash is the reference's record.
