@@ -351,7 +351,9 @@ pub fn buffer_bytes(c: &ModelConfig, t: usize) -> u64 {
         };
         let cs = if c.cell.has_cell_state() { h } else { 0 };
         let dah = if c.cell == CellKind::Gru { g } else { 0 };
-        window += (t + 1) * (h + cs) + t * (g + act + g + dah + d_in) + 2 * h + g;
+        // The transposed `W_hh` (and `W_ih` above the first layer) of the backward pass.
+        let transposed = g * h + if l > 0 { g * d_in } else { 0 };
+        window += (t + 1) * (h + cs) + t * (g + act + g + dah + d_in) + 2 * h + g + transposed;
     }
     let params = 4 * c.n_params() as u64;
     4 * (ring + window + params)
