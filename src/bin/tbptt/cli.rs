@@ -203,9 +203,9 @@ pub struct ReplayArgs {
     pub common: Common,
 }
 
-/// Flags shared by `learn` and `replay`.
+/// How input records are decoded: shared by `learn`, `replay` and `sweep`.
 #[derive(Args, Debug)]
-pub struct Common {
+pub struct InputArgs {
     // ---- input format
     /// Input format: csv, jsonl or msgpack.
     #[arg(long, default_value = "csv", help_heading = "Input")]
@@ -242,6 +242,14 @@ pub struct Common {
     /// Stop after this many events.
     #[arg(long, value_name = "N", help_heading = "Input")]
     pub max_events: Option<u64>,
+}
+
+/// Flags shared by `learn` and `replay`.
+#[derive(Args, Debug)]
+pub struct Common {
+    /// How events are read.
+    #[command(flatten)]
+    pub input: InputArgs,
 
     // ---- model
     /// Recurrent cell: elman, gru or lstm.

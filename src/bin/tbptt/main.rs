@@ -82,7 +82,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
         Command::Replay(a) => {
             let mut config = build(&a.common, SourceSpec::File(a.input.clone()))?;
             config.speed = a.speed.parse::<Speed>()?;
-            if config.speed != Speed::Max && a.common.time.is_none() {
+            if config.speed != Speed::Max && a.common.input.time.is_none() {
                 tracing::info!("pacing by the detected time column");
             }
             config.pipeline.background = a.background;
@@ -149,7 +149,8 @@ fn memchr_count(data: &[u8]) -> u64 {
     data.iter().filter(|b| **b == b'\n').count() as u64
 }
 
-fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
+/// The decoder the input flags describe.
+fn decoder(c: &cli::InputArgs) -> Result<DecoderConfig, AnyError> {
     let format: Format = c.format.parse()?;
     let missing = match c.missing.as_str() {
         "skip" => Missing::Skip,
@@ -162,7 +163,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         c.time.as_deref(),
         c.key.as_deref(),
     )?;
-    let decoder = DecoderConfig {
+    Ok(DecoderConfig {
         format,
         columns,
         missing,
@@ -170,7 +171,11 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         max_frame_len: c.max_line,
         delimiter: c.delimiter,
         header: None,
-    };
+    })
+}
+
+fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
+    let decoder = decoder(&c.input)?;
     let mut source = SourceConfig::new(spec);
     source.decoder = decoder;
     source.validate()?;
@@ -216,11 +221,11 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         pipeline,
         output,
         output_format: c.output_format.parse()?,
-        strict: c.strict,
+        strict: c.input.strict,
         speed: Speed::Max,
         progress: false,
         progress_len: None,
-        max_events: c.max_events,
+        max_events: c.input.max_events,
         checkpoint: None,
         resume: None,
         record: None,

@@ -4,7 +4,6 @@
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tbptt::format::{ColumnSpec, DecoderConfig, Missing};
 use tbptt::norm::NormMode;
 use tbptt::pipeline::PipelineConfig;
 use tbptt::plot::{self, ForecastTrace};
@@ -98,42 +97,9 @@ pub struct SweepArgs {
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
 
-    // ---- input format
-    /// Input format: csv, jsonl or msgpack.
-    #[arg(long, default_value = "csv", help_heading = "Input")]
-    pub format: String,
-    /// Input columns, by name or 0-based index, comma-separated (default: all but time/key).
-    #[arg(long, value_name = "COLS", help_heading = "Input")]
-    pub columns: Option<String>,
-    /// Explicit target columns (supervised pairs); without it the next event is the target.
-    #[arg(long, value_name = "COLS", help_heading = "Input")]
-    pub target: Option<String>,
-    /// Timestamp column (default: detected from its values).
-    #[arg(long, value_name = "COL", help_heading = "Input")]
-    pub time: Option<String>,
-    /// Series key column.
-    #[arg(long, value_name = "COL", help_heading = "Input")]
-    pub key: Option<String>,
-    /// Missing values (empty, NA, null): skip the event, or hold the column's last value.
-    #[arg(
-        long,
-        default_value = "skip",
-        value_name = "POLICY",
-        help_heading = "Input"
-    )]
-    pub missing: String,
-    /// CSV delimiter.
-    #[arg(long, default_value = ",", help_heading = "Input")]
-    pub delimiter: char,
-    /// Longest accepted line or frame, in bytes.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", help_heading = "Input")]
-    pub max_line: usize,
-    /// Stop with an error at the first bad record instead of skipping it.
-    #[arg(long, help_heading = "Input")]
-    pub strict: bool,
-    /// Use only the first N events.
-    #[arg(long, value_name = "N", help_heading = "Input")]
-    pub max_events: Option<usize>,
+    /// How events are read.
+    #[command(flatten)]
+    pub decode: crate::cli::InputArgs,
 
     // ---- fixed model settings
     /// Stacked layers.
@@ -242,27 +208,8 @@ fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
 }
 
 fn source(a: &SweepArgs) -> Result<SourceConfig, AnyError> {
-    let missing = match a.missing.as_str() {
-        "skip" => Missing::Skip,
-        "hold" => Missing::Hold,
-        other => return Err(format!("--missing expects skip or hold, got {other:?}").into()),
-    };
-    let columns = ColumnSpec::from_flags(
-        a.columns.as_deref(),
-        a.target.as_deref(),
-        a.time.as_deref(),
-        a.key.as_deref(),
-    )?;
     let mut s = SourceConfig::new(SourceSpec::File(a.input.clone()));
-    s.decoder = DecoderConfig {
-        format: a.format.parse()?,
-        columns,
-        missing,
-        max_line_len: a.max_line,
-        max_frame_len: a.max_line,
-        delimiter: a.delimiter,
-        header: None,
-    };
+    s.decoder = crate::decoder(&a.decode)?;
     s.validate()?;
     Ok(s)
 }
@@ -295,9 +242,11 @@ pub fn run(a: &SweepArgs) -> Result<(), AnyError> {
         }
         e => e.into(),
     })?;
-    let mut loaded = sweep::read_events(source(a)?, a.strict)?;
-    if let Some(m) = a.max_events {
-        loaded.events.truncate(m);
+    let mut loaded = sweep::read_events(source(a)?, a.decode.strict)?;
+    if let Some(m) = a.decode.max_events {
+        loaded
+            .events
+            .truncate(usize::try_from(m).unwrap_or(usize::MAX));
     }
     let events = loaded.events;
     if events.len() < 10 {
