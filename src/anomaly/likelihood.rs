@@ -19,9 +19,12 @@
 //!
 //! `surprise = max_j S_j + a · (Σ_j S_j − max_j S_j)`, `raw = min(1, surprise / decades)`,
 //!
-//! so `raw = 0.5` means `p = 10^(−decades/2)`. Finally the **onset filter** keeps `raw` only when
-//! it beats the largest `raw` of the previous `onset` events, and reports 0 otherwise: an
-//! alarm fires on the first event of an episode, not on each event of it.
+//! so `raw = 0.5` means `p = 10^(−decades/2)`. Finally the **onset filter** reports one alarm
+//! per episode, not one per event of it. An episode starts at an event whose `raw` beats the
+//! largest `raw` of the previous `onset` events; its peak over that event and the `confirm`
+//! events after it is reported at the last of them, and every other event reports 0. A rising
+//! run of scores (0.47, 0.50, 0.51, ...) is thus one alarm at its peak, not one alarm per step,
+//! at the price of a delay of `confirm` events.
 //!
 //! The rows per day come from the time step between the first two events (`86400 / Δt`, when
 //! between 2 and `max_period`); without timestamps the seasonal statistic is off. The score is
@@ -52,6 +55,11 @@ pub struct LikelihoodConfig {
     /// Previous events a score must beat to be reported (the onset filter); 0 disables it.
     /// Default: 100.
     pub onset: usize,
+    /// Events after an episode's first event over which its peak is taken: the alarm is
+    /// reported `confirm` events after the episode starts, once, with the largest score of
+    /// those `confirm + 1` events. 0 reports at once. Used with the onset filter only.
+    /// Default: 5.
+    pub confirm: usize,
     /// Surprise, in decades of probability, that scores 1. Default: 10.
     pub decades: f64,
     /// Whether a new minimum or maximum counts (the record statistic). Default: true.
@@ -71,6 +79,7 @@ impl Default for LikelihoodConfig {
             season_recent: 6,
             max_period: 4096,
             onset: 100,
+            confirm: 5,
             decades: 10.0,
             records: true,
             others: 0.5,
@@ -106,10 +115,10 @@ impl LikelihoodConfig {
                 return bad(field, format!("must be in 1..=65536, got {v}"));
             }
         }
-        if self.max_period > 1 << 20 || self.onset > 1 << 20 {
+        if self.max_period > 1 << 20 || self.onset > 1 << 20 || self.confirm > 1 << 20 {
             return bad(
                 "anomaly.likelihood",
-                "max_period and onset must be at most 2^20".into(),
+                "max_period, onset and confirm must be at most 2^20".into(),
             );
         }
         if !(0.0..=1.0).contains(&self.others) {
@@ -185,6 +194,9 @@ pub struct Likelihood {
     error: Tail,
     recent: Vec<f64>,
     recent_head: usize,
+    /// The episode being confirmed: its peak so far and the events left before it is reported.
+    #[serde(default)]
+    pending: Option<(f64, usize)>,
 }
 
 /// Adds one statistic's surprise `v` to the running largest and total.
@@ -210,6 +222,7 @@ impl Likelihood {
             error: Tail::new(config.history, config.tail),
             recent: Vec::new(),
             recent_head: 0,
+            pending: None,
         }
     }
 
@@ -317,10 +330,23 @@ impl Likelihood {
             self.recent[self.recent_head] = raw;
             self.recent_head = (self.recent_head + 1) % c.onset;
         }
-        if raw > before {
-            raw
-        } else {
-            0.0
+        match &mut self.pending {
+            Some((peak, left)) => {
+                *peak = peak.max(raw);
+                *left -= 1;
+                if *left > 0 {
+                    return 0.0;
+                }
+                let peak = *peak;
+                self.pending = None;
+                peak
+            }
+            None if raw > before && c.confirm > 0 => {
+                self.pending = Some((raw, c.confirm));
+                0.0
+            }
+            None if raw > before => raw,
+            None => 0.0,
         }
     }
 
@@ -345,6 +371,9 @@ impl Likelihood {
         if self.recent.len() > c.onset
             || (self.recent_head != 0 && self.recent_head >= self.recent.len())
             || !self.recent.iter().all(|v| (0.0..=1.0).contains(v))
+            || self
+                .pending
+                .is_some_and(|(p, left)| !(0.0..=1.0).contains(&p) || left == 0 || left > c.confirm)
         {
             return Err("likelihood onset history is inconsistent".into());
         }
@@ -391,18 +420,67 @@ mod tests {
         assert!(l.validate().is_ok());
     }
 
-    #[test]
-    fn the_onset_filter_reports_only_the_first_event_of_an_episode() {
-        let mut l = Likelihood::new(LikelihoodConfig::default());
+    /// A likelihood warmed up on 1000 events of noise (no timestamps).
+    fn warmed(config: LikelihoodConfig) -> Likelihood {
+        let mut l = Likelihood::new(config);
         let mut s = 11u64;
         for _ in 0..1000 {
             l.score(None, &[noise(&mut s)], Some(noise(&mut s).abs()));
         }
+        l
+    }
+
+    #[test]
+    fn without_confirmation_the_onset_filter_reports_the_first_event_of_an_episode() {
+        let mut l = warmed(LikelihoodConfig {
+            confirm: 0,
+            ..Default::default()
+        });
         let first = l.score(None, &[50.0], Some(50.0));
         let second = l.score(None, &[50.0], Some(50.0));
         assert!(first > 0.9, "{first}");
         assert_eq!(second, 0.0);
         assert_eq!(l.period(), 0, "no timestamps, no seasonal statistic");
+    }
+
+    #[test]
+    fn an_episode_is_reported_once_with_its_peak_after_confirm_events() {
+        // Many decades to a score of 1, so that the rising run does not saturate.
+        let config = LikelihoodConfig {
+            decades: 200.0,
+            ..Default::default()
+        };
+        let mut l = warmed(config);
+        let mut quiet = warmed(LikelihoodConfig { onset: 0, ..config });
+        // A run whose peak is neither its first nor its last event.
+        let mut reported = Vec::new();
+        let mut raw = Vec::new();
+        for (j, x) in [1.0, 1e2, 1e4, 1e6, 1e8, 1e10, 0.0, 0.0, 0.0]
+            .iter()
+            .enumerate()
+        {
+            reported.push(l.score(None, &[*x], Some(*x)));
+            raw.push(quiet.score(None, &[*x], Some(*x)));
+            assert!(l.validate().is_ok(), "event {j}");
+        }
+        let c = config.confirm;
+        let peak = raw[..=c].iter().fold(0.0f64, |a, b| a.max(*b));
+        assert!(peak > raw[0] && peak > raw[c], "{raw:?}");
+        assert_eq!(reported[c], peak, "{reported:?}");
+        let others: Vec<f64> = (0..reported.len())
+            .filter(|j| *j != c)
+            .map(|j| reported[j])
+            .collect();
+        assert!(others.iter().all(|v| *v == 0.0), "{reported:?}");
+        // A state in the middle of an episode survives a round trip and validates.
+        let mut m = warmed(config);
+        m.score(None, &[50.0], Some(50.0));
+        assert!(m.pending.is_some());
+        let back: Likelihood =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        m.pending = Some((0.5, c + 1));
+        assert!(m.validate().is_err());
     }
 
     #[test]

@@ -13,6 +13,9 @@ fn noise(state: &mut u64) -> f64 {
     (*state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
 }
 
+/// Events an alarm is delayed by, to report its episode's peak.
+const CONFIRM: usize = 5;
+
 /// The default pipeline's scores for `values`, one event every 5 minutes.
 fn scores(values: &[f64]) -> Vec<f64> {
     let mut p = Pipeline::new(PipelineConfig::default()).unwrap();
@@ -41,6 +44,11 @@ fn daily(n: usize, seed: u64) -> Vec<f64> {
 }
 
 #[test]
+fn the_confirmation_delay_is_the_default() {
+    assert_eq!(tbptt::anomaly::LikelihoodConfig::default().confirm, CONFIRM);
+}
+
+#[test]
 fn stationary_noise_stays_below_half_at_least_99_percent_of_the_time() {
     for seed in [1u64, 2, 3] {
         let v = daily(6000, seed);
@@ -59,19 +67,26 @@ fn a_level_shift_scores_above_0_9_within_a_few_events() {
         *x += 30.0;
     }
     let s = scores(&v);
-    let best = s[4000..4005].iter().fold(0.0f64, |a, b| a.max(*b));
-    assert!(best > 0.9, "scores after the shift {:?}", &s[4000..4005]);
+    // An alarm is reported `confirm` events after its episode starts.
+    let end = 4001 + CONFIRM;
+    let best = s[4000..end].iter().fold(0.0f64, |a, b| a.max(*b));
+    assert!(best > 0.9, "scores after the shift {:?}", &s[4000..end]);
     let before = s[3000..4000].iter().fold(0.0f64, |a, b| a.max(*b));
     assert!(before < 0.9, "before the shift {before}");
 }
 
 #[test]
-fn a_spike_scores_above_0_9_at_once() {
+fn a_spike_scores_above_0_9_once_confirmed() {
     let mut v = daily(5000, 9);
     v[4321] += 60.0;
     let s = scores(&v);
-    let best = s[4321..4324].iter().fold(0.0f64, |a, b| a.max(*b));
-    assert!(best > 0.9, "scores at the spike {:?}", &s[4321..4324]);
+    assert!(
+        s[4321 + CONFIRM] > 0.9,
+        "scores from the spike on {:?}",
+        &s[4321..4330]
+    );
+    let alarms = s[4300..4400].iter().filter(|x| **x > 0.0).count();
+    assert_eq!(alarms, 1, "one alarm for one spike: {:?}", &s[4300..4400]);
 }
 
 #[test]
