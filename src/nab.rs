@@ -261,6 +261,11 @@ mod tests {
         let scores = score_series(&PipelineConfig::default(), &s).unwrap();
         assert_eq!(scores.len(), 600);
         assert!(scores.iter().all(|v| (0.0..=1.0).contains(v)));
-        assert!(scores[500] > 0.9, "{}", scores[500]);
+        let confirm = crate::anomaly::LikelihoodConfig::default().confirm;
+        assert!(
+            scores[500 + confirm] > 0.9,
+            "{:?}",
+            &scores[500..=500 + confirm]
+        );
     }
 }

@@ -179,8 +179,13 @@ impl Series {
 ///     quiet = quiet.max(l.score(Some(t as f64 * 300.0), &[10.0 + noise], Some(noise.abs())));
 /// }
 /// assert!(quiet < 0.5);
-/// let spike = l.score(Some(600_000.0), &[40.0], Some(30.0));
-/// assert!(spike > 0.9);
+/// // The spike's episode is reported `confirm` (5) events later, once, with its peak.
+/// let mut reported = vec![l.score(Some(600_000.0), &[40.0], Some(30.0))];
+/// for t in 1..=5 {
+///     reported.push(l.score(Some(600_000.0 + t as f64 * 300.0), &[10.0], Some(0.1)));
+/// }
+/// assert_eq!(reported[..5], [0.0; 5]);
+/// assert!(reported[5] > 0.9);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
