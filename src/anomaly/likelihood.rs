@@ -26,6 +26,12 @@
 //! run of scores (0.47, 0.50, 0.51, ...) is thus one alarm at its peak, not one alarm per step,
 //! at the price of a delay of `confirm` events.
 //!
+//! An episode's surprise is then discounted by its **precedents**: with `c` of the last
+//! `precedents` reported episodes at least as surprising, its probability is multiplied by
+//! `1 + c` (the surprise loses `log10(1 + c)`), so a kind of event seen before alarms less
+//! each time it comes back, and the first of its kind keeps its full score. The onset filter
+//! and precedents work on surprises, before they are capped at 1.
+//!
 //! The rows per day come from the time step between the first two events (`86400 / Δt`, when
 //! between 2 and `max_period`); without timestamps the seasonal statistic is off. The score is
 //! 0 for the first event and stays small during warm-up: a tail gives no surprise before it
@@ -60,6 +66,10 @@ pub struct LikelihoodConfig {
     /// those `confirm + 1` events. 0 reports at once. Used with the onset filter only.
     /// Default: 5.
     pub confirm: usize,
+    /// Reported episodes remembered as precedents: an episode's tail probability is multiplied
+    /// by one plus the number of them at least as surprising, so that a kind of event seen
+    /// before alarms less each time. 0 disables it. Default: 1024.
+    pub precedents: usize,
     /// Surprise, in decades of probability, that scores 1. Default: 10.
     pub decades: f64,
     /// Whether a new minimum or maximum counts (the record statistic). Default: true.
@@ -80,6 +90,7 @@ impl Default for LikelihoodConfig {
             max_period: 4096,
             onset: 100,
             confirm: 5,
+            precedents: 1024,
             decades: 10.0,
             records: true,
             others: 0.5,
@@ -115,10 +126,13 @@ impl LikelihoodConfig {
                 return bad(field, format!("must be in 1..=65536, got {v}"));
             }
         }
-        if self.max_period > 1 << 20 || self.onset > 1 << 20 || self.confirm > 1 << 20 {
+        if [self.max_period, self.onset, self.confirm, self.precedents]
+            .iter()
+            .any(|v| *v > 1 << 20)
+        {
             return bad(
                 "anomaly.likelihood",
-                "max_period, onset and confirm must be at most 2^20".into(),
+                "max_period, onset, confirm and precedents must be at most 2^20".into(),
             );
         }
         if !(0.0..=1.0).contains(&self.others) {
@@ -199,9 +213,13 @@ pub struct Likelihood {
     error: Tail,
     recent: Vec<f64>,
     recent_head: usize,
-    /// The episode being confirmed: its peak so far and the events left before it is reported.
+    /// The episode being confirmed: its peak surprise so far and the events left before it is
+    /// reported.
     #[serde(default)]
     pending: Option<(f64, usize)>,
+    /// Peak surprises of the last `precedents` reported episodes (from the first one on).
+    #[serde(default)]
+    episodes: Option<Tail>,
 }
 
 /// Adds one statistic's surprise `v` to the running largest and total.
@@ -228,6 +246,7 @@ impl Likelihood {
             recent: Vec::new(),
             recent_head: 0,
             pending: None,
+            episodes: None,
         }
     }
 
@@ -324,20 +343,20 @@ impl Likelihood {
         }
         self.events += 1;
         let surprise = best + c.others * (total - best);
-        let raw = (surprise / c.decades).clamp(0.0, 1.0);
+        let unit = |s: f64| (s / c.decades).clamp(0.0, 1.0);
         if c.onset == 0 {
-            return raw;
+            return unit(surprise);
         }
         let before = self.recent.iter().fold(0.0f64, |a, b| a.max(*b));
         if self.recent.len() < c.onset {
-            self.recent.push(raw);
+            self.recent.push(surprise);
         } else {
-            self.recent[self.recent_head] = raw;
+            self.recent[self.recent_head] = surprise;
             self.recent_head = (self.recent_head + 1) % c.onset;
         }
-        match &mut self.pending {
+        let peak = match &mut self.pending {
             Some((peak, left)) => {
-                *peak = peak.max(raw);
+                *peak = peak.max(surprise);
                 *left -= 1;
                 if *left > 0 {
                     return 0.0;
@@ -346,13 +365,24 @@ impl Likelihood {
                 self.pending = None;
                 peak
             }
-            None if raw > before && c.confirm > 0 => {
-                self.pending = Some((raw, c.confirm));
-                0.0
+            None if surprise > before && c.confirm > 0 => {
+                self.pending = Some((surprise, c.confirm));
+                return 0.0;
             }
-            None if raw > before => raw,
-            None => 0.0,
+            None if surprise > before => surprise,
+            None => return 0.0,
+        };
+        if c.precedents == 0 {
+            return unit(peak);
         }
+        // The episode's tail probability times one plus its precedents: earlier episodes at
+        // least as surprising.
+        let episodes = self
+            .episodes
+            .get_or_insert_with(|| Tail::new(c.precedents, 1.0));
+        let seen = episodes.len() - episodes.count_below(peak);
+        episodes.push(peak);
+        unit(peak - (1.0 + seen as f64).log10())
     }
 
     /// Checks a deserialized state against its settings: sizes, indices and finite values, so
@@ -375,14 +405,20 @@ impl Likelihood {
         }
         if self.recent.len() > c.onset
             || (self.recent_head != 0 && self.recent_head >= self.recent.len())
-            || !self.recent.iter().all(|v| (0.0..=1.0).contains(v))
-            || self
-                .pending
-                .is_some_and(|(p, left)| !(0.0..=1.0).contains(&p) || left == 0 || left > c.confirm)
+            || !self.recent.iter().all(|v| v.is_finite() && *v >= 0.0)
+            || self.pending.is_some_and(|(p, left)| {
+                !(p.is_finite() && p >= 0.0) || left == 0 || left > c.confirm
+            })
         {
             return Err("likelihood onset history is inconsistent".into());
         }
         self.error.validate()?;
+        if let Some(e) = &self.episodes {
+            e.validate()?;
+            if e.capacity() != c.precedents.max(1) {
+                return Err("likelihood episode history has the wrong capacity".into());
+            }
+        }
         for s in &self.series {
             if s.ring.len() != c.ring_len()
                 || s.head >= s.ring.len()
@@ -486,6 +522,44 @@ mod tests {
         assert_eq!(back, m);
         m.pending = Some((0.5, c + 1));
         assert!(m.validate().is_err());
+    }
+
+    #[test]
+    fn a_repeated_kind_of_episode_alarms_less_each_time() {
+        let config = LikelihoodConfig {
+            decades: 200.0,
+            confirm: 0,
+            ..Default::default()
+        };
+        let alarms = |config: LikelihoodConfig| {
+            let mut l = warmed(config);
+            let mut s = 5u64;
+            let mut out = Vec::new();
+            for j in 0..4 {
+                out.push(l.score(None, &[8.0], Some(8.0)));
+                for _ in 0..300 + j {
+                    l.score(None, &[noise(&mut s)], Some(noise(&mut s).abs()));
+                }
+            }
+            assert!(l.validate().is_ok());
+            out
+        };
+        let plain = alarms(LikelihoodConfig {
+            precedents: 0,
+            ..config
+        });
+        let discounted = alarms(config);
+        assert_eq!(discounted[0], plain[0], "a first episode has no precedent");
+        for j in 1..4 {
+            // Each earlier spike at least as surprising multiplies p by one more.
+            let precedents = plain[..j].iter().filter(|p| **p >= plain[j]).count() as f64;
+            let want = plain[j] - (1.0 + precedents).log10() / config.decades;
+            assert!(
+                (discounted[j] - want).abs() < 1e-12,
+                "{discounted:?} {plain:?}"
+            );
+        }
+        assert!(discounted[3] < plain[3], "{discounted:?} {plain:?}");
     }
 
     #[test]

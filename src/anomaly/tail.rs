@@ -61,6 +61,16 @@ impl Tail {
         self.sorted.len()
     }
 
+    /// The most values kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Values kept that are below `x`.
+    pub fn count_below(&self, x: f64) -> usize {
+        self.sorted.partition_point(|v| *v < x)
+    }
+
     /// Whether no value is kept.
     pub fn is_empty(&self) -> bool {
         self.sorted.is_empty()
