@@ -6,10 +6,14 @@
 //!
 //! - `p = (1 + #{kept ≥ x}) / (n + 1)` when `x` is at most `u`, the `k`-th largest kept value
 //!   (the empirical tail);
-//! - `p = k / (n + 1) · exp(−(x − u) / σ)` above it, with `σ` the mean excess of the `k`
-//!   largest values over `u`: an exponential tail fitted to the largest values, as in
-//!   peaks-over-threshold (Siffer et al., "Anomaly detection in streams with extreme value
-//!   theory", KDD 2017, with a zero shape parameter).
+//! - above it, a generalized Pareto tail fitted to the excesses of the `k` largest values over
+//!   `u`, as in peaks-over-threshold (Siffer et al., "Anomaly detection in streams with extreme
+//!   value theory", KDD 2017): with `m` and `v` the excesses' mean and variance, the
+//!   method-of-moments shape is `ξ = ½ (1 − m²/v)` and scale `σ = ½ m (1 + m²/v)`, and
+//!   `p = k / (n + 1) · (1 + ξ (x − u) / σ)^(−1/ξ)`. The shape is kept at or above 0: a tail
+//!   lighter than exponential is taken as exponential, `p = k / (n + 1) · exp(−(x − u) / m)`,
+//!   so that no value is impossible. A heavy tail (`ξ > 0`) makes far values less surprising
+//!   than an exponential tail would.
 //!
 //! so `p` is continuous and keeps falling however far `x` goes beyond the largest value seen.
 //! The surprise is `−log10 p`: 0 while fewer than [`MIN_HISTORY`] values are kept.
@@ -91,12 +95,23 @@ impl Tail {
             let above = n - self.sorted.partition_point(|v| *v < x);
             return -((above + 1) as f64 / n1).log10();
         }
-        let mut sigma = top.iter().sum::<f64>() / k as f64 - u;
-        if sigma <= 0.0 || !sigma.is_finite() {
-            sigma = 1e-12 + u.abs() * 1e-9;
+        let base = -(k as f64 / n1).log10();
+        let m = top.iter().sum::<f64>() / k as f64 - u;
+        if !(m > 0.0 && m.is_finite()) {
+            // No spread in the tail: anything beyond it is very surprising.
+            let sigma = 1e-12 + u.abs() * 1e-9;
+            return base + (x - u) / sigma / std::f64::consts::LN_10;
         }
-        // log10 p = log10(k / (n + 1)) − (x − u) / σ / ln 10
-        -(k as f64 / n1).log10() + (x - u) / sigma / std::f64::consts::LN_10
+        let v = top.iter().map(|t| (t - u - m).powi(2)).sum::<f64>() / (k - 1) as f64;
+        let r = m * m / v;
+        let xi = 0.5 * (1.0 - r);
+        if v > 0.0 && xi > 1e-6 {
+            let sigma = 0.5 * m * (1.0 + r);
+            // log10 p = log10(k / (n + 1)) − log10(1 + ξ (x − u) / σ) / ξ
+            return base + (xi * (x - u) / sigma).ln_1p() / xi / std::f64::consts::LN_10;
+        }
+        // log10 p = log10(k / (n + 1)) − (x − u) / m / ln 10
+        base + (x - u) / m / std::f64::consts::LN_10
     }
 
     /// Adds `x` (non-finite values are ignored), forgetting the oldest value when full. No
@@ -170,6 +185,42 @@ mod tests {
         // Continuous at u: both forms give about k / (n + 1).
         assert!((t.surprise(95.0) - t.surprise(95.0 + 1e-9)).abs() < 0.1);
         assert!(t.validate().is_ok());
+    }
+
+    /// Deterministic uniform numbers in (0, 1).
+    fn uniform(state: &mut u64) -> f64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        ((*state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Values from a generalized Pareto law with shape 0.3: the value exceeded with
+    /// probability `q` is `(q^−ξ − 1) / ξ`. The fitted tail gives it a surprise near
+    /// `−log10 q` beyond the largest values kept, where an exponential tail would give far
+    /// more.
+    #[test]
+    fn a_heavy_tail_is_fitted_with_a_positive_shape() {
+        let xi = 0.3;
+        let quantile = |q: f64| (q.powf(-xi) - 1.0) / xi;
+        let mut t = Tail::new(1 << 14, 0.02);
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1 << 14 {
+            t.push(quantile(uniform(&mut s)));
+        }
+        for q in [1e-5f64, 1e-7] {
+            let got = t.surprise(quantile(q));
+            assert!((got + q.log10()).abs() < 0.6, "q {q}: surprise {got}");
+        }
+        // The largest kept value is about the 1/n quantile, so the exponential form (which
+        // the same tail would give with ξ = 0) overshoots the 1e-7 quantile by decades.
+        let n = t.len();
+        let k = (0.02 * n as f64).ceil() as usize;
+        let top = &t.sorted[n - k..];
+        let m = top.iter().sum::<f64>() / k as f64 - top[0];
+        let exponential = -(k as f64 / (n + 1) as f64).log10()
+            + (quantile(1e-7) - top[0]) / m / std::f64::consts::LN_10;
+        assert!(exponential > 9.0, "{exponential}");
     }
 
     #[test]
