@@ -821,3 +821,42 @@ fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
     assert_reported(&out.stderr, 3, "not a number");
     assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
 }
+
+#[test]
+fn likelihood_settings_change_when_an_alarm_is_reported_and_bad_ones_are_refused() {
+    // Noise, then one spike at row 1500: with the defaults its alarm comes 5 rows later,
+    // with '{"confirm": 0}' on the spike itself.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut values: Vec<f64> = (0..2000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .collect();
+    values[1500] = 40.0;
+    let alarms = |extra: &[&str]| {
+        let mut args = vec!["learn", "--sync", "--threshold", "0.9"];
+        args.extend_from_slice(extra);
+        let out = util::run(tbptt(args), Input::Bytes(csv_input("v", &values)));
+        out.assert_code(0);
+        let (_, rows) = csv_rows(&out.stdout_str());
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| r[5] == "1")
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(alarms(&[]), vec![1505]);
+    assert_eq!(alarms(&["--likelihood", r#"{"confirm": 0}"#]), vec![1500]);
+    for (bad, says) in [
+        (r#"{"confirm": "soon"}"#, "likelihood settings"),
+        (r#"{"bogus": 1}"#, "unknown field `bogus`"),
+        (r#"{"tail": 0}"#, "anomaly.likelihood.tail"),
+    ] {
+        let out = util::run(tbptt(["learn", "--likelihood", bad]), Input::Null);
+        out.assert_code(2);
+        assert!(out.stderr.contains(says), "{bad}: {}", out.stderr);
+    }
+}

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use tbptt::anomaly::LikelihoodConfig;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -71,8 +72,8 @@ pub struct NabArgs {
     pub anomaly: String,
     /// Settings of the likelihood that differ from the defaults, as a JSON object, e.g.
     /// '{"onset": 50, "history": 4096}' (see the library's LikelihoodConfig).
-    #[arg(long, value_name = "JSON")]
-    pub likelihood: Option<String>,
+    #[arg(long, value_name = "JSON", value_parser = likelihood_settings)]
+    pub likelihood: Option<LikelihoodConfig>,
     /// Files scored at once (default: the number of cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
@@ -318,7 +319,7 @@ pub struct Common {
 
     // ---- anomaly
     /// Anomaly score: likelihood (in [0, 1]: tail probabilities of the forecast error,
-    /// level-shift, daily and new-extreme statistics, onsets only), zscore (the forecast
+    /// level-shift, daily and new-extreme statistics, one alarm per episode), zscore (the forecast
     /// error standardized, unbounded) or raw (the normalized error |r| as |r| / (1 + |r|)).
     #[arg(long, default_value = "likelihood", help_heading = "Anomaly")]
     pub anomaly: String,
@@ -334,6 +335,16 @@ pub struct Common {
         help_heading = "Anomaly"
     )]
     pub anomaly_halflife: f64,
+    /// Settings of the likelihood that differ from the defaults, as a JSON object, e.g.
+    /// '{"confirm": 0}' to report an alarm at once instead of 5 events later with its
+    /// episode's peak (see the library's LikelihoodConfig).
+    #[arg(
+        long,
+        value_name = "JSON",
+        value_parser = likelihood_settings,
+        help_heading = "Anomaly"
+    )]
+    pub likelihood: Option<LikelihoodConfig>,
 
     // ---- output
     /// Where records go: '-' for stdout, a file, or 'none'.
@@ -355,4 +366,12 @@ pub struct Common {
 
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
+}
+
+/// Parses `--likelihood`: a JSON object of likelihood settings, the rest at their defaults.
+fn likelihood_settings(json: &str) -> Result<LikelihoodConfig, String> {
+    let config: LikelihoodConfig = serde_json::from_str(json)
+        .map_err(|e| format!("expected a JSON object of likelihood settings: {e}"))?;
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
 }

@@ -211,6 +211,9 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         .threshold
         .unwrap_or_else(|| pipeline.anomaly.kind.default_threshold());
     pipeline.anomaly.half_life = c.anomaly_halflife;
+    if let Some(l) = c.likelihood {
+        pipeline.anomaly.likelihood = l;
+    }
     let output = match c.output.as_str() {
         "-" => OutputTarget::Stdout,
         "none" => OutputTarget::Discard,
@@ -346,6 +349,9 @@ fn setup_checkpoints(
     }
     if given(matches, "anomaly_halflife") {
         requested.anomaly.half_life = flags.anomaly.half_life;
+    }
+    if given(matches, "likelihood") {
+        requested.anomaly.likelihood = flags.anomaly.likelihood;
     }
     checkpoint::check_compatible(&saved, &requested)
         .map_err(|e| format!("cannot resume from {}: {e}", from.display()))?;

@@ -26,9 +26,8 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     config.anomaly.kind = a.anomaly.parse()?;
     config.anomaly.threshold = config.anomaly.kind.default_threshold();
-    if let Some(json) = &a.likelihood {
-        config.anomaly.likelihood = serde_json::from_str(json)
-            .map_err(|e| format!("--likelihood expects a JSON object of settings: {e}"))?;
+    if let Some(l) = a.likelihood {
+        config.anomaly.likelihood = l;
     }
     // Checked once here rather than once per file.
     tbptt::pipeline::Pipeline::new(config.clone())?;
