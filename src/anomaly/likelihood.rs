@@ -496,7 +496,7 @@ mod tests {
         // A run whose peak is neither its first nor its last event.
         let mut reported = Vec::new();
         let mut raw = Vec::new();
-        for (j, x) in [1.0, 1e6, 2.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0]
+        for (j, x) in [0.6, 1e6, 2.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0]
             .iter()
             .enumerate()
         {
