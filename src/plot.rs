@@ -29,6 +29,7 @@
 
 use crate::pipeline::OutputRecord;
 use crate::sweep::{RunResult, TAxis};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -175,6 +176,41 @@ fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Draws the legend of `chart`'s labelled series: a white box with a black border at `pos`.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+    path: &Path,
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(pos)
+        .draw()
+        .map_err(|e| write_err(path, e))
+}
+
+/// Draws a thin labelled line through `points` on a linear chart.
+fn line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: impl Iterator<Item = (f64, f64)>,
+    color: RGBColor,
+    label: &str,
+    path: &Path,
+) -> Result<(), PlotError> {
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(1)))
+        .map_err(|e| write_err(path, e))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+    Ok(())
+}
+
 /// Writes the forecast plot of a run to `path` (SVG): the actual series and the forecast on
 /// top (legend `actual`, `forecast`), the anomaly score below (legend `anomaly score`, flagged
 /// events as red dots).
@@ -210,29 +246,21 @@ pub fn forecast_svg(trace: &ForecastTrace, title: &str, path: &Path) -> Result<(
         .y_desc("value")
         .draw()
         .map_err(|e| write_err(path, e))?;
-    chart
-        .draw_series(LineSeries::new(
-            pts.iter().map(|p| (p.index as f64, p.actual)),
-            BLACK.stroke_width(1),
-        ))
-        .map_err(|e| write_err(path, e))?
-        .label("actual")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
-    chart
-        .draw_series(LineSeries::new(
-            pts.iter().map(|p| (p.index as f64, p.forecast)),
-            BLUE.stroke_width(1),
-        ))
-        .map_err(|e| write_err(path, e))?
-        .label("forecast")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|e| write_err(path, e))?;
+    line(
+        &mut chart,
+        pts.iter().map(|p| (p.index as f64, p.actual)),
+        BLACK,
+        "actual",
+        path,
+    )?;
+    line(
+        &mut chart,
+        pts.iter().map(|p| (p.index as f64, p.forecast)),
+        BLUE,
+        "forecast",
+        path,
+    )?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, path)?;
     let (s0, s1) = bounds(pts.iter().map(|p| p.score));
     let mut lower = ChartBuilder::on(&bottom)
         .margin(10)
@@ -246,14 +274,13 @@ pub fn forecast_svg(trace: &ForecastTrace, title: &str, path: &Path) -> Result<(
         .y_desc("score")
         .draw()
         .map_err(|e| write_err(path, e))?;
-    lower
-        .draw_series(LineSeries::new(
-            pts.iter().map(|p| (p.index as f64, p.score)),
-            RED.stroke_width(1),
-        ))
-        .map_err(|e| write_err(path, e))?
-        .label("anomaly score")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+    line(
+        &mut lower,
+        pts.iter().map(|p| (p.index as f64, p.score)),
+        RED,
+        "anomaly score",
+        path,
+    )?;
     lower
         .draw_series(
             pts.iter()
@@ -261,13 +288,7 @@ pub fn forecast_svg(trace: &ForecastTrace, title: &str, path: &Path) -> Result<(
                 .map(|p| Circle::new((p.index as f64, p.score), 3, RED.filled())),
         )
         .map_err(|e| write_err(path, e))?;
-    lower
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|e| write_err(path, e))?;
+    legend(&mut lower, SeriesLabelPosition::UpperLeft, path)?;
     root.present().map_err(|e| write_err(path, e))
 }
 
@@ -421,13 +442,7 @@ fn lines_vs_t(
                     .label(AUTO_LABEL)
                     .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLACK.filled()));
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| write_err(path, e))?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight, path)?;
         }};
     }
     let mut builder = ChartBuilder::on(&root);
@@ -574,13 +589,7 @@ pub fn lines_svg(
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
                     .map_err(|e| write_err(path, e))?;
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(|e| write_err(path, e))?;
+            legend(&mut chart, SeriesLabelPosition::UpperLeft, path)?;
         }};
     }
     match (log_x, log_y) {
