@@ -60,6 +60,19 @@ impl Recorder<std::fs::File> {
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(Recorder::new(std::fs::File::create(path)?))
     }
+
+    /// A recorder appending to the file at `path` (created if missing): a run resumed from a
+    /// checkpoint continues the recording of the run before it.
+    ///
+    /// # Errors
+    /// The I/O error of opening the file.
+    pub fn append(path: &Path) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Recorder::new(file))
+    }
 }
 
 impl<W: Write> Recorder<W> {

@@ -118,7 +118,8 @@ pub struct RunConfig {
     /// its `config.background` and anomaly threshold as wanted).
     pub resume: Option<Box<PipelineState>>,
     /// Record every accepted event with its arrival time to this file, as JSON lines that
-    /// replay reads back ([`crate::record`]).
+    /// replay reads back ([`crate::record`]). A fresh run truncates it; a run resumed from a
+    /// checkpoint appends to it.
     pub record: Option<PathBuf>,
     /// Draw the run's forecast against the actual series, with the anomaly score, to this
     /// SVG file at the end ([`crate::plot::forecast_svg`]; decimated past
@@ -272,13 +273,19 @@ struct Taps {
 }
 
 impl Taps {
-    fn new(config: &RunConfig) -> Result<Self, RunError> {
+    /// `resumed`: the run continues a checkpoint, so the recording is appended to.
+    fn new(config: &RunConfig, resumed: bool) -> Result<Self, RunError> {
         let recorder = match &config.record {
             Some(p) => Some((
-                Recorder::create(p).map_err(|e| {
+                if resumed {
+                    Recorder::append(p)
+                } else {
+                    Recorder::create(p)
+                }
+                .map_err(|e| {
                     RunError::Config(crate::Error::config(
                         "record",
-                        format!("cannot create {}: {e}", p.display()),
+                        format!("cannot open {}: {e}", p.display()),
                     ))
                 })?,
                 WallClock::now(),
@@ -443,7 +450,7 @@ fn predict_loop(
         deferred: 0,
         waiting: false,
     });
-    let mut taps = Taps::new(&config)?;
+    let mut taps = Taps::new(&config, pipeline.events() > 0)?;
     let result = event_loop(
         &config,
         &mut pipeline,

@@ -593,3 +593,38 @@ fn sigterm_writes_a_final_checkpoint() {
     let info = inspect(&ck);
     assert_eq!(info["events"], 700);
 }
+
+#[test]
+fn a_resumed_run_appends_to_its_recording_and_a_fresh_one_replaces_it() {
+    let dir = TempDir::new("record-resume");
+    let (ck, rec) = (dir.join("model.ckpt"), dir.join("events.jsonl"));
+    let learn = |input: Vec<u8>, extra: &[&str]| {
+        let mut cmd = tbptt(["learn", "--sync", "-o", "none", "-q", "--checkpoint"]);
+        cmd.arg(&ck)
+            .arg("--record")
+            .arg(&rec)
+            .args(MODEL)
+            .args(extra);
+        run(cmd, Input::Bytes(input)).assert_code(0);
+        std::fs::read_to_string(&rec).expect("read the recording")
+    };
+    let first = learn(lines(0..50), &[]);
+    assert_eq!(first.lines().count(), 50);
+    let both = learn(lines(50..80), &[]);
+    assert_eq!(both.lines().count(), 80);
+    assert!(
+        both.starts_with(&first),
+        "the first run's lines are kept as they were"
+    );
+    // Values read back in order across the two runs.
+    let values: Vec<String> = both
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            format!("{:.6}\n", v["values"][0].as_f64().expect("value"))
+        })
+        .collect();
+    assert_eq!(values.concat().into_bytes(), lines(0..80));
+    let fresh = learn(lines(80..90), &["--no-resume"]);
+    assert_eq!(fresh.lines().count(), 10);
+}

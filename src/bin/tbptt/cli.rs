@@ -178,7 +178,8 @@ pub struct LearnArgs {
     #[arg(long)]
     pub sync: bool,
     /// Record every accepted event with its arrival time to FILE (JSON lines; read it back
-    /// with `replay FILE --format jsonl`, or `sweep`; `--time arrival` paces by arrival).
+    /// with `replay FILE --format jsonl`, or `sweep`; `--time arrival` paces by arrival). A
+    /// run resumed from a checkpoint appends to FILE; a fresh run replaces it.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     #[command(flatten)]
