@@ -246,6 +246,72 @@ pub struct InputArgs {
     pub max_events: Option<u64>,
 }
 
+/// Training flags shared by `learn`, `replay` and `sweep` (the grid's flags, which `sweep`
+/// takes as lists, are in [`Common`] and [`SweepArgs`]).
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Stacked layers.
+    #[arg(short = 'L', long, default_value_t = 1, help_heading = "Model")]
+    pub layers: usize,
+    /// Steps of each window the loss counts: k, all, or a number.
+    #[arg(long, default_value = "k", value_name = "L", help_heading = "Model")]
+    pub loss_steps: String,
+    /// Optimizer: sgd, adam, adamw or rmsprop.
+    #[arg(long, default_value = "adam", help_heading = "Model")]
+    pub opt: String,
+    /// Learning rate (default: 3e-3; sgd 5e-2).
+    #[arg(long, help_heading = "Model")]
+    pub lr: Option<f64>,
+    /// Global gradient-norm clip; 0 disables.
+    #[arg(long, default_value_t = 1.0, help_heading = "Model")]
+    pub clip: f64,
+    /// Loss: mse, huber[:DELTA] or ce (cross-entropy over one-hot classes).
+    #[arg(long, default_value = "mse", help_heading = "Model")]
+    pub loss: String,
+    /// Seed of the weight initialization.
+    #[arg(long, default_value_t = 0, help_heading = "Model")]
+    pub seed: u64,
+    /// Do not normalize inputs and targets.
+    #[arg(long, help_heading = "Model")]
+    pub no_normalize: bool,
+    /// Exponentially weighted normalization with this half-life in events (default:
+    /// cumulative statistics).
+    #[arg(long, value_name = "EVENTS", help_heading = "Model")]
+    pub norm_halflife: Option<f64>,
+}
+
+impl TrainArgs {
+    /// A learner configuration with these settings (the rest at their defaults), and the
+    /// normalization.
+    ///
+    /// # Errors
+    /// A message for an optimizer, loss or loss-steps value that does not parse.
+    pub fn learner(
+        &self,
+    ) -> Result<(tbptt::LearnerConfig, tbptt::norm::NormMode), Box<dyn std::error::Error>> {
+        use tbptt::norm::NormMode;
+        let mut optimizer: tbptt::optim::OptimizerConfig = self.opt.parse()?;
+        if let Some(lr) = self.lr {
+            optimizer = optimizer.with_lr(lr);
+        }
+        let learner = tbptt::LearnerConfig {
+            layers: self.layers,
+            loss_steps: self.loss_steps.parse()?,
+            loss: self.loss.parse()?,
+            optimizer,
+            clip: (self.clip > 0.0).then_some(self.clip),
+            seed: self.seed,
+            ..Default::default()
+        };
+        let normalize = match (self.no_normalize, self.norm_halflife) {
+            (true, _) => NormMode::Off,
+            (false, Some(h)) => NormMode::Ewm { half_life: h },
+            (false, None) => NormMode::Cumulative,
+        };
+        Ok((learner, normalize))
+    }
+}
+
 /// Flags shared by `learn` and `replay`.
 #[derive(Args, Debug)]
 pub struct Common {
@@ -260,9 +326,6 @@ pub struct Common {
     /// Hidden size H.
     #[arg(long, default_value_t = 32, value_name = "H", help_heading = "Model")]
     pub hidden: usize,
-    /// Stacked layers.
-    #[arg(short = 'L', long, default_value_t = 1, help_heading = "Model")]
-    pub layers: usize,
     /// Window length T (k2): steps of backpropagation per update, or auto: T adapts online
     /// to the measured decay of the gradient (see --t-min, --t-max, --t-tolerance).
     #[arg(
@@ -292,31 +355,9 @@ pub struct Common {
         help_heading = "Model"
     )]
     pub every: usize,
-    /// Steps of each window the loss counts: k, all, or a number.
-    #[arg(long, default_value = "k", value_name = "L", help_heading = "Model")]
-    pub loss_steps: String,
-    /// Optimizer: sgd, adam, adamw or rmsprop.
-    #[arg(long, default_value = "adam", help_heading = "Model")]
-    pub opt: String,
-    /// Learning rate (default: 3e-3; sgd 5e-2).
-    #[arg(long, help_heading = "Model")]
-    pub lr: Option<f64>,
-    /// Global gradient-norm clip; 0 disables.
-    #[arg(long, default_value_t = 1.0, help_heading = "Model")]
-    pub clip: f64,
-    /// Loss: mse, huber[:DELTA] or ce (cross-entropy over one-hot classes).
-    #[arg(long, default_value = "mse", help_heading = "Model")]
-    pub loss: String,
-    /// Seed of the weight initialization.
-    #[arg(long, default_value_t = 0, help_heading = "Model")]
-    pub seed: u64,
-    /// Do not normalize inputs and targets.
-    #[arg(long, help_heading = "Model")]
-    pub no_normalize: bool,
-    /// Exponentially weighted normalization with this half-life in events (default:
-    /// cumulative statistics).
-    #[arg(long, value_name = "EVENTS", help_heading = "Model")]
-    pub norm_halflife: Option<f64>,
+    /// Training settings.
+    #[command(flatten)]
+    pub train: TrainArgs,
 
     // ---- anomaly
     /// Anomaly score: likelihood (in [0, 1]: tail probabilities of the forecast error,

@@ -15,7 +15,7 @@ use tbptt::norm::NormMode;
 use tbptt::pipeline::PipelineConfig;
 use tbptt::run::{CheckpointConfig, OutputTarget, RunConfig, Speed, Summary};
 use tbptt::source::{SourceConfig, SourceSpec};
-use tbptt::{LearnerConfig, OptimizerConfig, Truncation};
+use tbptt::{LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -179,28 +179,14 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
     let mut source = SourceConfig::new(spec);
     source.decoder = decoder;
     source.validate()?;
-    let mut optimizer: OptimizerConfig = c.opt.parse()?;
-    if let Some(lr) = c.lr {
-        optimizer = optimizer.with_lr(lr);
-    }
+    let (base, normalize) = c.train.learner()?;
     let mut learner = LearnerConfig {
         cell: c.cell.parse()?,
         d_hidden: c.hidden,
-        layers: c.layers,
         every: c.every,
-        loss_steps: c.loss_steps.parse()?,
-        loss: c.loss.parse()?,
-        optimizer,
-        clip: (c.clip > 0.0).then_some(c.clip),
-        seed: c.seed,
-        ..Default::default()
+        ..base
     };
     learner.set_truncation(truncation(c)?);
-    let normalize = match (c.no_normalize, c.norm_halflife) {
-        (true, _) => NormMode::Off,
-        (false, Some(h)) => NormMode::Ewm { half_life: h },
-        (false, None) => NormMode::Cumulative,
-    };
     let mut pipeline = PipelineConfig {
         learner,
         normalize,
@@ -332,7 +318,7 @@ fn setup_checkpoints(
     }
     if given(matches, "opt") {
         r.optimizer = f.optimizer.clone();
-    } else if let Some(lr) = common.lr {
+    } else if let Some(lr) = common.train.lr {
         r.optimizer = r.optimizer.clone().with_lr(lr);
     }
     if given(matches, "clip") {

@@ -4,13 +4,11 @@
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tbptt::norm::NormMode;
 use tbptt::pipeline::PipelineConfig;
 use tbptt::plot::{self, ForecastTrace};
 use tbptt::source::{SourceConfig, SourceSpec};
 use tbptt::sweep::{self, Grid, Recommendation, RunResult, TAxis};
 use tbptt::truncation::AutoTruncation;
-use tbptt::{LearnerConfig, OptimizerConfig};
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -102,33 +100,9 @@ pub struct SweepArgs {
     pub decode: crate::cli::InputArgs,
 
     // ---- fixed model settings
-    /// Stacked layers.
-    #[arg(short = 'L', long, default_value_t = 1, help_heading = "Model")]
-    pub layers: usize,
-    /// Steps of each window the loss counts: k, all, or a number.
-    #[arg(long, default_value = "k", value_name = "L", help_heading = "Model")]
-    pub loss_steps: String,
-    /// Optimizer: sgd, adam, adamw or rmsprop.
-    #[arg(long, default_value = "adam", help_heading = "Model")]
-    pub opt: String,
-    /// Learning rate (default: 3e-3; sgd 5e-2).
-    #[arg(long, help_heading = "Model")]
-    pub lr: Option<f64>,
-    /// Global gradient-norm clip; 0 disables.
-    #[arg(long, default_value_t = 1.0, help_heading = "Model")]
-    pub clip: f64,
-    /// Loss: mse, huber[:DELTA] or ce.
-    #[arg(long, default_value = "mse", help_heading = "Model")]
-    pub loss: String,
-    /// Seed of the weight initialization (the same for every run).
-    #[arg(long, default_value_t = 0, help_heading = "Model")]
-    pub seed: u64,
-    /// Do not normalize inputs and targets.
-    #[arg(long, help_heading = "Model")]
-    pub no_normalize: bool,
-    /// Exponentially weighted normalization with this half-life in events.
-    #[arg(long, value_name = "EVENTS", help_heading = "Model")]
-    pub norm_halflife: Option<f64>,
+    /// Training settings, the same for every run.
+    #[command(flatten)]
+    pub train: crate::cli::TrainArgs,
     /// Anomaly threshold (for the forecast plot).
     #[arg(long, default_value_t = 4.0, help_heading = "Model")]
     pub threshold: f64,
@@ -168,20 +142,7 @@ fn grid(a: &SweepArgs) -> Result<Grid, AnyError> {
 }
 
 fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
-    let mut optimizer: OptimizerConfig = a.opt.parse()?;
-    if let Some(lr) = a.lr {
-        optimizer = optimizer.with_lr(lr);
-    }
-    let learner = LearnerConfig {
-        layers: a.layers,
-        loss_steps: a.loss_steps.parse()?,
-        loss: a.loss.parse()?,
-        optimizer,
-        clip: (a.clip > 0.0).then_some(a.clip),
-        seed: a.seed,
-        ..Default::default()
-    };
-    let mut learner = learner;
+    let (mut learner, normalize) = a.train.learner()?;
     if a.t_min.is_some() || a.t_max.is_some() || a.t_tolerance.is_some() {
         let d = AutoTruncation::default();
         learner.auto_truncation = Some(AutoTruncation {
@@ -191,11 +152,6 @@ fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
             ..d
         });
     }
-    let normalize = match (a.no_normalize, a.norm_halflife) {
-        (true, _) => NormMode::Off,
-        (false, Some(h)) => NormMode::Ewm { half_life: h },
-        (false, None) => NormMode::Cumulative,
-    };
     let mut p = PipelineConfig {
         learner,
         normalize,
