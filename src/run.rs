@@ -360,10 +360,15 @@ pub async fn run(mut config: RunConfig, shutdown: Shutdown) -> Result<Summary, R
     };
     let (rx, handle) = source::spawn(config.source.clone(), shutdown.clone())?;
     let stats = handle.stats().clone();
+    let inbox = Inbox {
+        rx,
+        pool: handle.pool().clone(),
+    };
     let cfg = config.clone();
     let out = writer_for(&config.output)?;
-    let worker =
-        tokio::task::spawn_blocking(move || predict_loop(cfg, pipeline, rx, out, writer, shutdown));
+    let worker = tokio::task::spawn_blocking(move || {
+        predict_loop(cfg, pipeline, inbox, out, writer, shutdown)
+    });
     let result = worker
         .await
         .map_err(|e| RunError::Internal(e.to_string()))?;
@@ -428,10 +433,16 @@ impl Checkpoints {
     }
 }
 
+/// What the predict loop reads: the source's items, and the pool their events go back to.
+struct Inbox {
+    rx: tokio::sync::mpsc::Receiver<SourceItem>,
+    pool: source::EventPool,
+}
+
 fn predict_loop(
     config: RunConfig,
     mut pipeline: Pipeline,
-    rx: tokio::sync::mpsc::Receiver<SourceItem>,
+    inbox: Inbox,
     writer: Box<dyn Write + Send>,
     ckpt_writer: Option<checkpoint::Writer>,
     shutdown: Shutdown,
@@ -454,7 +465,7 @@ fn predict_loop(
     let result = event_loop(
         &config,
         &mut pipeline,
-        rx,
+        inbox,
         &mut out,
         &mut rejects,
         &bar,
@@ -546,7 +557,7 @@ fn predict_loop(
 fn event_loop(
     config: &RunConfig,
     pipeline: &mut Pipeline,
-    mut rx: tokio::sync::mpsc::Receiver<SourceItem>,
+    inbox: Inbox,
     out: &mut RecordWriter<Box<dyn Write + Send>>,
     rejects: &mut RejectLog,
     bar: &Option<indicatif::ProgressBar>,
@@ -554,6 +565,7 @@ fn event_loop(
     checkpoints: &mut Option<Checkpoints>,
     taps: &mut Taps,
 ) -> Result<&'static str, RunError> {
+    let Inbox { mut rx, pool } = inbox;
     let started = Instant::now();
     let mut first_time: Option<f64> = None;
     let mut ended_by = "end of input";
@@ -612,6 +624,7 @@ fn event_loop(
                         rejects.note(&rec.origin, &e);
                     }
                 }
+                pool.give(rec.event);
                 if config.max_events.is_some_and(|m| *events >= m) {
                     ended_by = "max events";
                     break;

@@ -665,6 +665,7 @@ impl SourceStats {
 #[derive(Debug)]
 pub struct SourceHandle {
     stats: Arc<SourceStats>,
+    pool: EventPool,
     local_addr: Option<ListenAddr>,
     task: JoinHandle<Result<()>>,
 }
@@ -673,6 +674,12 @@ impl SourceHandle {
     /// The counters.
     pub fn stats(&self) -> &Arc<SourceStats> {
         &self.stats
+    }
+
+    /// The pool the source decodes events into: hand each event back with
+    /// [`EventPool::give`] once done with it, and decoding allocates nothing per event.
+    pub fn pool(&self) -> &EventPool {
+        &self.pool
     }
 
     /// The address a listener is bound to, with the actual port when the spec asked for
@@ -767,6 +774,49 @@ pub enum SourceError {
     Task(String),
 }
 
+/// Spare events beyond the channel's capacity that a pool keeps.
+const POOL_SLACK: usize = 64;
+
+/// Events handed back by the consumer for the source to decode into again, so that a running
+/// source allocates nothing per event: decoding clears an event and refills its buffers.
+/// Bounded: an event given to a full pool is dropped; a source finding the pool empty makes a
+/// new one. Cloning shares the pool.
+///
+/// # Example
+/// ```
+/// use tbptt::event::Event;
+/// use tbptt::source::EventPool;
+/// let pool = EventPool::new(2);
+/// let mut ev = pool.take(); // empty: a new event
+/// ev.values.extend([1.0, 2.0]);
+/// let at = ev.values.as_ptr();
+/// pool.give(ev);
+/// assert_eq!(pool.take().values.as_ptr(), at); // the same buffer back
+/// ```
+#[derive(Clone, Debug)]
+pub struct EventPool {
+    tx: crossbeam_channel::Sender<Event>,
+    rx: crossbeam_channel::Receiver<Event>,
+}
+
+impl EventPool {
+    /// A pool keeping at most `capacity` spare events (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        EventPool { tx, rx }
+    }
+
+    /// A spare event (with its old contents, which decoding clears), or a new empty one.
+    pub fn take(&self) -> Event {
+        self.rx.try_recv().unwrap_or_default()
+    }
+
+    /// Hands `event` back; it is dropped if the pool is full.
+    pub fn give(&self, event: Event) {
+        let _ = self.tx.try_send(event);
+    }
+}
+
 /// Starts the source of `config` on the current tokio runtime.
 ///
 /// Returns the receiving end of a bounded channel of `config.channel_capacity` items and a
@@ -787,6 +837,7 @@ pub fn spawn(
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| SourceError::NoRuntime)?;
     let _entered = runtime.enter();
     let (ctx, rx, stats) = context(&config, shutdown)?;
+    let ctx_pool = ctx.out.pool.clone();
     let (task, local_addr) = match config.spec {
         SourceSpec::Stdin => (stdin::spawn(ctx, &runtime)?, None),
         SourceSpec::File(path) => (file::spawn(&path, ctx)?, None),
@@ -814,6 +865,7 @@ pub fn spawn(
     };
     let handle = SourceHandle {
         stats,
+        pool: ctx_pool,
         local_addr,
         task,
     };
@@ -838,10 +890,12 @@ where
     config.validate()?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| SourceError::NoRuntime)?;
     let (ctx, rx, stats) = context(config, shutdown)?;
+    let ctx_pool = ctx.out.pool.clone();
     let origin = Origin::new(SourceKind::File, name, 0, Position::Line(0));
     let task = runtime.spawn(stream::read_to_end(reader, origin, ctx));
     let handle = SourceHandle {
         stats,
+        pool: ctx_pool,
         local_addr: None,
         task,
     };
@@ -855,12 +909,14 @@ fn context(
 ) -> Result<(Ctx, mpsc::Receiver<SourceItem>, Arc<SourceStats>)> {
     let (tx, rx) = mpsc::channel(config.channel_capacity);
     let stats = Arc::new(SourceStats::default());
+    let pool = EventPool::new(config.channel_capacity + POOL_SLACK);
     let ctx = Ctx {
         out: Output {
             tx,
             stats: Arc::clone(&stats),
+            pool: pool.clone(),
         },
-        template: Template::new(&config.decoder)?,
+        template: Template::new(&config.decoder, pool)?,
         read_buffer: config.read_buffer,
         shutdown,
     };

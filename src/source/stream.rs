@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{Origin, Result, SourceError, SourceItem, SourceStats};
+use super::{EventPool, Origin, Result, SourceError, SourceItem, SourceStats};
 use crate::event::Event;
 use crate::format::{
     Decoded, Decoder, DecoderConfig, LineFramer, MsgPackFramer, ParseError, Position,
@@ -29,6 +29,8 @@ pub(crate) enum Stop {
 pub(crate) struct Output {
     pub(crate) tx: mpsc::Sender<SourceItem>,
     pub(crate) stats: Arc<SourceStats>,
+    /// Events handed back by the consumer, decoded into again.
+    pub(crate) pool: EventPool,
 }
 
 impl Output {
@@ -81,14 +83,16 @@ pub(crate) enum Framer {
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
     config: DecoderConfig,
+    pool: EventPool,
 }
 
 impl Template {
-    /// Checks that `config` builds.
-    pub(crate) fn new(config: &DecoderConfig) -> Result<Self> {
+    /// Checks that `config` builds. Streams take their events from `pool`.
+    pub(crate) fn new(config: &DecoderConfig, pool: EventPool) -> Result<Self> {
         config.build()?;
         Ok(Self {
             config: config.clone(),
+            pool,
         })
     }
 
@@ -118,6 +122,7 @@ impl Template {
             framer,
             decoder: self.decoder()?,
             event: Event::new(),
+            pool: self.pool.clone(),
             origin,
             received: Instant::now(),
         })
@@ -140,6 +145,7 @@ pub(crate) struct Conn {
     framer: Framer,
     decoder: Decoder,
     event: Event,
+    pool: EventPool,
     /// The stream's origin; its position is the last record's.
     pub(crate) origin: Origin,
     /// When the last chunk arrived.
@@ -197,7 +203,7 @@ impl Conn {
                 Ok(Decoded::Event) => {
                     self.origin.position = pos;
                     return Some(SourceItem::Event(super::Record {
-                        event: std::mem::take(&mut self.event),
+                        event: std::mem::replace(&mut self.event, self.pool.take()),
                         origin: self.origin.clone(),
                         received: self.received,
                     }));

@@ -134,7 +134,7 @@ impl Datagram<'_> {
         let (item, fatal) = match self.decoder.decode_frame(frame, offset, self.event) {
             Ok(Decoded::Event) => (
                 SourceItem::Event(super::Record {
-                    event: std::mem::take(self.event),
+                    event: std::mem::replace(self.event, self.out.pool.take()),
                     origin: self.origin.clone(),
                     received: std::time::Instant::now(),
                 }),
