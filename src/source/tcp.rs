@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncRead;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::stream::{self, Ctx};
@@ -46,18 +47,7 @@ async fn run(listener: TcpListener, max_connections: usize, mut ctx: Ctx) -> Res
                     // Small writes from senders should not wait for Nagle; best effort.
                     let _ = socket.set_nodelay(true);
                     let origin = Origin::new(SourceKind::Tcp, format!("tcp {peer}"), next_peer, ctx.template.start());
-                    let conn = match ctx.template.conn(origin) {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot decode a new connection; closing it");
-                            continue;
-                        }
-                    };
-                    let mut conn_ctx = ctx.clone();
-                    conns.spawn(async move {
-                        stream::serve(socket, conn, &mut conn_ctx).await;
-                        drop(slot);
-                    });
+                    serve_accepted(socket, origin, slot, &ctx, &mut conns);
                 }
                 Err(e) => accept_failed(&e, &mut ctx).await,
             },
@@ -70,6 +60,32 @@ async fn run(listener: TcpListener, max_connections: usize, mut ctx: Ctx) -> Res
         log_panic(joined);
     }
     Ok(())
+}
+
+/// Serves an accepted connection (TCP or Unix) on a task of `conns`, with its own framer and
+/// decoder; its connection slot is freed when it ends. A connection whose decoder cannot be
+/// built is closed at once.
+pub(crate) fn serve_accepted<S>(
+    socket: S,
+    origin: Origin,
+    slot: OwnedSemaphorePermit,
+    ctx: &Ctx,
+    conns: &mut JoinSet<()>,
+) where
+    S: AsyncRead + Send + Unpin + 'static,
+{
+    let conn = match ctx.template.conn(origin) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot decode a new connection; closing it");
+            return;
+        }
+    };
+    let mut conn_ctx = ctx.clone();
+    conns.spawn(async move {
+        stream::serve(socket, conn, &mut conn_ctx).await;
+        drop(slot);
+    });
 }
 
 /// Logs a failed accept (out of file descriptors, say) and pauses briefly, as mini-redis's

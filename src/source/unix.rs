@@ -9,8 +9,8 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::stream::{self, Ctx};
-use super::tcp::{accept_failed, log_panic};
+use super::stream::Ctx;
+use super::tcp::{accept_failed, log_panic, serve_accepted};
 use super::{Origin, Result, SourceError, SourceKind, SourceStats};
 
 /// Binds `path` and spawns the accept loop. A stale socket file at `path` (no one listening)
@@ -91,18 +91,7 @@ async fn run(
                     next_peer += 1;
                     let name = format!("unix {path} #{next_peer}");
                     let origin = Origin::new(SourceKind::Unix, name, next_peer, ctx.template.start());
-                    let conn = match ctx.template.conn(origin) {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot decode a new connection; closing it");
-                            continue;
-                        }
-                    };
-                    let mut conn_ctx = ctx.clone();
-                    conns.spawn(async move {
-                        stream::serve(socket, conn, &mut conn_ctx).await;
-                        drop(slot);
-                    });
+                    serve_accepted(socket, origin, slot, &ctx, &mut conns);
                 }
                 Err(e) => accept_failed(&e, &mut ctx).await,
             },
