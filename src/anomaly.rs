@@ -4,7 +4,9 @@
 //!
 //! - `likelihood` (the default): the [`Likelihood`] of the event, in `[0, 1]`, from the
 //!   forecast error, level-shift, seasonal and new-extreme statistics, each judged by a
-//!   [`Tail`] against its own history, with an onset filter (see [`likelihood`](mod@likelihood)).
+//!   [`Tail`] against its own history, reported once per episode: by default 5 events after
+//!   the episode starts, with its peak, and discounted by earlier episodes as surprising (see
+//!   [`likelihood`](mod@likelihood)).
 //! - `zscore`: the [`ZScore`] of the forecast error, unbounded (described below).
 //! - `raw`: the forecast error `|r|` in normalized units, squashed to `|r| / (1 + |r|)`.
 //!
