@@ -20,11 +20,11 @@
 //! `surprise = max_j S_j + a · (Σ_j S_j − max_j S_j)`, `raw = min(1, surprise / decades)`,
 //!
 //! so `raw = 0.5` means `p = 10^(−decades/2)`. Finally the **onset filter** reports one alarm
-//! per episode, not one per event of it. An episode starts at an event whose `raw` beats the
-//! largest `raw` of the previous `onset` events; its peak over that event and the `confirm`
-//! events after it is reported at the last of them, and every other event reports 0. A rising
-//! run of scores (0.47, 0.50, 0.51, ...) is thus one alarm at its peak, not one alarm per step,
-//! at the price of a delay of `confirm` events.
+//! per episode, not one per event of it. An episode starts at an event whose surprise beats
+//! the largest surprise of the previous `onset` events; its peak over that event and the
+//! `confirm` events after it is reported at the last of them, and every other event reports 0.
+//! A rising run of scores (0.47, 0.50, 0.51, ...) is thus one alarm at its peak, not one alarm
+//! per step, at the price of a delay of `confirm` events.
 //!
 //! An episode's surprise is then discounted by its **precedents**: with `c` of the last
 //! `precedents` reported episodes at least as surprising, its probability is multiplied by
@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn an_episode_is_reported_once_with_its_peak_after_confirm_events() {
-        // Many decades to a score of 1, so that the rising run does not saturate.
+        // Many decades to a score of 1, so that no score saturates at 1.
         let config = LikelihoodConfig {
             decades: 200.0,
             ..Default::default()
