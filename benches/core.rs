@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the core: one live step and one window forward + backward per cell
-//! for H in {16, 32, 64, 128, 256} (D = 1, T = 32), and the learner's events/s at H = 64,
-//! T = 32, k = 8. Run: `cargo bench --bench core`.
+//! for H in {16, 32, 64, 128, 256} (D = 1, T = 32), the learner's events/s at H = 64,
+//! T = 32, k = 8, and per event the anomaly likelihood alone and the whole pipeline (default
+//! settings: GRU H = 32, T = 32, k = 8, inline training, likelihood). Run:
+//! `cargo bench --bench core`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
@@ -98,6 +100,55 @@ fn learner(c: &mut Criterion) {
     g.finish();
 }
 
+/// A noisy daily cycle at 5-minute steps, with a spike every 3,001 events.
+fn daily(t: u64) -> f64 {
+    let noise = ((t.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64) / (1u64 << 24) as f64;
+    let spike = if t % 3001 == 0 { 40.0 } else { 0.0 };
+    50.0 + 10.0 * (t as f64 * std::f64::consts::TAU / 288.0).sin() + 2.0 * noise + spike
+}
+
+fn anomaly(c: &mut Criterion) {
+    use tbptt::anomaly::{Likelihood, LikelihoodConfig};
+    use tbptt::event::Event;
+    use tbptt::pipeline::{Pipeline, PipelineConfig};
+    let mut g = c.benchmark_group("anomaly");
+    g.throughput(Throughput::Elements(1));
+    // Warm: the tails hold their whole history (16,384 values).
+    let mut l = Likelihood::new(LikelihoodConfig::default());
+    let mut t = 0u64;
+    while t < 20_000 {
+        l.score(Some(t as f64 * 300.0), &[daily(t)], Some(0.3));
+        t += 1;
+    }
+    g.bench_function("likelihood/event", |b| {
+        b.iter(|| {
+            t += 1;
+            let e = ((t * 7919) % 101) as f64 / 100.0;
+            black_box(l.score(Some(t as f64 * 300.0), &[daily(t)], Some(e)))
+        })
+    });
+    let mut p = Pipeline::new(PipelineConfig::default()).expect("pipeline");
+    let mut ev = Event::new();
+    ev.values.push(0.0);
+    let mut t = 0u64;
+    let mut step = |p: &mut Pipeline, t: u64| {
+        ev.values[0] = daily(t);
+        ev.time = Some(t as f64 * 300.0);
+        p.process(&ev).expect("event").score
+    };
+    while t < 20_000 {
+        step(&mut p, t);
+        t += 1;
+    }
+    g.bench_function("pipeline/event", |b| {
+        b.iter(|| {
+            t += 1;
+            black_box(step(&mut p, t))
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -105,5 +156,5 @@ fn config() -> Criterion {
         .sample_size(30)
 }
 
-criterion_group! { name = benches; config = config(); targets = cells, learner }
+criterion_group! { name = benches; config = config(); targets = cells, learner, anomaly }
 criterion_main!(benches);
