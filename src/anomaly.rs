@@ -19,6 +19,7 @@
 //! burst of huge residuals is flagged without masking the anomalies that follow it.
 
 pub mod likelihood;
+mod ordered;
 mod tail;
 
 pub use likelihood::{Likelihood, LikelihoodConfig};

@@ -18,6 +18,7 @@
 //! so `p` is continuous and keeps falling however far `x` goes beyond the largest value seen.
 //! The surprise is `−log10 p`: 0 while fewer than [`MIN_HISTORY`] values are kept.
 
+use super::ordered::Ordered;
 use serde::{Deserialize, Serialize};
 
 /// Values kept before a tail probability is given.
@@ -42,7 +43,7 @@ const MIN_TAIL: usize = 5;
 pub struct Tail {
     capacity: usize,
     tail: f64,
-    sorted: Vec<f64>,
+    sorted: Ordered,
     ring: Vec<f64>,
     head: usize,
 }
@@ -54,7 +55,7 @@ impl Tail {
         Tail {
             capacity: capacity.max(1),
             tail,
-            sorted: Vec::new(),
+            sorted: Ordered::default(),
             ring: Vec::new(),
             head: 0,
         }
@@ -72,7 +73,7 @@ impl Tail {
 
     /// Values kept that are below `x`.
     pub fn count_below(&self, x: f64) -> usize {
-        self.sorted.partition_point(|v| *v < x)
+        self.sorted.count_below(x)
     }
 
     /// Whether no value is kept.
@@ -88,21 +89,21 @@ impl Tail {
             return 0.0;
         }
         let k = ((self.tail * n as f64).ceil() as usize).clamp(MIN_TAIL, n);
-        let top = &self.sorted[n - k..];
-        let u = top[0];
+        let top = || self.sorted.top(k);
+        let u = top().next().unwrap_or(f64::INFINITY);
         let n1 = (n + 1) as f64;
         if x <= u {
-            let above = n - self.sorted.partition_point(|v| *v < x);
+            let above = n - self.sorted.count_below(x);
             return -((above + 1) as f64 / n1).log10();
         }
         let base = -(k as f64 / n1).log10();
-        let m = top.iter().sum::<f64>() / k as f64 - u;
+        let m = top().sum::<f64>() / k as f64 - u;
         if !(m > 0.0 && m.is_finite()) {
             // No spread in the tail: anything beyond it is very surprising.
             let sigma = 1e-12 + u.abs() * 1e-9;
             return base + (x - u) / sigma / std::f64::consts::LN_10;
         }
-        let v = top.iter().map(|t| (t - u - m).powi(2)).sum::<f64>() / (k - 1) as f64;
+        let v = top().map(|t| (t - u - m).powi(2)).sum::<f64>() / (k - 1) as f64;
         let r = m * m / v;
         let xi = 0.5 * (1.0 - r);
         if v > 0.0 && xi > 1e-6 {
@@ -114,8 +115,9 @@ impl Tail {
         base + (x - u) / m / std::f64::consts::LN_10
     }
 
-    /// Adds `x` (non-finite values are ignored), forgetting the oldest value when full. No
-    /// allocation once `capacity` values have been kept.
+    /// Adds `x` (non-finite values are ignored), forgetting the oldest value when full. Costs
+    /// one block of the sorted copy (at most 1,024 values), not the whole history; no
+    /// allocation once `capacity` values have been kept for a while.
     pub fn push(&mut self, x: f64) {
         if !x.is_finite() {
             return;
@@ -123,17 +125,14 @@ impl Tail {
         if self.ring.len() < self.capacity {
             if self.ring.capacity() == 0 {
                 self.ring.reserve_exact(self.capacity.min(1 << 16));
-                self.sorted.reserve_exact(self.capacity.min(1 << 16));
             }
             self.ring.push(x);
         } else {
             let old = std::mem::replace(&mut self.ring[self.head], x);
             self.head = (self.head + 1) % self.capacity;
-            let i = self.sorted.partition_point(|v| *v < old);
-            self.sorted.remove(i);
+            self.sorted.remove(old);
         }
-        let i = self.sorted.partition_point(|v| *v < x);
-        self.sorted.insert(i, x);
+        self.sorted.insert(x);
     }
 
     /// Checks a deserialized history: sizes within the capacity, the sorted copy sorted and
@@ -152,14 +151,13 @@ impl Tail {
         {
             return Err("tail history has inconsistent sizes".into());
         }
-        if !self.sorted.iter().all(|v| v.is_finite())
-            || !self.sorted.windows(2).all(|w| w[0] <= w[1])
-        {
+        let sorted: Vec<f64> = self.sorted.iter().collect();
+        if !sorted.iter().all(|v| v.is_finite()) || !sorted.windows(2).all(|w| w[0] <= w[1]) {
             return Err("tail history is not sorted or not finite".into());
         }
         let mut ring = self.ring.clone();
         ring.sort_by(f64::total_cmp);
-        if ring != self.sorted {
+        if ring != sorted {
             return Err("tail history's two copies differ".into());
         }
         Ok(())
@@ -216,7 +214,7 @@ mod tests {
         // the same tail would give with ξ = 0) overshoots the 1e-7 quantile by decades.
         let n = t.len();
         let k = (0.02 * n as f64).ceil() as usize;
-        let top = &t.sorted[n - k..];
+        let top: Vec<f64> = t.sorted.top(k).collect();
         let m = top.iter().sum::<f64>() / k as f64 - top[0];
         let exponential = -(k as f64 / (n + 1) as f64).log10()
             + (quantile(1e-7) - top[0]) / m / std::f64::consts::LN_10;
@@ -233,7 +231,7 @@ mod tests {
         assert!(t.validate().is_ok());
         let mut kept: Vec<f64> = (450..500).map(|i| ((i * 37) % 101) as f64).collect();
         kept.sort_by(f64::total_cmp);
-        assert_eq!(t.sorted, kept);
+        assert_eq!(t.sorted.iter().collect::<Vec<_>>(), kept);
         assert_eq!(
             Tail::new(10, 0.02).surprise(1e9),
             0.0,
