@@ -10,14 +10,12 @@
 //! The values are in the same order as in one sorted `Vec` (equal values are interchangeable),
 //! so every rank and every sum over the largest values is the same, bit for bit.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// Values a block is split at (into two halves).
 const MAX_BLOCK: usize = 1024;
 /// A block shorter than this after a removal is merged into a neighbour when both fit.
 const MIN_BLOCK: usize = 128;
 
-/// A sorted multiset of finite `f64` (see the module docs). Serialized as one ascending array.
+/// A sorted multiset of finite `f64` (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct Ordered {
     blocks: Vec<Vec<f64>>,
@@ -137,8 +135,9 @@ impl Ordered {
         self.blocks[first..].iter().flatten().skip(skip).copied()
     }
 
-    /// Builds from values already sorted ascending.
-    fn from_sorted(values: &[f64]) -> Self {
+    /// Builds from values already sorted ascending (unsorted values are kept in the order
+    /// given, for the owner's validation to refuse).
+    pub fn from_sorted(values: &[f64]) -> Self {
         let mut o = Ordered::default();
         for chunk in values.chunks(MAX_BLOCK / 2) {
             let mut b = Vec::with_capacity(MAX_BLOCK + 1);
@@ -153,21 +152,6 @@ impl Ordered {
 impl PartialEq for Ordered {
     fn eq(&self, other: &Self) -> bool {
         self.len == other.len && self.iter().zip(other.iter()).all(|(a, b)| a == b)
-    }
-}
-
-impl Serialize for Ordered {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for Ordered {
-    /// Reads an ascending array; whether it is sorted is left to the owner's validation (an
-    /// unsorted array still loads, in the order given, and fails it).
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let values = Vec::<f64>::deserialize(d)?;
-        Ok(Ordered::from_sorted(&values))
     }
 }
 
@@ -226,21 +210,5 @@ mod tests {
             "{} blocks",
             o.blocks.len()
         );
-    }
-
-    #[test]
-    fn serializes_as_one_ascending_array() {
-        let mut o = Ordered::default();
-        for x in [3.0, 1.0, 2.0, 2.0] {
-            o.insert(x);
-        }
-        let bytes = rmp_serde::to_vec(&o).unwrap();
-        assert_eq!(bytes, rmp_serde::to_vec(&vec![1.0, 2.0, 2.0, 3.0]).unwrap());
-        let back: Ordered = rmp_serde::from_slice(&bytes).unwrap();
-        assert_eq!(back, o);
-        assert_eq!(back.top(2).collect::<Vec<_>>(), vec![2.0, 3.0]);
-        let empty: Ordered =
-            rmp_serde::from_slice(&rmp_serde::to_vec(&Vec::<f64>::new()).unwrap()).unwrap();
-        assert!(empty.is_empty() && empty.top(3).next().is_none());
     }
 }

@@ -39,13 +39,66 @@ const MIN_TAIL: usize = 5;
 /// assert_eq!(t.surprise(-1.0), 0.0); // everything kept is above: p = 1
 /// assert!(t.surprise(30.0) > 10.0); // far beyond the largest value
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "TailRepr")]
 pub struct Tail {
     capacity: usize,
     tail: f64,
     sorted: Ordered,
     ring: Vec<f64>,
     head: usize,
+}
+
+/// How a tail is stored: its ring only, since the sorted copy follows from it and is rebuilt
+/// on load. A `sorted` array, as written by earlier versions, is read as it is and checked
+/// against the ring by [`Tail::validate`].
+#[derive(Deserialize)]
+struct TailRepr {
+    capacity: usize,
+    tail: f64,
+    #[serde(default)]
+    sorted: Option<Vec<f64>>,
+    ring: Vec<f64>,
+    head: usize,
+}
+
+impl From<TailRepr> for Tail {
+    fn from(r: TailRepr) -> Self {
+        let sorted = match r.sorted {
+            Some(sorted) => Ordered::from_sorted(&sorted),
+            None => {
+                let mut sorted = r.ring.clone();
+                sorted.sort_by(f64::total_cmp);
+                Ordered::from_sorted(&sorted)
+            }
+        };
+        Tail {
+            capacity: r.capacity,
+            tail: r.tail,
+            sorted,
+            ring: r.ring,
+            head: r.head,
+        }
+    }
+}
+
+impl Serialize for Tail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            capacity: usize,
+            tail: f64,
+            ring: &'a [f64],
+            head: usize,
+        }
+        Stored {
+            capacity: self.capacity,
+            tail: self.tail,
+            ring: &self.ring,
+            head: self.head,
+        }
+        .serialize(s)
+    }
 }
 
 impl Tail {
@@ -219,6 +272,47 @@ mod tests {
         let exponential = -(k as f64 / (n + 1) as f64).log10()
             + (quantile(1e-7) - top[0]) / m / std::f64::consts::LN_10;
         assert!(exponential > 9.0, "{exponential}");
+    }
+
+    #[test]
+    fn only_the_ring_is_stored_and_the_sorted_copy_is_rebuilt() {
+        let mut t = Tail::new(300, 0.02);
+        for i in 0..1000u64 {
+            t.push(((i * 7919) % 613) as f64 / 3.0);
+        }
+        let bytes = rmp_serde::to_vec_named(&t).unwrap();
+        let back: Tail = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, t);
+        assert!(back.validate().is_ok());
+        assert_eq!(back.surprise(150.0), t.surprise(150.0));
+        // The ring alone: 300 values and a few fields, not 600 values.
+        assert!(bytes.len() < 300 * 9 + 100, "{} bytes", bytes.len());
+        // A state written with its sorted copy (earlier versions) reads the same.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            capacity: usize,
+            tail: f64,
+            sorted: Vec<f64>,
+            ring: &'a [f64],
+            head: usize,
+        }
+        let old = Old {
+            capacity: 300,
+            tail: 0.02,
+            sorted: t.sorted.iter().collect(),
+            ring: &t.ring,
+            head: t.head,
+        };
+        let read: Tail = rmp_serde::from_slice(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
+        assert_eq!(read, t);
+        assert!(read.validate().is_ok());
+        // ... and a sorted copy that disagrees with the ring is refused.
+        let bad = Old {
+            sorted: vec![0.0; 300],
+            ..old
+        };
+        let read: Tail = rmp_serde::from_slice(&rmp_serde::to_vec_named(&bad).unwrap()).unwrap();
+        assert!(read.validate().is_err());
     }
 
     #[test]

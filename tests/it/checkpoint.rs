@@ -518,7 +518,7 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
         // ... and the events re-read after resuming are at most one checkpoint interval plus
         // those that arrive while the checkpoint due at the kill is being written: what the
         // killed process had already written out beyond the checkpoint. A write (its state
-        // includes the anomaly likelihood's history, about 1 MB) and its fsyncs can take
+        // includes the anomaly likelihood's history, about 0.6 MB) and its fsyncs can take
         // 0.2 s on a disk shared with the rest of the test suite, about 2,000 events at this
         // feed rate. A run that stopped taking checkpoints would re-read all it was fed (up to
         // 6,000 events) and fail.
