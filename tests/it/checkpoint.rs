@@ -463,9 +463,13 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
     let ck = dir.join("crash.ckpt");
     let total = 100_000;
     let every = 500u64;
+    // A short likelihood history keeps checkpoints small (about 90 KB instead of 0.6 MB), so
+    // that a write and its fsyncs stay short on a disk shared with the rest of the suite; the
+    // likelihood's state is still in every checkpoint and every record's score is compared.
+    let small = ["--likelihood", r#"{"history": 1024}"#];
     // The uninterrupted reference.
     let mut whole = tbptt(["learn", "--sync"]);
-    whole.args(MODEL);
+    whole.args(MODEL).args(small);
     let reference = records(&run(whole, Input::Bytes(lines(0..total))).stdout);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -480,7 +484,11 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
     while kills < 15 && started.elapsed() < Duration::from_secs(120) {
         let out = dir.join(&format!("out{kills}.csv"));
         let mut cmd = tbptt(["learn", "--sync", "-q", "--checkpoint-every", "500", "-o"]);
-        cmd.arg(&out).arg("--checkpoint").arg(&ck).args(MODEL);
+        cmd.arg(&out)
+            .arg("--checkpoint")
+            .arg(&ck)
+            .args(MODEL)
+            .args(small);
         let mut child = Proc::spawn(cmd, Input::Piped);
         let mut stdin = child.take_stdin();
         // Feed about 10,000 lines a second in small chunks, and kill at a random moment.
@@ -517,11 +525,10 @@ fn sigkill_at_random_moments_never_loses_the_last_good_checkpoint() {
         );
         // ... and the events re-read after resuming are at most one checkpoint interval plus
         // those that arrive while the checkpoint due at the kill is being written: what the
-        // killed process had already written out beyond the checkpoint. A write (its state
-        // includes the anomaly likelihood's history, about 0.6 MB) and its fsyncs can take
-        // 0.2 s on a disk shared with the rest of the test suite, about 2,000 events at this
-        // feed rate. A run that stopped taking checkpoints would re-read all it was fed (up to
-        // 6,000 events) and fail.
+        // killed process had already written out beyond the checkpoint. A write and its
+        // fsyncs can take 0.2 s on a disk shared with the rest of the test suite, about 2,000
+        // events at this feed rate. A run that stopped taking checkpoints would re-read all it
+        // was fed (up to 6,000 events) and fail.
         let written = records(&std::fs::read(&out).unwrap_or_default());
         let processed = resume_at as u64 + written.len() as u64;
         let reread = processed.saturating_sub(saved);
