@@ -2,10 +2,12 @@
 //!
 //! A tail keeps the last 16,384 values of a statistic sorted, and every event inserts one value
 //! and removes the oldest. In one sorted `Vec` each of those moves half of it (64 KiB on
-//! average); here the values are kept in sorted blocks of 256 to 1,024 values, so an insert or
-//! removal moves at most one block and finds it by binary search over the blocks' last values.
-//! Ranks add up the lengths of the blocks before (at most a few dozen). Blocks emptied by
-//! merges are kept and reused, so a history that stays the same size stops allocating.
+//! average); here the values are kept in sorted blocks of at most 1,024 values (a block that
+//! grows past it is split in two; one that shrinks below 128 is merged into a neighbour when
+//! both fit), so an insert or removal moves at most one block and finds it by binary search
+//! over the blocks' last values. Ranks add up the lengths of the blocks before (a few dozen at
+//! most). Blocks emptied by merges are kept and reused, so a history that stays the same size
+//! stops allocating.
 //!
 //! The values are in the same order as in one sorted `Vec` (equal values are interchangeable),
 //! so every rank and every sum over the largest values is the same, bit for bit.
