@@ -312,6 +312,36 @@ impl TrainArgs {
     }
 }
 
+/// The settings of `-T auto`, shared by `learn`, `replay` and `sweep`.
+#[derive(Args, Debug)]
+pub struct AutoArgs {
+    /// With -T auto: smallest T [default: 16].
+    #[arg(long, value_name = "T")]
+    pub t_min: Option<usize>,
+    /// With -T auto: largest T; buffers are allocated for it [default: 256].
+    #[arg(long, value_name = "T")]
+    pub t_max: Option<usize>,
+    /// With -T auto: largest accepted truncation bias, relative to the gradient, in (0, 1)
+    /// [default: 0.01].
+    #[arg(long, value_name = "TOL")]
+    pub t_tolerance: Option<f64>,
+}
+
+impl AutoArgs {
+    /// Whether any of them was given.
+    pub fn any(&self) -> bool {
+        self.t_min.is_some() || self.t_max.is_some() || self.t_tolerance.is_some()
+    }
+
+    /// `a` with the settings given replacing its own.
+    pub fn apply(&self, mut a: tbptt::AutoTruncation) -> tbptt::AutoTruncation {
+        a.min = self.t_min.unwrap_or(a.min);
+        a.max = self.t_max.unwrap_or(a.max);
+        a.tolerance = self.t_tolerance.unwrap_or(a.tolerance);
+        a
+    }
+}
+
 /// Flags shared by `learn` and `replay`.
 #[derive(Args, Debug)]
 pub struct Common {
@@ -336,16 +366,9 @@ pub struct Common {
         help_heading = "Model"
     )]
     pub window: tbptt::Truncation,
-    /// With -T auto: smallest T [default: 16].
-    #[arg(long, value_name = "T", help_heading = "Model")]
-    pub t_min: Option<usize>,
-    /// With -T auto: largest T; buffers are allocated for it [default: 256].
-    #[arg(long, value_name = "T", help_heading = "Model")]
-    pub t_max: Option<usize>,
-    /// With -T auto: largest accepted truncation bias, relative to the gradient, in (0, 1)
-    /// [default: 0.01].
-    #[arg(long, value_name = "TOL", help_heading = "Model")]
-    pub t_tolerance: Option<f64>,
+    /// Settings of -T auto.
+    #[command(flatten, next_help_heading = "Model")]
+    pub auto: AutoArgs,
     /// Update every k events (k1 <= T).
     #[arg(
         short = 'k',

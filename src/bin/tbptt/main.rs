@@ -226,7 +226,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
 fn truncation(c: &Common) -> Result<Truncation, AnyError> {
     match c.window.clone() {
         Truncation::Fixed(t) => {
-            if c.t_min.is_some() || c.t_max.is_some() || c.t_tolerance.is_some() {
+            if c.auto.any() {
                 return Err(format!(
                     "--t-min, --t-max and --t-tolerance need -T auto (got -T {t})"
                 )
@@ -234,12 +234,7 @@ fn truncation(c: &Common) -> Result<Truncation, AnyError> {
             }
             Ok(Truncation::Fixed(t))
         }
-        Truncation::Auto(mut a) => {
-            a.min = c.t_min.unwrap_or(a.min);
-            a.max = c.t_max.unwrap_or(a.max);
-            a.tolerance = c.t_tolerance.unwrap_or(a.tolerance);
-            Ok(Truncation::Auto(a))
-        }
+        Truncation::Auto(a) => Ok(Truncation::Auto(c.auto.apply(a))),
     }
 }
 
@@ -301,11 +296,10 @@ fn setup_checkpoints(
         r.window = f.window;
         r.auto_truncation = f.auto_truncation.clone();
     }
-    if let Some(a) = r.auto_truncation.as_mut() {
-        a.min = common.t_min.unwrap_or(a.min);
-        a.max = common.t_max.unwrap_or(a.max);
-        a.tolerance = common.t_tolerance.unwrap_or(a.tolerance);
+    if let Some(a) = r.auto_truncation.take() {
+        let a = common.auto.apply(a);
         r.window = a.max;
+        r.auto_truncation = Some(a);
     }
     if given(matches, "every") {
         r.every = f.every;

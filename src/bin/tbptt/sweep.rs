@@ -57,16 +57,9 @@ pub struct SweepArgs {
         help_heading = "Grid"
     )]
     pub hidden: String,
-    /// With auto in -T: smallest T [default: 16].
-    #[arg(long, value_name = "T", help_heading = "Grid")]
-    pub t_min: Option<usize>,
-    /// With auto in -T: largest T; buffers are allocated for it [default: 256].
-    #[arg(long, value_name = "T", help_heading = "Grid")]
-    pub t_max: Option<usize>,
-    /// With auto in -T: largest accepted truncation bias, relative to the gradient, in (0, 1)
-    /// [default: 0.01].
-    #[arg(long, value_name = "TOL", help_heading = "Grid")]
-    pub t_tolerance: Option<f64>,
+    /// Settings of auto in -T.
+    #[command(flatten, next_help_heading = "Grid")]
+    pub auto: crate::cli::AutoArgs,
     /// Season length in events: also compare with the seasonal-naive forecast (the value one
     /// season earlier).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Grid")]
@@ -143,14 +136,8 @@ fn grid(a: &SweepArgs) -> Result<Grid, AnyError> {
 
 fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
     let (mut learner, normalize) = a.train.learner()?;
-    if a.t_min.is_some() || a.t_max.is_some() || a.t_tolerance.is_some() {
-        let d = AutoTruncation::default();
-        learner.auto_truncation = Some(AutoTruncation {
-            min: a.t_min.unwrap_or(d.min),
-            max: a.t_max.unwrap_or(d.max),
-            tolerance: a.t_tolerance.unwrap_or(d.tolerance),
-            ..d
-        });
+    if a.auto.any() {
+        learner.auto_truncation = Some(a.auto.apply(AutoTruncation::default()));
     }
     let mut p = PipelineConfig {
         learner,
