@@ -34,6 +34,11 @@ pub enum Targets {
     NextInput,
     /// Explicit target values given with each event ([`Learner::step_supervised`]).
     Explicit,
+    /// A target revealed by the next event, which the caller derives from it (for example
+    /// its change from the current event), with `d_target` values (default: `d_input`)
+    /// ([`Learner::step_ahead`]). The timing is that of [`Targets::NextInput`]: the forecast
+    /// made at `t` is scored against the target given at `t + 1`.
+    Ahead,
 }
 
 /// Everything that defines a learner. Fields state their default.
@@ -118,7 +123,8 @@ impl LearnerConfig {
                     "a target size needs explicit targets (forecasting predicts the input)",
                 ))
             }
-            (Targets::Explicit, Some(d)) => d,
+            (Targets::Explicit, Some(d)) | (Targets::Ahead, Some(d)) => d,
+            (Targets::Ahead, None) => self.d_input,
             (Targets::Explicit, None) => {
                 return Err(Error::config(
                     "d_target",
@@ -646,17 +652,60 @@ impl<T: Float> Learner<T> {
         if self.config.targets != Targets::NextInput {
             return Err(Error::config(
                 "targets",
-                "this learner needs step_supervised",
+                "this learner needs step_supervised or step_ahead",
             ));
         }
         self.check("step", x, self.pending_x.len())?;
+        self.advance(x, x)
+    }
+
+    /// One event whose arrival reveals `realized`, the target of the forecast made at the
+    /// previous event ([`Targets::Ahead`]): scores that forecast against `realized`, advances
+    /// the live state with `x`, forecasts the next target, records the pair
+    /// `(x[t−1], realized)` and trains when due. On the first event `realized` is checked but
+    /// not used. No allocation.
+    ///
+    /// # Example
+    /// ```
+    /// use tbptt::{LearnerConfig, Targets};
+    /// // Learn the next change of a ramp from its current level and change.
+    /// let config = LearnerConfig { d_input: 2, d_target: Some(1), targets: Targets::Ahead, ..Default::default() };
+    /// let mut learner = config.build::<f32>()?;
+    /// let mut prev = 0.0f32;
+    /// for t in 0..500 {
+    ///     let x = (t as f32 * 0.3).sin();
+    ///     learner.step_ahead(&[x, x - prev], &[x - prev])?;
+    ///     prev = x;
+    /// }
+    /// assert!(learner.updates() > 0);
+    /// # Ok::<(), tbptt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Learner::step`], for `x` and `realized`; [`Error::Config`] if the learner was not
+    /// built for [`Targets::Ahead`].
+    pub fn step_ahead(&mut self, x: &[T], realized: &[T]) -> Result<Prediction<'_, T>> {
+        if self.config.targets != Targets::Ahead {
+            return Err(Error::config(
+                "targets",
+                "this learner was not built for targets revealed ahead",
+            ));
+        }
+        self.check("step_ahead (input)", x, self.pending_x.len())?;
+        self.check("step_ahead (target)", realized, self.y.len())?;
+        self.advance(x, realized)
+    }
+
+    /// The forecasting step shared by [`Learner::step`] and [`Learner::step_ahead`], after
+    /// the checks.
+    fn advance(&mut self, x: &[T], realized: &[T]) -> Result<Prediction<'_, T>> {
         self.poll();
-        let error = (self.events > 0).then(|| self.score(x));
+        let error = (self.events > 0).then(|| self.score(realized));
         self.pre.copy_from_slice(&self.state);
         self.model
             .step_to(x, &mut self.state, &mut self.ws, &mut self.y);
         if self.has_pending {
-            self.ring.push(&self.pending_x, x, &self.pending_s);
+            self.ring.push(&self.pending_x, realized, &self.pending_s);
         }
         self.pending_x.copy_from_slice(x);
         self.pending_s.copy_from_slice(&self.pre);

@@ -42,6 +42,7 @@ pub mod cell;
 pub mod checkpoint;
 pub mod error;
 pub mod event;
+pub mod forecast;
 pub mod format;
 pub mod learner;
 pub(crate) mod linalg;

@@ -12,6 +12,7 @@
 
 use crate::anomaly::{AnomalyConfig, AnomalyKind, Likelihood, ZScore};
 use crate::event::Event;
+use crate::forecast::{ForecastConfig, Forecaster};
 use crate::learner::{Learner, LearnerConfig, LearnerState, Targets};
 use crate::norm::{NormMode, Normalizer};
 use crate::{Error, Result};
@@ -30,6 +31,11 @@ pub struct PipelineConfig {
     /// Train on a background thread (predictions never wait). Default: false (inline,
     /// deterministic).
     pub background: bool,
+    /// What is forecast and how ([`crate::forecast`]). Default: the change, combined with
+    /// the baselines. Checkpoints that do not name it (written before it existed) continue
+    /// with [`ForecastConfig::level`].
+    #[serde(default = "ForecastConfig::level")]
+    pub forecast: ForecastConfig,
 }
 
 impl Default for PipelineConfig {
@@ -39,6 +45,7 @@ impl Default for PipelineConfig {
             normalize: NormMode::Cumulative,
             anomaly: AnomalyConfig::default(),
             background: false,
+            forecast: ForecastConfig::default(),
         }
     }
 }
@@ -165,9 +172,11 @@ struct Inner {
     norm_y: Normalizer,
     anomaly: ZScore,
     likelihood: Option<Likelihood>,
+    forecaster: Option<Forecaster>,
     explicit: bool,
     categorical: bool,
     x: Vec<f32>,
+    u: Vec<f32>,
     y: Vec<f32>,
     raw_x: Vec<f64>,
     prev_forecast: Vec<f64>,
@@ -208,6 +217,10 @@ pub struct InnerState {
     /// written before it existed).
     #[serde(default)]
     pub likelihood: Option<Likelihood>,
+    /// The forecaster (forecasting streams other than [`ForecastConfig::level`]'s; absent
+    /// from checkpoints written before it existed).
+    #[serde(default)]
+    pub forecaster: Option<Forecaster>,
     /// The last forecast, in the input's units.
     pub prev_forecast: Vec<f64>,
     /// The last actual values, in the input's units.
@@ -248,6 +261,7 @@ impl Pipeline {
     /// [`Error::Config`] if a setting is invalid (checked with `D = 1`).
     pub fn new(config: PipelineConfig) -> Result<Self> {
         config.anomaly.validate()?;
+        config.forecast.validate()?;
         let mut probe = config.learner.clone();
         probe.d_input = 1;
         probe.d_target = None;
@@ -275,14 +289,20 @@ impl Pipeline {
         let explicit = !ev.targets.is_empty();
         let mut lc = self.config.learner.clone();
         lc.d_input = d;
+        let categorical = lc.loss == crate::Loss::CrossEntropy;
+        let forecaster = (!explicit && !categorical && !self.config.forecast.is_plain_level())
+            .then(|| Forecaster::new(self.config.forecast, d, ev.time.is_some()));
         if explicit {
             lc.targets = Targets::Explicit;
             lc.d_target = Some(ev.targets.len());
+        } else if let Some(f) = &forecaster {
+            lc.targets = Targets::Ahead;
+            lc.d_input = f.d_input();
+            lc.d_target = Some(d);
         } else {
             lc.targets = Targets::NextInput;
             lc.d_target = None;
         }
-        let categorical = lc.loss == crate::Loss::CrossEntropy;
         let mut learner = Learner::new(lc)?;
         if self.config.background {
             learner.spawn_trainer()?;
@@ -305,6 +325,8 @@ impl Pipeline {
             anomaly: ZScore::new(self.config.anomaly),
             likelihood: (self.config.anomaly.kind == AnomalyKind::Likelihood)
                 .then(|| Likelihood::new(self.config.anomaly.likelihood)),
+            u: vec![0.0; forecaster.as_ref().map_or(0, Forecaster::d_input)],
+            forecaster,
             explicit,
             x: vec![0.0; d],
             y: vec![0.0; dy],
@@ -369,16 +391,23 @@ impl Pipeline {
             &ev.values
         };
         inner.raw_x.copy_from_slice(&ev.values);
+        if let Some(f) = inner.forecaster.as_mut() {
+            f.observe(ev.time, &ev.values);
+        }
         // Normalization statistics include this event before it is fed to the learner.
         inner.norm_x.observe(&ev.values);
         if inner.explicit {
             inner.norm_y.observe(&ev.targets);
         }
-        inner.norm_x.normalize_to(&ev.values, &mut inner.x);
-        let step = if inner.explicit {
+        let step = if let Some(f) = inner.forecaster.as_mut() {
+            f.inputs_to(ev.time, &ev.values, &inner.norm_x, &mut inner.u, &mut inner.x);
+            inner.learner.step_ahead(&inner.u, &inner.x)?
+        } else if inner.explicit {
+            inner.norm_x.normalize_to(&ev.values, &mut inner.x);
             inner.norm_y.normalize_to(&ev.targets, &mut inner.y);
             inner.learner.step_supervised(&inner.x, &inner.y)?
         } else {
+            inner.norm_x.normalize_to(&ev.values, &mut inner.x);
             inner.learner.step(&inner.x)?
         };
         let norm_out = if inner.explicit {
@@ -426,7 +455,10 @@ impl Pipeline {
             out.score = l.score(ev.time, actual, norm_error);
         }
         out.anomaly = out.score > self.config.anomaly.threshold;
-        if !inner.explicit {
+        if let Some(f) = inner.forecaster.as_mut() {
+            f.forecast_to(step.forecast, actual, &inner.norm_x, &mut out.forecast);
+            inner.prev_forecast.copy_from_slice(&out.forecast);
+        } else if !inner.explicit {
             norm_out.denormalize_to(step.forecast, &mut out.forecast);
             if inner.categorical {
                 softmax(&mut out.forecast);
@@ -457,6 +489,7 @@ impl Pipeline {
                 norm_y: i.norm_y.clone(),
                 anomaly: i.anomaly.clone(),
                 likelihood: i.likelihood.clone(),
+                forecaster: i.forecaster.clone(),
                 prev_forecast: i.prev_forecast.clone(),
                 prev_actual: i.prev_actual.clone(),
                 has_prev: i.has_prev,
@@ -502,13 +535,40 @@ impl Pipeline {
             ));
         }
         let explicit = lc.targets == Targets::Explicit;
-        let d = lc.d_input;
+        let ahead = lc.targets == Targets::Ahead;
+        // With a forecaster the learner's input is the forecaster's, and `d_target` the
+        // number of values per event.
+        let d = if ahead {
+            lc.d_target.unwrap_or(lc.d_input)
+        } else {
+            lc.d_input
+        };
         let dy = if explicit {
             lc.d_target.unwrap_or(d)
         } else {
             d
         };
         let categorical = lc.loss == crate::Loss::CrossEntropy;
+        let wants_forecaster = !explicit && !categorical && !p.config.forecast.is_plain_level();
+        match (&s.forecaster, wants_forecaster) {
+            (Some(f), true) => {
+                f.validate(&p.config.forecast, d)
+                    .map_err(|e| bad("checkpoint.forecaster", e))?;
+                if !ahead || f.d_input() != lc.d_input {
+                    return Err(bad(
+                        "checkpoint.forecaster",
+                        "the learner's input does not match the forecaster's".into(),
+                    ));
+                }
+            }
+            (None, false) if !ahead => {}
+            _ => {
+                return Err(bad(
+                    "checkpoint.forecaster",
+                    "the forecaster's state does not match the forecast settings".into(),
+                ))
+            }
+        }
         let mode = if categorical {
             NormMode::Off
         } else {
@@ -584,6 +644,8 @@ impl Pipeline {
             norm_y: s.norm_y,
             anomaly,
             likelihood: s.likelihood,
+            u: vec![0.0; s.forecaster.as_ref().map_or(0, Forecaster::d_input)],
+            forecaster: s.forecaster,
             explicit,
             categorical,
             x: vec![0.0; d],
