@@ -578,6 +578,11 @@ pub fn check_compatible(
     cmp("--seed", &a.seed, &b.seed)?;
     cmp("normalization", &saved.normalize, &requested.normalize)?;
     cmp(
+        "--predict/--no-combine/--forecast",
+        &saved.forecast,
+        &requested.forecast,
+    )?;
+    cmp(
         "--anomaly-halflife",
         &saved.anomaly.half_life,
         &requested.anomaly.half_life,

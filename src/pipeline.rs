@@ -178,6 +178,8 @@ struct Inner {
     x: Vec<f32>,
     u: Vec<f32>,
     y: Vec<f32>,
+    /// The forecaster's targets (its network output size).
+    y_ahead: Vec<f32>,
     raw_x: Vec<f64>,
     prev_forecast: Vec<f64>,
     prev_actual: Vec<f64>,
@@ -298,7 +300,7 @@ impl Pipeline {
         } else if let Some(f) = &forecaster {
             lc.targets = Targets::Ahead;
             lc.d_input = f.d_input();
-            lc.d_target = Some(d);
+            lc.d_target = Some(f.d_target());
         } else {
             lc.targets = Targets::NextInput;
             lc.d_target = None;
@@ -326,6 +328,7 @@ impl Pipeline {
             likelihood: (self.config.anomaly.kind == AnomalyKind::Likelihood)
                 .then(|| Likelihood::new(self.config.anomaly.likelihood)),
             u: vec![0.0; forecaster.as_ref().map_or(0, Forecaster::d_input)],
+            y_ahead: vec![0.0; forecaster.as_ref().map_or(0, Forecaster::d_target)],
             forecaster,
             explicit,
             x: vec![0.0; d],
@@ -400,8 +403,14 @@ impl Pipeline {
             inner.norm_y.observe(&ev.targets);
         }
         let step = if let Some(f) = inner.forecaster.as_mut() {
-            f.inputs_to(ev.time, &ev.values, &inner.norm_x, &mut inner.u, &mut inner.x);
-            inner.learner.step_ahead(&inner.u, &inner.x)?
+            f.inputs_to(
+                ev.time,
+                &ev.values,
+                &inner.norm_x,
+                &mut inner.u,
+                &mut inner.y_ahead,
+            );
+            inner.learner.step_ahead(&inner.u, &inner.y_ahead)?
         } else if inner.explicit {
             inner.norm_x.normalize_to(&ev.values, &mut inner.x);
             inner.norm_y.normalize_to(&ev.targets, &mut inner.y);
@@ -430,7 +439,13 @@ impl Pipeline {
                 let r = a - f;
                 out.residual.push(r);
                 se += r * r;
-                let z = r / norm_out.std(i);
+                // The anomaly scores judge the network's level forecast (with a forecaster,
+                // its level head), which follows a change more slowly than the combination.
+                let rz = inner
+                    .forecaster
+                    .as_ref()
+                    .map_or(r, |fc| a - fc.level_forecast()[i]);
+                let z = rz / norm_out.std(i);
                 zse += z * z;
                 let n = a - inner.prev_actual[i];
                 naive += n * n;
@@ -539,7 +554,7 @@ impl Pipeline {
         // With a forecaster the learner's input is the forecaster's, and `d_target` the
         // number of values per event.
         let d = if ahead {
-            lc.d_target.unwrap_or(lc.d_input)
+            s.forecaster.as_ref().map_or(lc.d_input, |f| f.dim())
         } else {
             lc.d_input
         };
@@ -554,7 +569,7 @@ impl Pipeline {
             (Some(f), true) => {
                 f.validate(&p.config.forecast, d)
                     .map_err(|e| bad("checkpoint.forecaster", e))?;
-                if !ahead || f.d_input() != lc.d_input {
+                if !ahead || f.d_input() != lc.d_input || Some(f.d_target()) != lc.d_target {
                     return Err(bad(
                         "checkpoint.forecaster",
                         "the learner's input does not match the forecaster's".into(),
@@ -645,6 +660,7 @@ impl Pipeline {
             anomaly,
             likelihood: s.likelihood,
             u: vec![0.0; s.forecaster.as_ref().map_or(0, Forecaster::d_input)],
+            y_ahead: vec![0.0; s.forecaster.as_ref().map_or(0, Forecaster::d_target)],
             forecaster: s.forecaster,
             explicit,
             categorical,

@@ -144,6 +144,7 @@ impl CsvDecoder {
                 kinds.push(Kind::of_text(self.field(i, pos)?));
             }
             let auto = Auto {
+                time_by_name: true,
                 time_by_value: true,
                 ..Auto::default()
             };

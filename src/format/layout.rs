@@ -8,7 +8,7 @@ use super::spec::{ColumnSpec, Selector};
 use super::time::parse_iso8601;
 
 /// Field names that are taken as the time of an object record by default.
-pub(crate) const TIME_NAMES: [&str; 3] = ["time", "timestamp", "ts"];
+pub(crate) const TIME_NAMES: [&str; 6] = ["time", "timestamp", "ts", "date", "datetime", "year"];
 /// Field names of the input array in the structured object form.
 pub(crate) const VALUES_NAMES: [&str; 2] = ["values", "x"];
 /// Field names of the target array (or scalar) in the structured object form.
@@ -138,7 +138,8 @@ pub(crate) struct Layout {
 pub(crate) struct Auto {
     /// Default inputs are only the columns whose first value is a number or missing.
     pub numeric_only: bool,
-    /// A column named time/timestamp/ts (with a number or timestamp) is the time.
+    /// A column named time, timestamp, ts, date, datetime or year (in any case, with a number
+    /// or timestamp) is the time.
     pub time_by_name: bool,
     /// The first column whose first value is a timestamp but not a number is the time.
     pub time_by_value: bool,
@@ -205,7 +206,7 @@ pub(crate) fn resolve(
             time = (0..width).find(|&i| {
                 names
                     .get(i)
-                    .is_some_and(|n| TIME_NAMES.contains(&n.as_str()))
+                    .is_some_and(|n| TIME_NAMES.iter().any(|t| n.eq_ignore_ascii_case(t)))
                     && matches!(kind(i), Kind::Number | Kind::Time)
                     && !taken(i, key)
             });

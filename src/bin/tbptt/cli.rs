@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use tbptt::anomaly::LikelihoodConfig;
+use tbptt::forecast::{ForecastConfig, ForecastTarget};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -74,6 +75,10 @@ pub struct NabArgs {
     /// '{"onset": 50, "history": 4096}' (see the library's LikelihoodConfig).
     #[arg(long, value_name = "JSON", value_parser = likelihood_settings)]
     pub likelihood: Option<LikelihoodConfig>,
+    /// Settings of the forecaster that differ from the defaults, as a JSON object, e.g.
+    /// '{"target": "level"}' (as `replay --forecast`).
+    #[arg(long, value_name = "JSON", value_parser = forecast_settings)]
+    pub forecast: Option<ForecastConfig>,
     /// Files scored at once (default: the number of cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
@@ -278,6 +283,36 @@ pub struct TrainArgs {
     /// cumulative statistics).
     #[arg(long, value_name = "EVENTS", help_heading = "Model")]
     pub norm_halflife: Option<f64>,
+    /// What the network predicts: the next value's change from the current one, or the next
+    /// value's level [default: change].
+    #[arg(long, value_enum, help_heading = "Forecast")]
+    pub predict: Option<Predict>,
+    /// Forecast with the network alone, without combining it with the naive and seasonal
+    /// baselines by their recent errors.
+    #[arg(long, help_heading = "Forecast")]
+    pub no_combine: bool,
+    /// Settings of the forecaster that differ from the defaults, as a JSON object, e.g.
+    /// '{"eta": 1.0, "time": false}' (fields: target, combine, time, eta, share,
+    /// max_season); --predict and --no-combine apply on top.
+    #[arg(long, value_name = "JSON", value_parser = forecast_settings, help_heading = "Forecast")]
+    pub forecast: Option<ForecastConfig>,
+}
+
+/// What the network predicts (`--predict`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Predict {
+    /// The next value's change from the current one, normalized.
+    Change,
+    /// The next value, normalized.
+    Level,
+}
+
+/// Parses `--forecast`: a JSON object of forecaster settings, the rest at their defaults.
+fn forecast_settings(json: &str) -> Result<ForecastConfig, String> {
+    let c: ForecastConfig = serde_json::from_str(json)
+        .map_err(|e| format!("expected a JSON object of forecast settings: {e}"))?;
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
 }
 
 impl TrainArgs {
@@ -309,6 +344,20 @@ impl TrainArgs {
             (false, None) => NormMode::Cumulative,
         };
         Ok((learner, normalize))
+    }
+
+    /// The forecaster's settings: `--forecast`, then `--predict` and `--no-combine`.
+    pub fn forecast(&self) -> ForecastConfig {
+        let mut f = self.forecast.unwrap_or_default();
+        match self.predict {
+            Some(Predict::Change) => f.target = ForecastTarget::Change,
+            Some(Predict::Level) => f.target = ForecastTarget::Level,
+            None => {}
+        }
+        if self.no_combine {
+            f.combine = false;
+        }
+        f
     }
 }
 

@@ -190,6 +190,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
     let mut pipeline = PipelineConfig {
         learner,
         normalize,
+        forecast: c.train.forecast(),
         ..Default::default()
     };
     pipeline.anomaly.kind = c.anomaly.parse()?;
@@ -323,6 +324,9 @@ fn setup_checkpoints(
     }
     if given(matches, "no_normalize") || given(matches, "norm_halflife") {
         requested.normalize = flags.normalize;
+    }
+    if given(matches, "predict") || given(matches, "no_combine") || given(matches, "forecast") {
+        requested.forecast = flags.forecast;
     }
     if given(matches, "anomaly") {
         requested.anomaly.kind = flags.anomaly.kind;

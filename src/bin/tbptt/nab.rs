@@ -29,6 +29,9 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(l) = a.likelihood {
         config.anomaly.likelihood = l;
     }
+    if let Some(f) = a.forecast {
+        config.forecast = f;
+    }
     // Checked once here rather than once per file.
     tbptt::pipeline::Pipeline::new(config.clone())?;
     let files = nab::find_files(&a.data_dir)?;
