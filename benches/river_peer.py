@@ -196,14 +196,28 @@ def run_tbptt(args, s, tmp):
 # River models: each is an object with forecast() -> float | None and learn(y).
 
 
+def regressor(lr, scale_y):
+    """StandardScaler | LinearRegression (SGD); with scale_y its target is standardized too and
+    the loss gradient clipped to [-1, 1] (in standard deviations), else River's defaults."""
+    if not scale_y:
+        return preprocessing.StandardScaler() | linear_model.LinearRegression(
+            optimizer=optim.SGD(lr))
+    reg = preprocessing.StandardScaler() | linear_model.LinearRegression(
+        optimizer=optim.SGD(lr), clip_gradient=1.0)
+    return preprocessing.TargetStandardScaler(regressor=reg)
+
+
+def label(lr, scale_y):
+    return f"lr={lr}" + (" y-scaled clip 1" if scale_y else "")
+
+
 class Snarimax:
     family = "SNARIMAX"
 
-    def __init__(self, p, d, q, m=1, sp=0, sd=0, sq=0, lr=0.01):
+    def __init__(self, p, d, q, m=1, sp=0, sd=0, sq=0, lr=0.01, scale_y=False):
         self.label = f"SNARIMAX({p},{d},{q})" + (f"({sp},{sd},{sq})m={m}" if m > 1 else "") \
-            + f" lr={lr}"
-        reg = preprocessing.StandardScaler() | linear_model.LinearRegression(
-            optimizer=optim.SGD(lr))
+            + f" {label(lr, scale_y)}"
+        reg = regressor(lr, scale_y)
         self.model = time_series.SNARIMAX(p=p, d=d, q=q, m=m, sp=sp, sd=sd, sq=sq, regressor=reg)
         self.warm = d + m * sd + max(p, m * sp, q, m * sq)
         self.seen = 0
@@ -242,10 +256,10 @@ class Holt:
 class Lagged:
     family = "linear"
 
-    def __init__(self, lr, diff=False):
-        self.label = f"linear({LAGS} lags{', on differences' if diff else ''}) lr={lr}"
-        self.model = preprocessing.StandardScaler() | linear_model.LinearRegression(
-            optimizer=optim.SGD(lr))
+    def __init__(self, lr, diff=False, scale_y=False):
+        self.label = (f"linear({LAGS} lags{', on differences' if diff else ''})"
+                      f" {label(lr, scale_y)}")
+        self.model = regressor(lr, scale_y)
         self.diff = diff
         self.hist = collections.deque(maxlen=LAGS + 1)
         self.warm = LAGS + 1 if diff else LAGS
@@ -270,16 +284,19 @@ class Lagged:
 
 
 def grid(season, positive, quick):
-    """The settings tried per family: a few sensible ones, seasonal when a season is known."""
-    lrs = [0.01] if quick else [0.01, 0.003]
-    sn = []
-    for lr in lrs:
-        sn.append(lambda lr=lr: Snarimax(2, 1, 1, lr=lr))
-        if not quick:
-            sn.append(lambda lr=lr: Snarimax(5, 1, 2, lr=lr))
-        if season:
-            sn.append(lambda lr=lr: Snarimax(2, 1, 1, m=season, sp=1, sq=1, lr=lr))
-            sn.append(lambda lr=lr: Snarimax(1, 1, 1, m=season, sp=0, sd=1, sq=1, lr=lr))
+    """The settings tried per family: a few sensible ones, seasonal when a season is known.
+
+    Regressors: SGD on standardized lags with the raw target (River's default) at lr 0.01
+    (and 0.003 for the linear model), or with a standardized target and a clipped loss
+    gradient at lr 0.01 and 0.001.
+    """
+    regs = [(0.01, False), (0.01, True)] + ([] if quick else [(0.001, True)])
+    orders = [((2, 1, 1), {})] + ([] if quick else [((5, 1, 2), {})])
+    if season:
+        orders += [((2, 1, 1), dict(m=season, sp=1, sq=1)),
+                   ((1, 1, 1), dict(m=season, sd=1, sq=1))]
+    sn = [lambda o=o, kw=kw, lr=lr, sy=sy: Snarimax(*o, lr=lr, scale_y=sy, **kw)
+          for o, kw in orders for lr, sy in regs]
     hw = [lambda a=a: Holt(a) for a in (0.2, 0.5, 0.9)]
     hw += [lambda a=a, b=b: Holt(a, b) for a, b in ((0.5, 0.1), (0.9, 0.05))]
     if season:
@@ -287,8 +304,9 @@ def grid(season, positive, quick):
             hw.append(lambda a=a, b=b, g=g: Holt(a, b, g, season))
             if positive:
                 hw.append(lambda a=a, b=b, g=g: Holt(a, b, g, season, mult=True))
-    lin = [lambda lr=lr, d=d: Lagged(lr, d) for d in (False, True)
-           for lr in (0.03, 0.01, 0.003)]
+    lin_regs = [(0.01, False), (0.003, False), (0.01, True), (0.001, True)]
+    lin = [lambda lr=lr, d=d, sy=sy: Lagged(lr, d, sy) for d in (False, True)
+           for lr, sy in lin_regs]
     return {"SNARIMAX": sn, "HoltWinters": hw, "linear": lin}
 
 
@@ -454,6 +472,17 @@ def table(results):
     return "\n".join(lines)
 
 
+def finite(o):
+    """The figures for JSON: non-finite numbers (a diverged model) become null."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite(v) for v in o]
+    return o
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="*", help="more CSV files (value column: the last one)")
@@ -466,7 +495,7 @@ def main():
     ap.add_argument("--files", nargs="+", help="only series whose name or file name matches")
     ap.add_argument("--jobs", type=int, default=2, help="series run at a time (processes)")
     ap.add_argument("--quick", action="store_true",
-                    help="a smaller SNARIMAX grid (lr 0.01 only, no (5,1,2)): about half the time")
+                    help="a smaller SNARIMAX grid (no (5,1,2), no lr 0.001)")
     ap.add_argument("--json", help="write every figure as one JSON object to this file")
     args = ap.parse_args()
 
@@ -524,13 +553,13 @@ def main():
           + (f"; failed: {', '.join(n for n, _ in failed)}" if failed else ""))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"series": res, "failed": [{"series": n, "error": e} for n, e in failed],
+            json.dump(finite({"series": res, "failed": [{"series": n, "error": e} for n, e in failed],
                        "geomean_tbptt_over_naive": g_naive[0],
                        "geomean_best_river_over_naive": g_rn[0],
                        "geomean_tbptt_over_best_river": g_river[0],
                        "geomean_series": g_river[1], "wall_seconds": wall,
-                       "tbptt_args": args.tbptt_args},
-                      f, indent=1, default=lambda o: None)
+                       "tbptt_args": args.tbptt_args}),
+                      f, indent=1, allow_nan=False)
     return 1 if failed else 0
 
 
