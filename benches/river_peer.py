@@ -350,6 +350,7 @@ def run_river(y, season, scored, quick):
     for family, makers in grid(season, positive, quick).items():
         tried = []
         best = None
+        t_family = time.perf_counter()
         for make in makers:
             m = make()
             sq = np.full(n, np.nan)
@@ -361,14 +362,16 @@ def run_river(y, season, scored, quick):
                 best = (sel, m, sq, state)
         if best is None:
             out[family] = {"setting": None, "mse": math.inf, "diverged": True, "tried": tried,
-                           "events_per_sec": None}
+                           "events_per_sec": None,
+                           "seconds": time.perf_counter() - t_family}
             continue
         _, m, sq, state = best
         ok = run_model(m, y, half, n, sq, state)
         mse = float(np.mean(sq[n - scored:])) if ok else math.inf
         out[family] = {"setting": m.label, "mse": mse, "diverged": not ok, "tried": tried,
                        "events_per_sec": state["events"] / state["seconds"]
-                       if state["seconds"] > 0 else None}
+                       if state["seconds"] > 0 else None,
+                       "seconds": time.perf_counter() - t_family}
     return out
 
 
@@ -433,6 +436,8 @@ def fmt(x, digits=3):
         return "–"
     if isinstance(x, float) and math.isinf(x):
         return "div."
+    if x != 0 and not 1e-3 <= abs(x) < 1e3:
+        return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}f}"
 
 
@@ -525,21 +530,33 @@ def main():
     order = [s["name"] for s in series if s["name"] in results]
     res = [results[k] for k in order]
     wall = time.perf_counter() - t0
-    g_naive = geomean([ratio(r["tbptt_mse"], r["naive_mse"]) for r in res])
-    g_river = geomean([ratio(r["tbptt_mse"], r["best_river_mse"]) for r in res])
-    g_rn = geomean([ratio(r["best_river_mse"], r["naive_mse"]) for r in res])
-    print(f"MSE over the last 20% of each series' events (the same events on both sides), "
-          f"relative to naive (the previous value); River settings chosen on the first 50%.")
+    print("MSE over the last 20% of each series' events (the same events on both sides), "
+          "relative to naive (the previous value); River settings chosen on the first 50%.")
     print(table(res))
     print()
-    print(f"geometric mean over {g_naive[1]} series: tbptt / naive {fmt(g_naive[0])}, "
-          f"best River / naive {fmt(g_rn[0])}, tbptt / best River {fmt(g_river[0])} "
-          f"({g_river[1]} series)")
-    skipped = [r["series"] for r in res if not r["naive_mse"] > 0]
-    if skipped:
-        print("left out of the means (naive MSE 0): " + ", ".join(
-            f"{k['series']} (tbptt MSE {fmt_sig(k['tbptt_mse'])}, best River "
-            f"{fmt_sig(k['best_river_mse'])})" for k in res if k["series"] in skipped))
+    groups = {"all": res,
+              "bundled": [r for r in res if not r["series"].startswith("nab:")],
+              "NAB real": [r for r in res if r["series"].startswith("nab:real")],
+              "NAB artificial": [r for r in res if r["series"].startswith("nab:art")]}
+    means = {}
+    for g, rs in groups.items():
+        if not rs or (g == "all" and all(len(v) in (0, len(rs)) for k, v in groups.items()
+                                         if k != "all")):
+            continue
+        tn = geomean([ratio(r["tbptt_mse"], r["naive_mse"]) for r in rs])
+        rn = geomean([ratio(r["best_river_mse"], r["naive_mse"]) for r in rs])
+        tr = geomean([ratio(r["tbptt_mse"], r["best_river_mse"]) for r in rs])
+        means[g] = {"series": len(rs), "tbptt_over_naive": tn[0], "tbptt_over_naive_n": tn[1],
+                    "best_river_over_naive": rn[0], "tbptt_over_best_river": tr[0],
+                    "tbptt_over_best_river_n": tr[1]}
+        print(f"geometric mean, {g} ({len(rs)} series): tbptt / naive {fmt(tn[0])} "
+              f"({tn[1]} series), best River / naive {fmt(rn[0])}, tbptt / best River "
+              f"{fmt(tr[0])} ({tr[1]} series)")
+    for r in res:
+        if not r["naive_mse"] > 0 or not r["best_river_mse"] > 0:
+            print(f"left out where a ratio has a zero MSE below it: {r['series']} (MSE naive "
+                  f"{fmt_sig(r['naive_mse'])}, tbptt {fmt_sig(r['tbptt_mse'])}, best River "
+                  f"{fmt_sig(r['best_river_mse'])})")
     print()
     print("River settings chosen (lowest MSE over the first 50% among the stable ones):")
     for r in res:
@@ -548,16 +565,18 @@ def main():
                        + f" [{sum(not t['stable'] for t in v['tried'])}/{len(v['tried'])}"
                        " unstable]" for v in r["river"].values())
         print(f"- {r['series']}: {ch}")
-    print(f"\n{len(res)} series in {wall:.0f} s on {args.jobs} jobs; River's part "
-          f"{sum(r['river_seconds'] for r in res):.0f} s of processing"
+    fam_s = {k: sum(r["river"][k]["seconds"] for r in res) for k in res[0]["river"]} if res \
+        else {}
+    print(f"\n{len(res)} series ({sum(r['events'] for r in res)} events) in {wall:.0f} s on "
+          f"{args.jobs} jobs; River's grids took "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in fam_s.items())
+          + f" (every setting over the first half, the chosen one over the rest)"
           + (f"; failed: {', '.join(n for n, _ in failed)}" if failed else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(finite({"series": res, "failed": [{"series": n, "error": e} for n, e in failed],
-                       "geomean_tbptt_over_naive": g_naive[0],
-                       "geomean_best_river_over_naive": g_rn[0],
-                       "geomean_tbptt_over_best_river": g_river[0],
-                       "geomean_series": g_river[1], "wall_seconds": wall,
+                       "geomeans": means, "river_family_seconds": fam_s,
+                       "wall_seconds": wall,
                        "tbptt_args": args.tbptt_args}),
                       f, indent=1, allow_nan=False)
     return 1 if failed else 0
