@@ -29,6 +29,10 @@ of the three families' MSEs on the scored window, a pick made in hindsight among
 favours River. Until a River model has the history it needs (its lags, or a season for
 Holt-Winters) it forecasts the previous value.
 
+Geometric means are over the series where the ratio is defined: a naive MSE of 0 (a constant
+series) or a best River MSE of at most 1e-9 of naive's (exact up to rounding: the noise-free
+NAB waves) leaves the series out of the means it would divide, and it is named below them.
+
 events/s: tbptt's from its summary (``events_per_sec``, which includes start-up on short
 series); River's from the wall time of the chosen setting's forecast + learn calls, one
 Python thread.
@@ -71,6 +75,7 @@ BUNDLED = {
 MISSING = {"", "na", "nan", "null"}
 LAGS = 10
 DIVERGE = 1e3
+EXACT = 1e-9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +408,10 @@ def run_series(s, args):
     lo = n - scored
     ya = np.array(y)
     naive = float(np.mean((ya[lo:] - ya[lo - 1:n - 1]) ** 2))
-    tb_mse = float(np.mean(np.array(tb["residual"][lo:]) ** 2))
+    tail = np.array(tb["residual"][lo:])
+    if not np.all(np.isfinite(tail)):
+        raise RuntimeError(f"{s['name']}: tbptt's records lack a residual in the scored window")
+    tb_mse = float(np.mean(tail ** 2))
     t_river = time.perf_counter()
     river = run_river(y, season, scored, args.quick)
     river_seconds = time.perf_counter() - t_river
@@ -538,14 +546,20 @@ def main():
               "bundled": [r for r in res if not r["series"].startswith("nab:")],
               "NAB real": [r for r in res if r["series"].startswith("nab:real")],
               "NAB artificial": [r for r in res if r["series"].startswith("nab:art")]}
+    def exact(r):
+        # A best River MSE at most 1e-9 of naive's is exact up to rounding: no ratio over it.
+        return r["best_river_mse"] <= EXACT * r["naive_mse"]
+
     means = {}
     for g, rs in groups.items():
         if not rs or (g == "all" and all(len(v) in (0, len(rs)) for k, v in groups.items()
                                          if k != "all")):
             continue
         tn = geomean([ratio(r["tbptt_mse"], r["naive_mse"]) for r in rs])
-        rn = geomean([ratio(r["best_river_mse"], r["naive_mse"]) for r in rs])
-        tr = geomean([ratio(r["tbptt_mse"], r["best_river_mse"]) for r in rs])
+        rn = geomean([math.nan if exact(r) else ratio(r["best_river_mse"], r["naive_mse"])
+                      for r in rs])
+        tr = geomean([math.nan if exact(r) else ratio(r["tbptt_mse"], r["best_river_mse"])
+                      for r in rs])
         means[g] = {"series": len(rs), "tbptt_over_naive": tn[0], "tbptt_over_naive_n": tn[1],
                     "best_river_over_naive": rn[0], "tbptt_over_best_river": tr[0],
                     "tbptt_over_best_river_n": tr[1]}
@@ -553,8 +567,9 @@ def main():
               f"({tn[1]} series), best River / naive {fmt(rn[0])}, tbptt / best River "
               f"{fmt(tr[0])} ({tr[1]} series)")
     for r in res:
-        if not r["naive_mse"] > 0 or not r["best_river_mse"] > 0:
-            print(f"left out where a ratio has a zero MSE below it: {r['series']} (MSE naive "
+        if not r["naive_mse"] > 0 or exact(r):
+            print(f"left out of the means with best River (exact) or naive (0): {r['series']} "
+                  f"(MSE naive "
                   f"{fmt_sig(r['naive_mse'])}, tbptt {fmt_sig(r['tbptt_mse'])}, best River "
                   f"{fmt_sig(r['best_river_mse'])})")
     print()
