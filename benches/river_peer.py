@@ -57,7 +57,7 @@ import time
 
 try:
     import numpy as np
-    from river import compose, linear_model, optim, preprocessing, time_series  # noqa: F401
+    from river import linear_model, optim, preprocessing, time_series
 except ImportError as e:  # pragma: no cover - the skip path
     print(f"river_peer: skipped ({e}); install with: python3 -m pip install river numpy")
     sys.exit(0)
