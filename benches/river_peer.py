@@ -500,7 +500,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="*", help="more CSV files (value column: the last one)")
     ap.add_argument("--tbptt", default="target/release/tbptt", help="the tbptt binary")
-    ap.add_argument("--tbptt-args", default="", help="extra flags for tbptt replay, one string: --tbptt-args='-T 32'")
+    ap.add_argument("--tbptt-args", default="",
+                    help="extra flags for tbptt replay, one string: --tbptt-args='-T 32'")
     ap.add_argument("--season-flag", default="",
                     help="tbptt flag given each series' season (e.g. season), when it has one")
     ap.add_argument("--data", default="data", help="folder of the bundled series")
