@@ -590,10 +590,10 @@ def main():
           + (f"; failed: {', '.join(n for n, _ in failed)}" if failed else ""))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(finite({"series": res, "failed": [{"series": n, "error": e} for n, e in failed],
-                       "geomeans": means, "river_family_seconds": fam_s,
-                       "wall_seconds": wall,
-                       "tbptt_args": args.tbptt_args}),
+            json.dump(finite({"series": res,
+                              "failed": [{"series": n, "error": e} for n, e in failed],
+                              "geomeans": means, "river_family_seconds": fam_s,
+                              "wall_seconds": wall, "tbptt_args": args.tbptt_args}),
                       f, indent=1, allow_nan=False)
     return 1 if failed else 0
 
