@@ -12,7 +12,7 @@
 
 use crate::anomaly::{AnomalyConfig, AnomalyKind, Likelihood, ZScore};
 use crate::event::Event;
-use crate::forecast::{ForecastConfig, Forecaster};
+use crate::forecast::{ForecastConfig, Forecaster, MEMBERS};
 use crate::learner::{Learner, LearnerConfig, LearnerState, Targets};
 use crate::norm::{NormMode, Normalizer};
 use crate::{Error, Result};
@@ -73,6 +73,13 @@ pub struct OutputRecord {
     pub forecast: Vec<f64>,
     /// Updates applied so far.
     pub updates: u64,
+    /// With the default forecaster ([`crate::forecast`]), each member's forecast of the next
+    /// event, member-major in [`crate::forecast::MEMBER_NAMES`] order (`MEMBERS × D`);
+    /// empty otherwise.
+    pub members: Vec<f64>,
+    /// The combination's weight of each member, in the same order (empty without a
+    /// forecaster).
+    pub weights: Vec<f64>,
 }
 
 /// Errors of at most `2048` blocks of consecutive events, merged pairwise as the stream grows,
@@ -318,6 +325,8 @@ impl Pipeline {
         };
         self.out.residual = Vec::with_capacity(dy);
         self.out.forecast = vec![0.0; dy];
+        self.out.members = Vec::with_capacity(MEMBERS * dy);
+        self.out.weights = Vec::with_capacity(MEMBERS);
         self.out.key.reserve(64);
         self.inner = Some(Inner {
             learner,
@@ -473,6 +482,10 @@ impl Pipeline {
         if let Some(f) = inner.forecaster.as_mut() {
             f.forecast_to(step.forecast, actual, &inner.norm_x, &mut out.forecast);
             inner.prev_forecast.copy_from_slice(&out.forecast);
+            out.members.clear();
+            out.members.extend_from_slice(f.member_forecasts());
+            out.weights.clear();
+            out.weights.extend_from_slice(&f.weights());
         } else if !inner.explicit {
             norm_out.denormalize_to(step.forecast, &mut out.forecast);
             if inner.categorical {
@@ -652,6 +665,8 @@ impl Pipeline {
         anomaly.set_threshold(p.config.anomaly.threshold);
         p.out.residual = Vec::with_capacity(dy);
         p.out.forecast = vec![0.0; dy];
+        p.out.members = Vec::with_capacity(MEMBERS * dy);
+        p.out.weights = Vec::with_capacity(MEMBERS);
         p.out.key.reserve(64);
         p.inner = Some(Inner {
             learner,
@@ -682,6 +697,12 @@ impl Pipeline {
     /// Events processed (including those before a restore).
     pub fn events(&self) -> u64 {
         self.inner.as_ref().map_or(0, |i| i.learner.events())
+    }
+
+    /// The forecaster, once the first event has built it (forecasting streams with a
+    /// forecast other than [`ForecastConfig::level`]'s).
+    pub fn forecaster(&self) -> Option<&Forecaster> {
+        self.inner.as_ref().and_then(|i| i.forecaster.as_ref())
     }
 
     /// The learner, once the first event has built it.

@@ -102,6 +102,8 @@ pub struct RunConfig {
     pub output: OutputTarget,
     /// Their format.
     pub output_format: OutputFormat,
+    /// Also write each forecast member and its weight in the records.
+    pub members: bool,
     /// Stop at the first rejected record instead of skipping it.
     pub strict: bool,
     /// Replay pacing.
@@ -447,7 +449,7 @@ fn predict_loop(
     ckpt_writer: Option<checkpoint::Writer>,
     shutdown: Shutdown,
 ) -> Result<Summary, RunError> {
-    let mut out = RecordWriter::new(writer, config.output_format);
+    let mut out = RecordWriter::new(writer, config.output_format).with_members(config.members);
     let mut rejects = RejectLog { count: 0 };
     let bar = progress_bar(&config);
     let started = Instant::now();

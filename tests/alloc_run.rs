@@ -52,6 +52,7 @@ fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
         source,
         pipeline: Default::default(),
         output: OutputTarget::File(dir.join(format!("out-{n}.csv"))),
+        members: false,
         output_format: OutputFormat::Csv,
         strict: true,
         speed: Speed::Max,

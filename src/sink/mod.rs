@@ -15,9 +15,16 @@
 //! - `forecast_<i>`: the forecast of value `i` of the next event (or of this event's target),
 //!   in the input's units.
 //!
+//! With [`RecordWriter::with_members`] and the default forecaster, each member's forecast
+//! follows (`net_<i>`, `naive_<i>`, `seasonal_<i>`, `seasonal_change_<i>`), then the
+//! combination's weights (`weight_net`, `weight_naive`, `weight_seasonal`,
+//! `weight_seasonal_change`).
+//!
 //! JSON lines carry the same fields, `residual` and `forecast` as arrays and `time`/`error`
-//! as `null` when absent.
+//! as `null` when absent; the members as `"members": {"net": [..], ..}` and the weights as
+//! `"weights": {"net": .., ..}`.
 
+use crate::forecast::MEMBER_NAMES;
 use crate::pipeline::OutputRecord;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -76,6 +83,7 @@ pub struct RecordWriter<W: Write> {
     out: io::BufWriter<W>,
     format: OutputFormat,
     header_done: bool,
+    members: bool,
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -85,7 +93,14 @@ impl<W: Write> RecordWriter<W> {
             out: io::BufWriter::with_capacity(64 * 1024, out),
             format,
             header_done: false,
+            members: false,
         }
+    }
+
+    /// Also writes each forecast member and its weight (when records carry them).
+    pub fn with_members(mut self, members: bool) -> Self {
+        self.members = members;
+        self
     }
 
     /// Writes one record (and the CSV header before the first).
@@ -109,6 +124,16 @@ impl<W: Write> RecordWriter<W> {
             for i in 0..r.forecast.len() {
                 write!(o, ",forecast_{i}")?;
             }
+            if self.members && !r.weights.is_empty() {
+                for name in MEMBER_NAMES {
+                    for i in 0..r.forecast.len() {
+                        write!(o, ",{name}_{i}")?;
+                    }
+                }
+                for name in MEMBER_NAMES {
+                    write!(o, ",weight_{name}")?;
+                }
+            }
             o.write_all(b"\n")?;
             self.header_done = true;
         }
@@ -131,6 +156,11 @@ impl<W: Write> RecordWriter<W> {
         }
         for v in &r.forecast {
             write!(o, ",{v}")?;
+        }
+        if self.members && !r.weights.is_empty() {
+            for v in r.members.iter().chain(&r.weights) {
+                write!(o, ",{v}")?;
+            }
         }
         o.write_all(b"\n")
     }
@@ -163,7 +193,28 @@ impl<W: Write> RecordWriter<W> {
             }
             write_num(o, *v)?;
         }
-        o.write_all(b"]}\n")
+        o.write_all(b"]")?;
+        if self.members && !r.weights.is_empty() {
+            let d = r.forecast.len();
+            o.write_all(b",\"members\":{")?;
+            for (m, name) in MEMBER_NAMES.iter().enumerate() {
+                write!(o, "{}\"{name}\":[", if m > 0 { "," } else { "" })?;
+                for (i, v) in r.members.iter().skip(m * d).take(d).enumerate() {
+                    if i > 0 {
+                        o.write_all(b",")?;
+                    }
+                    write_num(o, *v)?;
+                }
+                o.write_all(b"]")?;
+            }
+            o.write_all(b"},\"weights\":{")?;
+            for (m, (name, w)) in MEMBER_NAMES.iter().zip(&r.weights).enumerate() {
+                write!(o, "{}\"{name}\":", if m > 0 { "," } else { "" })?;
+                write_num(o, *w)?;
+            }
+            o.write_all(b"}")?;
+        }
+        o.write_all(b"}\n")
     }
 
     /// Flushes buffered output.

@@ -3,6 +3,7 @@
 mod char_lm;
 mod checkpoint;
 mod cli;
+mod forecast;
 mod fuzz_corpus;
 mod golden;
 mod gradcheck;

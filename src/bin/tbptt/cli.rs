@@ -467,6 +467,10 @@ pub struct Common {
     /// Record format: csv or jsonl.
     #[arg(long, default_value = "csv", help_heading = "Output")]
     pub output_format: String,
+    /// Also write each forecast member (net, naive, seasonal, seasonal_change) and its weight
+    /// in the combination.
+    #[arg(long, help_heading = "Output")]
+    pub members: bool,
     /// Also write the summary as one JSON object to this file.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub summary: Option<PathBuf>,

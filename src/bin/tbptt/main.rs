@@ -211,6 +211,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         pipeline,
         output,
         output_format: c.output_format.parse()?,
+        members: c.members,
         strict: c.input.strict,
         speed: Speed::Max,
         progress: false,
