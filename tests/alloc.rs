@@ -214,7 +214,7 @@ fn no_allocation_on_the_prediction_thread_with_a_background_trainer() {
 
 #[test]
 fn the_anomaly_likelihood_allocates_nothing_per_event_after_warm_up() {
-    use tbptt::anomaly::{Likelihood, LikelihoodConfig};
+    use tbptt::detect::anomaly::{Likelihood, LikelihoodConfig};
     let config = LikelihoodConfig {
         history: 512,
         ..Default::default()

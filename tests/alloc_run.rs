@@ -6,10 +6,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tbptt::format::Selector;
-use tbptt::run::{OutputTarget, RunConfig, Speed};
-use tbptt::sink::OutputFormat;
-use tbptt::source::{SourceConfig, SourceSpec};
+use tbptt::io::format::Selector;
+use tbptt::io::sink::OutputFormat;
+use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::service::run::{OutputTarget, RunConfig, Speed};
 
 struct Counting;
 
@@ -69,9 +69,11 @@ fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
         .build()
         .unwrap();
     // The trigger lives as long as the run: dropping it would fire the shutdown.
-    let (_trigger, shutdown) = tbptt::shutdown::channel();
+    let (_trigger, shutdown) = tbptt::io::shutdown::channel();
     let before = ALLOCATIONS.load(Ordering::SeqCst);
-    let summary = runtime.block_on(tbptt::run::run(config, shutdown)).unwrap();
+    let summary = runtime
+        .block_on(tbptt::service::run::run(config, shutdown))
+        .unwrap();
     let used = ALLOCATIONS.load(Ordering::SeqCst) - before;
     assert_eq!(summary.events, n as u64);
     assert_eq!(summary.rejected, 0);

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use tbptt::anomaly::LikelihoodConfig;
+use tbptt::detect::anomaly::LikelihoodConfig;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -288,9 +288,10 @@ impl TrainArgs {
     /// A message for an optimizer, loss or loss-steps value that does not parse.
     pub fn learner(
         &self,
-    ) -> Result<(tbptt::LearnerConfig, tbptt::norm::NormMode), Box<dyn std::error::Error>> {
-        use tbptt::norm::NormMode;
-        let mut optimizer: tbptt::optim::OptimizerConfig = self.opt.parse()?;
+    ) -> Result<(tbptt::LearnerConfig, tbptt::detect::norm::NormMode), Box<dyn std::error::Error>>
+    {
+        use tbptt::detect::norm::NormMode;
+        let mut optimizer: tbptt::nn::optim::OptimizerConfig = self.opt.parse()?;
         if let Some(lr) = self.lr {
             optimizer = optimizer.with_lr(lr);
         }

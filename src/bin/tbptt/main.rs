@@ -1,4 +1,4 @@
-//! The `tbptt` command: parses flags, builds the configuration and calls [`tbptt::run::run`].
+//! The `tbptt` command: parses flags, builds the configuration and calls [`tbptt::service::run::run`].
 
 mod cli;
 mod nab;
@@ -9,12 +9,12 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use cli::{Cli, Command, Common, InspectArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tbptt::checkpoint::{self, Checkpoint};
-use tbptt::format::{ColumnSpec, DecoderConfig, Format, Missing};
-use tbptt::norm::NormMode;
-use tbptt::pipeline::PipelineConfig;
-use tbptt::run::{CheckpointConfig, OutputTarget, RunConfig, Speed, Summary};
-use tbptt::source::{SourceConfig, SourceSpec};
+use tbptt::detect::norm::NormMode;
+use tbptt::detect::pipeline::PipelineConfig;
+use tbptt::io::checkpoint::{self, Checkpoint};
+use tbptt::io::format::{ColumnSpec, DecoderConfig, Format, Missing};
+use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Speed, Summary};
 use tbptt::{LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
@@ -97,13 +97,13 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
         .enable_all()
         .build()?;
     let summary: Summary = runtime.block_on(async move {
-        let (trigger, shutdown) = tbptt::shutdown::channel();
+        let (trigger, shutdown) = tbptt::io::shutdown::channel();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
             trigger.trigger();
         });
-        tbptt::run::run(config, shutdown).await
+        tbptt::service::run::run(config, shutdown).await
     })?;
     if !common.quiet {
         eprintln!("{summary}");

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use tbptt::nab::{self, NabError};
-use tbptt::pipeline::PipelineConfig;
+use tbptt::detect::pipeline::PipelineConfig;
+use tbptt::tools::nab::{self, NabError};
 use tbptt::LearnerConfig;
 
 /// Runs the detector over every CSV below `a.data_dir`, writing result files below
@@ -30,7 +30,7 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
         config.anomaly.likelihood = l;
     }
     // Checked once here rather than once per file.
-    tbptt::pipeline::Pipeline::new(config.clone())?;
+    tbptt::detect::pipeline::Pipeline::new(config.clone())?;
     let files = nab::find_files(&a.data_dir)?;
     if files.is_empty() {
         return Err(format!("no .csv files below {}", a.data_dir.display()).into());
