@@ -55,13 +55,10 @@ fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
         output_format: OutputFormat::Csv,
         strict: true,
         speed: Speed::Max,
-        progress: false,
-        progress_len: None,
         max_events: None,
         checkpoint: None,
         resume: None,
         record: None,
-        plot: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

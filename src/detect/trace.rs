@@ -24,6 +24,9 @@
 
 use crate::detect::pipeline::OutputRecord;
 
+/// Most points the command's plots keep; a longer run is drawn decimated.
+pub const PLOT_POINTS: usize = 20_000;
+
 /// One plotted event.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TracePoint {

@@ -9,7 +9,13 @@
 //! ```
 //! The predict thread never waits for training. It stops at the end of the input, on
 //! shutdown (Ctrl-C, SIGTERM: the source closes, queued events are still processed), on a
-//! broken output pipe, or at the first bad record with `strict`.
+//! closed output (a broken pipe, or a [`Sink`] whose reader is gone), or at the first bad
+//! record with `strict`; [`Summary::ended_by`] says which ([`EndReason`]).
+//!
+//! [`run`] writes records as [`RunConfig::output`] says. A [`Runner`] takes any [`Sink`]
+//! instead (a [`ChannelSink`](crate::io::sink::ChannelSink) hands them to another thread) and
+//! [`Observer`]s that see every event as it passes, such as the command's progress bar and
+//! plot.
 //!
 //! With [`RunConfig::checkpoint`], the predict thread snapshots and serializes the pipeline
 //! every so many events or seconds and hands the bytes to a writer thread
@@ -19,12 +25,11 @@
 //! error or a closed output). [`RunConfig::resume`] starts from a saved state.
 
 use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig, PipelineState};
-use crate::detect::trace::ForecastTrace;
 use crate::event::Event;
 use crate::io::checkpoint::{self, CheckpointError};
 use crate::io::record::{Recorder, WallClock};
 use crate::io::shutdown::Shutdown;
-use crate::io::sink::{OutputFormat, RecordWriter};
+use crate::io::sink::{OutputFormat, RecordWriter, Sink};
 use crate::io::source::{self, SourceConfig, SourceItem};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -106,10 +111,6 @@ pub struct RunConfig {
     pub strict: bool,
     /// Replay pacing.
     pub speed: Speed,
-    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
-    pub progress: bool,
-    /// Expected number of input lines, for the progress bar (e.g. a file's line count).
-    pub progress_len: Option<u64>,
     /// Stop after this many accepted events.
     pub max_events: Option<u64>,
     /// Write checkpoints (`None`: never).
@@ -121,14 +122,93 @@ pub struct RunConfig {
     /// replay reads back ([`crate::io::record`]). A fresh run truncates it; a run resumed from a
     /// checkpoint appends to it.
     pub record: Option<PathBuf>,
-    /// Draw the run's forecast against the actual series, with the anomaly score, to this
-    /// SVG file at the end ([`crate::tools::plot::forecast_svg`]; decimated past
-    /// [`PLOT_POINTS`] points).
-    pub plot: Option<PathBuf>,
 }
 
-/// Most points a `plot` keeps; a longer run is drawn decimated.
-pub const PLOT_POINTS: usize = 20_000;
+impl RunConfig {
+    /// A run of `source` with everything else at its default: the default pipeline, CSV
+    /// records to stdout, skipping bad records, at full speed, without an event limit,
+    /// checkpoints, resume or recording.
+    pub fn new(source: SourceConfig) -> Self {
+        RunConfig {
+            source,
+            pipeline: PipelineConfig::default(),
+            output: OutputTarget::Stdout,
+            output_format: OutputFormat::Csv,
+            strict: false,
+            speed: Speed::Max,
+            max_events: None,
+            checkpoint: None,
+            resume: None,
+            record: None,
+        }
+    }
+}
+
+/// Why a run ended. Written in the summary as its text (`end of input`, `shutdown`,
+/// `output closed`, `max events`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The input ended (default).
+    #[default]
+    #[serde(rename = "end of input")]
+    EndOfInput,
+    /// The shutdown signal fired.
+    #[serde(rename = "shutdown")]
+    Shutdown,
+    /// The output was closed: a broken pipe, or a sink whose reader is gone.
+    #[serde(rename = "output closed")]
+    OutputClosed,
+    /// [`RunConfig::max_events`] events were accepted.
+    #[serde(rename = "max events")]
+    MaxEvents,
+}
+
+impl EndReason {
+    /// The reason as the summary writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::EndOfInput => "end of input",
+            EndReason::Shutdown => "shutdown",
+            EndReason::OutputClosed => "output closed",
+            EndReason::MaxEvents => "max events",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error an [`Observer`] may end a run with.
+pub type ObserverError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sees every event of a run as it passes, on the predict thread (a progress bar, a plot,
+/// metrics). Every method has a default that does nothing; they must be quick, since the
+/// next event waits for them.
+pub trait Observer: Send {
+    /// An event was accepted and predicted; `record` is what the sink was given.
+    fn accepted(&mut self, event: &Event, record: &OutputRecord) {
+        let _ = (event, record);
+    }
+
+    /// An input record was rejected and skipped.
+    fn rejected(&mut self) {}
+
+    /// The run stopped reading input, whatever the reason (before the final checkpoint).
+    fn stopped(&mut self) {}
+
+    /// The run ended without error; the last step before the summary.
+    ///
+    /// # Errors
+    /// Whatever the observer could not finish (the run then fails with
+    /// [`RunError::Observer`]).
+    fn finished(&mut self) -> Result<(), ObserverError> {
+        Ok(())
+    }
+}
 
 /// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -158,7 +238,7 @@ pub struct Summary {
     /// Wall time of the run, in seconds.
     pub wall_seconds: f64,
     /// Why the run ended: `end of input`, `shutdown`, `output closed`, `max events`.
-    pub ended_by: String,
+    pub ended_by: EndReason,
     /// Events seen before this run, when it resumed from a checkpoint (its first output
     /// index).
     #[serde(default)]
@@ -261,63 +341,38 @@ pub enum RunError {
     /// The predict thread failed.
     #[error("internal error: {0}")]
     Internal(String),
-    /// The plot could not be written.
+    /// An [`Observer`] failed to finish (e.g. the command's plot could not be written).
     #[error(transparent)]
-    Plot(#[from] crate::tools::plot::PlotError),
+    Observer(ObserverError),
 }
 
-/// What a run keeps besides its output: the recording and the plot's trace.
-struct Taps {
-    recorder: Option<(Recorder<std::fs::File>, WallClock)>,
-    trace: Option<ForecastTrace>,
+/// The recording of accepted events, when [`RunConfig::record`] asks for one.
+struct Recording {
+    recorder: Recorder<std::fs::File>,
+    clock: WallClock,
 }
 
-impl Taps {
+impl Recording {
     /// `resumed`: the run continues a checkpoint, so the recording is appended to.
-    fn new(config: &RunConfig, resumed: bool) -> Result<Self, RunError> {
-        let recorder = match &config.record {
-            Some(p) => Some((
-                if resumed {
-                    Recorder::append(p)
-                } else {
-                    Recorder::create(p)
-                }
-                .map_err(|e| {
-                    RunError::Config(crate::Error::config(
-                        "record",
-                        format!("cannot open {}: {e}", p.display()),
-                    ))
-                })?,
-                WallClock::now(),
-            )),
-            None => None,
+    fn open(config: &RunConfig, resumed: bool) -> Result<Option<Self>, RunError> {
+        let Some(p) = &config.record else {
+            return Ok(None);
         };
-        Ok(Taps {
+        let recorder = if resumed {
+            Recorder::append(p)
+        } else {
+            Recorder::create(p)
+        }
+        .map_err(|e| {
+            RunError::Config(crate::Error::config(
+                "record",
+                format!("cannot open {}: {e}", p.display()),
+            ))
+        })?;
+        Ok(Some(Recording {
             recorder,
-            trace: config
-                .plot
-                .as_ref()
-                .map(|_| ForecastTrace::new(PLOT_POINTS)),
-        })
-    }
-
-    fn accepted(&mut self, rec: &source::Record, out: &OutputRecord) -> Result<(), RunError> {
-        if let Some((r, clock)) = self.recorder.as_mut() {
-            r.write(&rec.event, clock.epoch_of(rec.received))
-                .map_err(RunError::Output)?;
-        }
-        if let Some(t) = self.trace.as_mut() {
-            let ev = &rec.event;
-            t.push(
-                out,
-                if ev.targets.is_empty() {
-                    &ev.values
-                } else {
-                    &ev.targets
-                },
-            );
-        }
-        Ok(())
+            clock: WallClock::now(),
+        }))
     }
 }
 
@@ -341,44 +396,135 @@ impl RejectLog {
 }
 
 /// Runs a source through a pipeline until the input ends or `shutdown` fires; writes output
-/// records and returns the summary. Must be called inside a tokio runtime (the source's
-/// tasks run on it); the pipeline runs on a dedicated thread.
+/// records as [`RunConfig::output`] says and returns the summary. The same as
+/// `Runner::new(config).run(shutdown)`; see [`Runner`] for another sink and observers.
 ///
 /// # Errors
-/// [`RunError`]: a bad configuration, a source that cannot start (bind, open), a rejected
-/// record with `strict`, an output error other than a closed pipe.
-pub async fn run(mut config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunError> {
-    let resumed = config.resume.take();
-    let resumed_from = resumed.as_ref().map(|s| s.events());
-    let pipeline = match resumed {
-        Some(state) => Pipeline::restore(*state)?,
-        None => Pipeline::new(config.pipeline.clone())?,
-    };
-    let writer = match &config.checkpoint {
-        Some(c) => Some(checkpoint::Writer::spawn(&c.path, c.keep)?),
-        None => None,
-    };
-    let (rx, handle) = source::spawn(config.source.clone(), shutdown.clone())?;
-    let stats = handle.stats().clone();
-    let inbox = Inbox {
-        rx,
-        pool: handle.pool().clone(),
-    };
-    let cfg = config.clone();
-    let out = writer_for(&config.output)?;
-    let worker = tokio::task::spawn_blocking(move || {
-        predict_loop(cfg, pipeline, inbox, out, writer, shutdown)
-    });
-    let result = worker
-        .await
-        .map_err(|e| RunError::Internal(e.to_string()))?;
-    let mut summary = result?;
-    summary.resumed_from = resumed_from;
-    // The predict loop may stop before the source ends (strict, max events, closed output);
-    // the source then sees its channel closed and stops.
-    let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
-    summary.dropped_datagrams = stats.dropped_datagrams();
-    Ok(summary)
+/// As [`Runner::run`].
+pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunError> {
+    Runner::new(config).run(shutdown).await
+}
+
+/// A run with its sink and observers chosen by the caller.
+///
+/// # Example
+/// ```
+/// use tbptt::io::sink::ChannelSink;
+/// use tbptt::io::source::{SourceConfig, SourceSpec};
+/// use tbptt::service::run::{EndReason, RunConfig, Runner};
+///
+/// let path = std::env::temp_dir().join(format!("tbptt-runner-doc-{}.csv", std::process::id()));
+/// let text: String = (0..300).map(|t| format!("{}\n", (t as f64 * 0.3).sin())).collect();
+/// std::fs::write(&path, format!("x\n{text}"))?;
+/// let config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+/// let (sink, records) = ChannelSink::bounded(1024);
+/// let (_trigger, shutdown) = tbptt::io::shutdown::channel();
+/// let summary = tokio::runtime::Runtime::new()?
+///     .block_on(Runner::new(config).sink(sink).run(shutdown))?;
+/// assert_eq!(summary.ended_by, EndReason::EndOfInput);
+/// assert_eq!(records.try_iter().count(), 300);
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Runner {
+    config: RunConfig,
+    sink: Option<Box<dyn Sink + Send>>,
+    observers: Vec<Box<dyn Observer>>,
+}
+
+impl Runner {
+    /// A run of `config`, writing as [`RunConfig::output`] says, with no observer.
+    pub fn new(config: RunConfig) -> Self {
+        Runner {
+            config,
+            sink: None,
+            observers: Vec::new(),
+        }
+    }
+
+    /// Sends the output records to `sink` instead of [`RunConfig::output`].
+    pub fn sink(mut self, sink: impl Sink + Send + 'static) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// Adds an observer; observers see each event in the order they were added.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Runs until the input ends or `shutdown` fires. Must be called inside a tokio runtime
+    /// (the source's tasks run on it); the pipeline runs on a dedicated thread.
+    ///
+    /// # Errors
+    /// [`RunError`]: a bad configuration, a source that cannot start (bind, open), a rejected
+    /// record with `strict`, an output error other than a closed output, an observer that
+    /// failed to finish.
+    pub async fn run(self, shutdown: Shutdown) -> Result<Summary, RunError> {
+        let Runner {
+            mut config,
+            sink,
+            observers,
+        } = self;
+        let resumed = config.resume.take();
+        let resumed_from = resumed.as_ref().map(|s| s.events());
+        let pipeline = match resumed {
+            Some(state) => Pipeline::restore(*state)?,
+            None => Pipeline::new(config.pipeline.clone())?,
+        };
+        let writer = match &config.checkpoint {
+            Some(c) => Some(checkpoint::Writer::spawn(&c.path, c.keep)?),
+            None => None,
+        };
+        let (rx, handle) = source::spawn(config.source.clone(), shutdown.clone())?;
+        let stats = handle.stats().clone();
+        let inbox = Inbox {
+            rx,
+            pool: handle.pool().clone(),
+        };
+        let sink = match sink {
+            Some(s) => s,
+            None => Box::new(RecordWriter::new(
+                writer_for(&config.output)?,
+                config.output_format,
+            )),
+        };
+        let worker = tokio::task::spawn_blocking(move || {
+            let looper = EventLoop::new(config, pipeline, sink, observers, writer)?;
+            looper.run(inbox, &shutdown)
+        });
+        let result = worker
+            .await
+            .map_err(|e| RunError::Internal(e.to_string()))?;
+        let mut summary = result?;
+        summary.resumed_from = resumed_from;
+        // The predict loop may stop before the source ends (strict, max events, closed
+        // output); the source then sees its channel closed and stops.
+        let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
+        summary.dropped_datagrams = stats.dropped_datagrams();
+        Ok(summary)
+    }
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("config", &self.config)
+            .field("sink", &self.sink.as_ref().map(|_| "custom"))
+            .field("observers", &self.observers.len())
+            .finish()
+    }
+}
+
+/// The one place a sink's result is judged: a closed output (broken pipe) ends the run, any
+/// other error fails it.
+fn judge_output(r: std::io::Result<()>) -> Result<Option<EndReason>, RunError> {
+    match r {
+        Ok(()) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Some(EndReason::OutputClosed)),
+        Err(e) => Err(RunError::Output(e)),
+    }
 }
 
 fn writer_for(output: &OutputTarget) -> Result<Box<dyn Write + Send>, RunError> {
@@ -439,223 +585,242 @@ struct Inbox {
     pool: source::EventPool,
 }
 
-fn predict_loop(
+/// The predict thread's state: the pipeline, where its records go and what watches them.
+struct EventLoop {
     config: RunConfig,
-    mut pipeline: Pipeline,
-    inbox: Inbox,
-    writer: Box<dyn Write + Send>,
-    ckpt_writer: Option<checkpoint::Writer>,
-    shutdown: Shutdown,
-) -> Result<Summary, RunError> {
-    let mut out = RecordWriter::new(writer, config.output_format);
-    let mut rejects = RejectLog { count: 0 };
-    let bar = progress_bar(&config);
-    let started = Instant::now();
-    let mut events = 0u64;
-    let mut checkpoints = ckpt_writer.map(|writer| Checkpoints {
-        writer,
-        every: config.checkpoint.as_ref().and_then(|c| c.every),
-        interval: config.checkpoint.as_ref().and_then(|c| c.interval),
-        last_events: pipeline.events(),
-        last_time: Instant::now(),
-        deferred: 0,
-        waiting: false,
-    });
-    let mut taps = Taps::new(&config, pipeline.events() > 0)?;
-    let result = event_loop(
-        &config,
-        &mut pipeline,
-        inbox,
-        &mut out,
-        &mut rejects,
-        &bar,
-        &mut events,
-        &mut checkpoints,
-        &mut taps,
-    );
-    let mut ended_by = match &result {
-        Ok(e) => *e,
-        Err(_) => "error",
-    };
-    if shutdown.is_shutdown() && ended_by == "end of input" {
-        ended_by = "shutdown";
-    }
-    let flushed = out.flush();
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let joined = pipeline.finish();
-    // The final checkpoint is written whatever ended the run: the state is consistent
-    // after every event (a rejected record changes nothing).
-    let mut ck_stats = checkpoint::WriterStats::default();
-    let mut deferred = 0;
-    if let Some(c) = checkpoints {
-        deferred = c.deferred;
-        let last = pipeline
-            .snapshot()
-            .map_err(RunError::from)
-            .and_then(|s| checkpoint::encode(&s).map_err(RunError::from));
-        match last {
-            Ok(bytes) => ck_stats = c.writer.finish(Some(&bytes))?,
-            Err(e) => {
-                let _ = c.writer.finish(None);
-                return Err(e);
-            }
-        }
-    }
-    result?;
-    if let Some((r, _)) = taps.recorder.as_mut() {
-        r.flush().map_err(RunError::Output)?;
-    }
-    if let (Some(path), Some(trace)) = (&config.plot, &taps.trace) {
-        let title = format!(
-            "{} H={} T={} k={}: forecast and anomaly score",
-            config.pipeline.learner.cell,
-            config.pipeline.learner.d_hidden,
-            config.pipeline.learner.window,
-            config.pipeline.learner.every
-        );
-        crate::tools::plot::forecast_svg(trace, &title, path)?;
-    }
-    match flushed {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ended_by = "output closed",
-        Err(e) => return Err(RunError::Output(e)),
-    }
-    joined?;
-    let wall = started.elapsed().as_secs_f64();
-    let (mse, naive) = pipeline.last20();
-    let learner = pipeline.learner();
-    Ok(Summary {
-        events,
-        updates: learner.map_or(0, |l| l.updates()),
-        skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
-        rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
-        rejected: rejects.count,
-        dropped_datagrams: 0,
-        anomalies: pipeline.anomalies(),
-        mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
-        mse_last20: mse,
-        naive_mse_last20: naive,
-        events_per_sec: if wall > 0.0 {
-            events as f64 / wall
-        } else {
-            0.0
-        },
-        wall_seconds: wall,
-        ended_by: ended_by.to_string(),
-        resumed_from: None,
-        checkpoints: ck_stats.written,
-        checkpoints_deferred: deferred,
-        checkpoint_failures: ck_stats.failed,
-        truncation: learner.map(|l| l.truncation()).filter(|t| t.adaptive),
-    })
+    pipeline: Pipeline,
+    sink: Box<dyn Sink + Send>,
+    observers: Vec<Box<dyn Observer>>,
+    rejects: RejectLog,
+    events: u64,
+    checkpoints: Option<Checkpoints>,
+    recording: Option<Recording>,
+    /// Records written since the last flush.
+    dirty: bool,
+    /// Pacing: when the loop started and the first event's time.
+    started: Instant,
+    first_time: Option<f64>,
 }
 
-/// Processes items until the input ends or the run must stop; returns why it ended.
-#[allow(clippy::too_many_arguments)]
-fn event_loop(
-    config: &RunConfig,
-    pipeline: &mut Pipeline,
-    inbox: Inbox,
-    out: &mut RecordWriter<Box<dyn Write + Send>>,
-    rejects: &mut RejectLog,
-    bar: &Option<indicatif::ProgressBar>,
-    events: &mut u64,
-    checkpoints: &mut Option<Checkpoints>,
-    taps: &mut Taps,
-) -> Result<&'static str, RunError> {
-    let Inbox { mut rx, pool } = inbox;
-    let started = Instant::now();
-    let mut first_time: Option<f64> = None;
-    let mut ended_by = "end of input";
-    let mut dirty = false;
-    loop {
-        let item = match rx.try_recv() {
-            Ok(item) => item,
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                // Nothing queued: flush what was written, then wait.
-                if dirty {
-                    if let Err(e) = out.flush() {
-                        if e.kind() == std::io::ErrorKind::BrokenPipe {
-                            ended_by = "output closed";
-                            break;
-                        }
-                        return Err(RunError::Output(e));
-                    }
-                    dirty = false;
-                }
-                match rx.blocking_recv() {
-                    Some(item) => item,
-                    None => break,
+impl EventLoop {
+    fn new(
+        config: RunConfig,
+        pipeline: Pipeline,
+        sink: Box<dyn Sink + Send>,
+        observers: Vec<Box<dyn Observer>>,
+        ckpt_writer: Option<checkpoint::Writer>,
+    ) -> Result<Self, RunError> {
+        let checkpoints = ckpt_writer.map(|writer| Checkpoints {
+            writer,
+            every: config.checkpoint.as_ref().and_then(|c| c.every),
+            interval: config.checkpoint.as_ref().and_then(|c| c.interval),
+            last_events: pipeline.events(),
+            last_time: Instant::now(),
+            deferred: 0,
+            waiting: false,
+        });
+        let recording = Recording::open(&config, pipeline.events() > 0)?;
+        Ok(EventLoop {
+            config,
+            pipeline,
+            sink,
+            observers,
+            rejects: RejectLog { count: 0 },
+            events: 0,
+            checkpoints,
+            recording,
+            dirty: false,
+            started: Instant::now(),
+            first_time: None,
+        })
+    }
+
+    /// Processes the inbox until the run ends, then writes the final checkpoint and makes
+    /// the summary.
+    fn run(mut self, inbox: Inbox, shutdown: &Shutdown) -> Result<Summary, RunError> {
+        let started = Instant::now();
+        let result = self.drain(inbox).map(|end| {
+            if shutdown.is_shutdown() && end == EndReason::EndOfInput {
+                EndReason::Shutdown
+            } else {
+                end
+            }
+        });
+        let flushed = self.sink.flush();
+        for o in &mut self.observers {
+            o.stopped();
+        }
+        let joined = self.pipeline.finish();
+        // The final checkpoint is written whatever ended the run: the state is consistent
+        // after every event (a rejected record changes nothing).
+        let mut ck_stats = checkpoint::WriterStats::default();
+        let mut deferred = 0;
+        if let Some(c) = self.checkpoints.take() {
+            deferred = c.deferred;
+            let last = self
+                .pipeline
+                .snapshot()
+                .map_err(RunError::from)
+                .and_then(|s| checkpoint::encode(&s).map_err(RunError::from));
+            match last {
+                Ok(bytes) => ck_stats = c.writer.finish(Some(&bytes))?,
+                Err(e) => {
+                    let _ = c.writer.finish(None);
+                    return Err(e);
                 }
             }
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        match item {
-            SourceItem::Event(rec) => {
-                pace(&config.speed, &rec.event, &mut first_time, started);
-                match pipeline.process(&rec.event) {
-                    Ok(r) => {
-                        taps.accepted(&rec, r)?;
-                        if let Err(e) = out.write(r) {
-                            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                                ended_by = "output closed";
-                                break;
-                            }
-                            return Err(RunError::Output(e));
-                        }
-                        dirty = true;
-                        *events += 1;
-                        if let Some(b) = bar {
-                            b.inc(1);
-                        }
-                        if let Some(c) = checkpoints.as_mut() {
-                            c.after_event(pipeline)?;
-                        }
-                    }
-                    Err(e) => {
-                        if config.strict {
-                            return Err(RunError::Strict {
-                                origin: rec.origin.to_string(),
-                                reason: e.to_string(),
-                            });
-                        }
-                        rejects.note(&rec.origin, &e);
-                    }
-                }
-                pool.give(rec.event);
-                if config.max_events.is_some_and(|m| *events >= m) {
-                    ended_by = "max events";
-                    break;
-                }
-            }
-            SourceItem::Rejected { origin, error } => {
-                // The parse error names its own line or byte; prefix only the source's name.
-                let at = if error.position().is_some() {
-                    origin.name.to_string()
-                } else {
-                    origin.to_string()
-                };
-                if config.strict || error.is_fatal() {
-                    return Err(RunError::Strict {
-                        origin: at,
-                        reason: error.to_string(),
-                    });
-                }
-                rejects.note(&at, &error);
-                if let Some(b) = bar {
-                    b.inc(1);
-                }
-            }
-            SourceItem::Connected(origin) => tracing::info!("{origin}: connected"),
-            SourceItem::Disconnected { origin, reason } => match reason {
-                Some(r) => tracing::info!("{origin}: disconnected ({r})"),
-                None => tracing::info!("{origin}: disconnected"),
+        }
+        let mut ended_by = result?;
+        if let Some(r) = self.recording.as_mut() {
+            r.recorder.flush().map_err(RunError::Output)?;
+        }
+        for o in &mut self.observers {
+            o.finished().map_err(RunError::Observer)?;
+        }
+        if let Some(closed) = judge_output(flushed)? {
+            ended_by = closed;
+        }
+        joined?;
+        let wall = started.elapsed().as_secs_f64();
+        let (mse, naive) = self.pipeline.last20();
+        let learner = self.pipeline.learner();
+        let events = self.events;
+        Ok(Summary {
+            events,
+            updates: learner.map_or(0, |l| l.updates()),
+            skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
+            rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
+            rejected: self.rejects.count,
+            dropped_datagrams: 0,
+            anomalies: self.pipeline.anomalies(),
+            mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
+            mse_last20: mse,
+            naive_mse_last20: naive,
+            events_per_sec: if wall > 0.0 {
+                events as f64 / wall
+            } else {
+                0.0
             },
+            wall_seconds: wall,
+            ended_by,
+            resumed_from: None,
+            checkpoints: ck_stats.written,
+            checkpoints_deferred: deferred,
+            checkpoint_failures: ck_stats.failed,
+            truncation: learner.map(|l| l.truncation()).filter(|t| t.adaptive),
+        })
+    }
+
+    /// Processes items until the input ends or the run must stop; returns why it ended.
+    fn drain(&mut self, inbox: Inbox) -> Result<EndReason, RunError> {
+        let Inbox { mut rx, pool } = inbox;
+        loop {
+            let item = match rx.try_recv() {
+                Ok(item) => item,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    // Nothing queued: flush what was written, then wait.
+                    if self.dirty {
+                        if let Some(end) = judge_output(self.sink.flush())? {
+                            return Ok(end);
+                        }
+                        self.dirty = false;
+                    }
+                    match rx.blocking_recv() {
+                        Some(item) => item,
+                        None => return Ok(EndReason::EndOfInput),
+                    }
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    return Ok(EndReason::EndOfInput)
+                }
+            };
+            match item {
+                SourceItem::Event(rec) => {
+                    let end = self.event(&rec);
+                    pool.give(rec.event);
+                    if let Some(end) = end? {
+                        return Ok(end);
+                    }
+                }
+                SourceItem::Rejected { origin, error } => self.rejected(&origin, &error)?,
+                SourceItem::Connected(origin) => tracing::info!("{origin}: connected"),
+                SourceItem::Disconnected { origin, reason } => match reason {
+                    Some(r) => tracing::info!("{origin}: disconnected ({r})"),
+                    None => tracing::info!("{origin}: disconnected"),
+                },
+            }
         }
     }
-    Ok(ended_by)
+
+    /// One decoded event: predict, write, observe, checkpoint. `Some` when the run ends.
+    fn event(&mut self, rec: &source::Record) -> Result<Option<EndReason>, RunError> {
+        pace(
+            &self.config.speed,
+            &rec.event,
+            &mut self.first_time,
+            self.started,
+        );
+        match self.pipeline.process(&rec.event) {
+            Ok(r) => {
+                if let Some(t) = self.recording.as_mut() {
+                    t.recorder
+                        .write(&rec.event, t.clock.epoch_of(rec.received))
+                        .map_err(RunError::Output)?;
+                }
+                for o in &mut self.observers {
+                    o.accepted(&rec.event, r);
+                }
+                if let Some(end) = judge_output(self.sink.write(r))? {
+                    return Ok(Some(end));
+                }
+                self.dirty = true;
+                self.events += 1;
+                if let Some(c) = self.checkpoints.as_mut() {
+                    c.after_event(&mut self.pipeline)?;
+                }
+            }
+            Err(e) => {
+                if self.config.strict {
+                    return Err(RunError::Strict {
+                        origin: rec.origin.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+                self.rejects.note(&rec.origin, &e);
+            }
+        }
+        Ok(self
+            .config
+            .max_events
+            .is_some_and(|m| self.events >= m)
+            .then_some(EndReason::MaxEvents))
+    }
+
+    /// A record the source could not decode: fatal with `strict` (or when the source says
+    /// so), else logged, counted and skipped.
+    fn rejected(
+        &mut self,
+        origin: &source::Origin,
+        error: &crate::io::format::ParseError,
+    ) -> Result<(), RunError> {
+        // The parse error names its own line or byte; prefix only the source's name.
+        let at = if error.position().is_some() {
+            origin.name.to_string()
+        } else {
+            origin.to_string()
+        };
+        if self.config.strict || error.is_fatal() {
+            return Err(RunError::Strict {
+                origin: at,
+                reason: error.to_string(),
+            });
+        }
+        self.rejects.note(&at, error);
+        for o in &mut self.observers {
+            o.rejected();
+        }
+        Ok(())
+    }
 }
 
 /// Sleeps until an event's time, scaled by the replay speed, is due.
@@ -673,19 +838,102 @@ fn pace(speed: &Speed, ev: &Event, first: &mut Option<f64>, started: Instant) {
     }
 }
 
-fn progress_bar(config: &RunConfig) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !config.progress || !std::io::stderr().is_terminal() {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sink::ChannelSink;
+    use crate::io::source::SourceSpec;
+
+    /// A CSV file of `n` sine values under a fresh name.
+    fn sine_file(tag: &str, n: usize) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("tbptt-run-{tag}-{}.csv", std::process::id()));
+        let mut text = String::from("x\n");
+        for t in 0..n {
+            text.push_str(&format!("{}\n", (t as f64 * 0.3).sin()));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
     }
-    let bar = match config.progress_len {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} lines (eta {eta})",
-    )
-    .ok()?;
-    bar.set_style(style);
-    Some(bar)
+
+    fn run_with(runner: Runner) -> Result<Summary, RunError> {
+        let (_trigger, shutdown) = crate::io::shutdown::channel();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(runner.run(shutdown))
+    }
+
+    /// Counts what an observer is shown.
+    struct Count(std::sync::Arc<std::sync::Mutex<(u64, u64, bool)>>);
+
+    impl Observer for Count {
+        fn accepted(&mut self, _: &Event, _: &OutputRecord) {
+            self.0.lock().unwrap().0 += 1;
+        }
+        fn rejected(&mut self) {
+            self.0.lock().unwrap().1 += 1;
+        }
+        fn finished(&mut self) -> Result<(), ObserverError> {
+            self.0.lock().unwrap().2 = true;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_channel_sink_gets_every_record_and_observers_every_event() {
+        let path = sine_file("channel", 200);
+        std::fs::write(
+            &path,
+            std::fs::read_to_string(&path).unwrap() + "oops\n0.5\n",
+        )
+        .unwrap();
+        let (sink, records) = ChannelSink::bounded(1024);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((0, 0, false)));
+        let config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+        let summary =
+            run_with(Runner::new(config).sink(sink).observer(Count(seen.clone()))).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let got: Vec<OutputRecord> = records.try_iter().collect();
+        assert_eq!(got.len(), 201);
+        assert!(got.iter().enumerate().all(|(i, r)| r.index == i as u64));
+        assert_eq!(summary.ended_by, EndReason::EndOfInput);
+        assert_eq!((summary.events, summary.rejected), (201, 1));
+        assert_eq!(*seen.lock().unwrap(), (201, 1, true));
+        assert_eq!(
+            serde_json::to_value(summary.ended_by).unwrap(),
+            "end of input"
+        );
+    }
+
+    #[test]
+    fn a_sink_whose_reader_is_gone_ends_the_run_as_output_closed() {
+        let path = sine_file("closed", 5_000);
+        let (sink, records) = ChannelSink::bounded(4);
+        drop(records);
+        let config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+        let summary = run_with(Runner::new(config).sink(sink)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(summary.ended_by, EndReason::OutputClosed);
+        assert_eq!(summary.ended_by.to_string(), "output closed");
+        assert_eq!(summary.events, 0);
+    }
+
+    #[test]
+    fn an_observer_that_cannot_finish_fails_the_run() {
+        struct Fails;
+        impl Observer for Fails {
+            fn finished(&mut self) -> Result<(), ObserverError> {
+                Err("no room for the plot".into())
+            }
+        }
+        let path = sine_file("fails", 20);
+        let mut config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+        config.output = OutputTarget::Discard;
+        let e = run_with(Runner::new(config).observer(Fails)).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(e, RunError::Observer(_)), "{e}");
+        assert_eq!(e.to_string(), "no room for the plot");
+    }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod nab;
+mod observe;
 mod sweep;
 
 use clap::parser::ValueSource;
@@ -14,7 +15,7 @@ use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::io::checkpoint::{self, Checkpoint};
 use tbptt::io::format::{ColumnSpec, DecoderConfig, Format, Missing};
 use tbptt::io::source::{SourceConfig, SourceSpec};
-use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Speed, Summary};
+use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Runner, Speed, Summary};
 use tbptt::{LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
+    let mut progress = None;
     let (mut config, common) = match cli.command {
         Command::Inspect(a) => return inspect(&a),
         Command::Sweep(a) => return sweep::run(&a),
@@ -86,12 +88,28 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
                 tracing::info!("pacing by the detected time column");
             }
             config.pipeline.background = a.background;
-            config.progress = !a.no_progress;
-            config.progress_len = count_lines(&a.input);
+            if !a.no_progress {
+                progress = observe::Progress::new(count_lines(&a.input));
+            }
             (config, a.common)
         }
     };
     setup_checkpoints(&mut config, &common, matches)?;
+    let plot = common.plot.as_ref().map(|path| {
+        let l = &config.pipeline.learner;
+        let title = format!(
+            "{} H={} T={} k={}: forecast and anomaly score",
+            l.cell, l.d_hidden, l.window, l.every
+        );
+        observe::Plot::new(path.clone(), title)
+    });
+    let mut runner = Runner::new(config);
+    if let Some(p) = progress {
+        runner = runner.observer(p);
+    }
+    if let Some(p) = plot {
+        runner = runner.observer(p);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,7 +121,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
             tracing::info!("shutting down");
             trigger.trigger();
         });
-        tbptt::service::run::run(config, shutdown).await
+        runner.run(shutdown).await
     })?;
     if !common.quiet {
         eprintln!("{summary}");
@@ -212,13 +230,10 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         output_format: c.output_format.parse()?,
         strict: c.input.strict,
         speed: Speed::Max,
-        progress: false,
-        progress_len: None,
         max_events: c.input.max_events,
         checkpoint: None,
         resume: None,
         record: None,
-        plot: c.plot.clone(),
     })
 }
 

@@ -468,7 +468,7 @@ fn plots(
         &format!("training cost vs T ({label})"),
         &dir.join("cost_vs_t.svg"),
     )?;
-    let mut trace = ForecastTrace::new(tbptt::service::run::PLOT_POINTS);
+    let mut trace = ForecastTrace::new(tbptt::detect::trace::PLOT_POINTS);
     sweep::evaluate_traced(events, base, &best.spec, season, Some(&mut trace))?;
     plot::forecast_svg(
         &trace,

@@ -1,5 +1,6 @@
-//! Output records as CSV or JSON lines, written to any `io::Write` without allocating per
-//! record; numbers are printed in their shortest form that parses back to the same value.
+//! Where output records go: the [`Sink`] trait, with [`RecordWriter`] (CSV or JSON lines to
+//! any `io::Write`, without allocating per record; numbers in their shortest form that
+//! parses back to the same value) and [`ChannelSink`] (records handed to another thread).
 //!
 //! Fields, in order (CSV header names):
 //! - `index`: 0-based index of the accepted event;
@@ -23,6 +24,97 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
+
+/// Takes the output records of a run, one at a time (grep-searcher's `Sink` is the model).
+///
+/// An error of kind [`io::ErrorKind::BrokenPipe`] means the reader is gone: the run ends
+/// normally ("output closed"); any other error fails it.
+///
+/// # Example
+/// ```
+/// use tbptt::detect::pipeline::OutputRecord;
+/// use tbptt::io::sink::Sink;
+///
+/// /// Counts the flagged events.
+/// struct Alarms(u64);
+/// impl Sink for Alarms {
+///     fn write(&mut self, record: &OutputRecord) -> std::io::Result<()> {
+///         self.0 += u64::from(record.anomaly);
+///         Ok(())
+///     }
+/// }
+/// let mut sink = Alarms(0);
+/// sink.write(&OutputRecord { anomaly: true, ..Default::default() })?;
+/// assert_eq!(sink.0, 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait Sink {
+    /// Takes one record.
+    ///
+    /// # Errors
+    /// Why the record could not be taken; [`io::ErrorKind::BrokenPipe`] for a closed output.
+    fn write(&mut self, record: &OutputRecord) -> io::Result<()>;
+
+    /// Pushes buffered records out; called whenever the run's input is idle and at the end.
+    ///
+    /// # Errors
+    /// As [`Sink::write`].
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Sink for RecordWriter<W> {
+    fn write(&mut self, record: &OutputRecord) -> io::Result<()> {
+        RecordWriter::write(self, record)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        RecordWriter::flush(self)
+    }
+}
+
+/// Hands each record, as an owned copy, to a bounded channel (read it on another thread).
+/// When the channel is full the run waits for the reader, as it would for a pipe; when the
+/// reader is dropped the run ends as for a closed output. Each record is cloned, so this
+/// sink allocates per record.
+///
+/// # Example
+/// ```
+/// use tbptt::detect::pipeline::OutputRecord;
+/// use tbptt::io::sink::{ChannelSink, Sink};
+///
+/// let (mut sink, records) = ChannelSink::bounded(16);
+/// sink.write(&OutputRecord { index: 7, ..Default::default() })?;
+/// assert_eq!(records.recv().map(|r| r.index), Ok(7));
+/// drop(records);
+/// let closed = sink.write(&OutputRecord::default()).unwrap_err();
+/// assert_eq!(closed.kind(), std::io::ErrorKind::BrokenPipe);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ChannelSink {
+    tx: crossbeam_channel::Sender<OutputRecord>,
+}
+
+impl ChannelSink {
+    /// A sink and the receiving end of its channel, which holds at most `cap` records.
+    pub fn bounded(cap: usize) -> (ChannelSink, crossbeam_channel::Receiver<OutputRecord>) {
+        let (tx, rx) = crossbeam_channel::bounded(cap);
+        (ChannelSink { tx }, rx)
+    }
+}
+
+impl Sink for ChannelSink {
+    fn write(&mut self, record: &OutputRecord) -> io::Result<()> {
+        self.tx.send(record.clone()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the receiver of the output channel is gone",
+            )
+        })
+    }
+}
 
 /// How output records are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
