@@ -329,8 +329,21 @@ pub enum RunError {
     Strict {
         /// Where the record came from.
         origin: String,
-        /// What was wrong with it.
-        reason: String,
+        /// What was wrong with it: a [`ParseError`](crate::io::format::ParseError) or an
+        /// engine [`Error`](crate::Error).
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file the run writes (`output`, `record`) could not be created or opened.
+    #[error("cannot open {} ({what}): {source}", path.display())]
+    Open {
+        /// Which file: `output` or `record`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// Output could not be written.
     #[error("cannot write output: {0}")]
@@ -338,9 +351,9 @@ pub enum RunError {
     /// A checkpoint could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The predict thread failed.
+    /// The predict thread panicked or was cancelled.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] tokio::task::JoinError),
     /// An [`Observer`] failed to finish (e.g. the command's plot could not be written).
     #[error(transparent)]
     Observer(ObserverError),
@@ -363,11 +376,10 @@ impl Recording {
         } else {
             Recorder::create(p)
         }
-        .map_err(|e| {
-            RunError::Config(crate::Error::config(
-                "record",
-                format!("cannot open {}: {e}", p.display()),
-            ))
+        .map_err(|source| RunError::Open {
+            what: "record",
+            path: p.clone(),
+            source,
         })?;
         Ok(Some(Recording {
             recorder,
@@ -494,9 +506,7 @@ impl Runner {
             let looper = EventLoop::new(config, pipeline, sink, observers, writer)?;
             looper.run(inbox, &shutdown)
         });
-        let result = worker
-            .await
-            .map_err(|e| RunError::Internal(e.to_string()))?;
+        let result = worker.await.map_err(RunError::Internal)?;
         let mut summary = result?;
         summary.resumed_from = resumed_from;
         // The predict loop may stop before the source ends (strict, max events, closed
@@ -530,12 +540,13 @@ fn judge_output(r: std::io::Result<()>) -> Result<Option<EndReason>, RunError> {
 fn writer_for(output: &OutputTarget) -> Result<Box<dyn Write + Send>, RunError> {
     Ok(match output {
         OutputTarget::Stdout => Box::new(std::io::stdout()),
-        OutputTarget::File(p) => Box::new(std::fs::File::create(p).map_err(|e| {
-            RunError::Config(crate::Error::config(
-                "output",
-                format!("cannot create {}: {e}", p.display()),
-            ))
-        })?),
+        OutputTarget::File(p) => {
+            Box::new(std::fs::File::create(p).map_err(|source| RunError::Open {
+                what: "output",
+                path: p.clone(),
+                source,
+            })?)
+        }
         OutputTarget::Discard => Box::new(std::io::sink()),
     })
 }
@@ -783,7 +794,7 @@ impl EventLoop {
                 if self.config.strict {
                     return Err(RunError::Strict {
                         origin: rec.origin.to_string(),
-                        reason: e.to_string(),
+                        reason: Box::new(e),
                     });
                 }
                 self.rejects.note(&rec.origin, &e);
@@ -812,7 +823,7 @@ impl EventLoop {
         if self.config.strict || error.is_fatal() {
             return Err(RunError::Strict {
                 origin: at,
-                reason: error.to_string(),
+                reason: Box::new(error.clone()),
             });
         }
         self.rejects.note(&at, error);

@@ -116,10 +116,7 @@ impl<T: Float> Background<T> {
                 mean_loss,
                 truncation,
             }),
-            Err(e) => Err((
-                Box::new(snapshot),
-                Error::config("trainer", format!("cannot start the trainer thread: {e}")),
-            )),
+            Err(e) => Err((Box::new(snapshot), Error::Spawn(e.into()))),
         }
     }
 
@@ -163,7 +160,7 @@ impl<T: Float> Background<T> {
         let handle = self.handle.take();
         match handle.map(|h| h.join()) {
             Some(Ok((trainer, model))) => Ok((Box::new(trainer), model)),
-            _ => Err(Error::config("trainer", "the trainer thread panicked")),
+            _ => Err(Error::TrainerPanicked),
         }
     }
 }

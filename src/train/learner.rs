@@ -451,7 +451,7 @@ impl<T: Float> Learner<T> {
     /// weights and returns to inline training (deterministic from here on). A no-op inline.
     ///
     /// # Errors
-    /// [`Error::Config`] if the trainer thread panicked (its weights are then lost and the
+    /// [`Error::TrainerPanicked`] if the trainer thread panicked (its weights are then lost and the
     /// learner keeps the last weights it received).
     pub fn join_trainer(&mut self) -> Result<()> {
         if !self.is_background() {
@@ -474,7 +474,8 @@ impl<T: Float> Learner<T> {
     /// every so many events, not for every event.
     ///
     /// # Errors
-    /// [`Error::Config`] if the trainer thread panicked or cannot be restarted.
+    /// [`Error::TrainerPanicked`] if the trainer thread panicked, [`Error::Spawn`] if it
+    /// cannot be restarted.
     pub fn snapshot(&mut self) -> Result<LearnerState<T>> {
         let background = self.is_background();
         if background {
