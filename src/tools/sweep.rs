@@ -59,7 +59,8 @@
 use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig};
 use crate::detect::trace::ForecastTrace;
 use crate::event::Event;
-use crate::io::source::{self, SourceConfig, SourceItem};
+use crate::io::format::{LoadError, ReadError, Reader};
+use crate::io::source::{SourceConfig, SourceSpec};
 use crate::nn::model::{ModelConfig, Window};
 use crate::nn::optim::{clip_grad_norm, grad_norm, Optimizer};
 use crate::train::truncation::{Truncation, TruncationReport};
@@ -798,45 +799,53 @@ pub struct Loaded {
 /// with `strict`.
 ///
 /// # Errors
-/// [`Error::Config`] when the source cannot start or fails, or, with `strict` (and for fatal
-/// errors such as a column selection that does not fit), naming the first bad record's
-/// position.
-pub fn read_events(config: SourceConfig, strict: bool) -> Result<Loaded> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::config("source", format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async move {
-        let (_trigger, shutdown) = crate::io::shutdown::channel();
-        let (mut rx, handle) =
-            source::spawn(config, shutdown).map_err(|e| Error::config("source", e.to_string()))?;
-        let mut loaded = Loaded::default();
-        while let Some(item) = rx.recv().await {
-            match item {
-                SourceItem::Event(r) => loaded.events.push(r.event),
-                SourceItem::Rejected { origin, error } => {
-                    let at = if error.position().is_some() {
-                        origin.name.to_string()
-                    } else {
-                        origin.to_string()
-                    };
-                    if strict || error.is_fatal() {
-                        return Err(Error::config("input", format!("{at}: {error}")));
-                    }
-                    loaded.rejected += 1;
-                    if loaded.rejected <= 20 {
-                        tracing::warn!("{at}: {error}; skipped");
-                    }
-                }
-                _ => {}
+/// [`LoadError`]: the file cannot be opened or read, the decoder configuration is unusable,
+/// or, with `strict` (and for fatal errors such as a column selection that does not fit), the
+/// first bad record, naming its position.
+pub fn read_events(config: SourceConfig, strict: bool) -> std::result::Result<Loaded, LoadError> {
+    let (name, input): (String, Box<dyn std::io::Read>) = match &config.spec {
+        SourceSpec::File(path) => {
+            let open = |source| LoadError::Open {
+                path: path.clone(),
+                source,
+            };
+            let file = std::fs::File::open(path).map_err(open)?;
+            if file.metadata().map_err(open)?.is_dir() {
+                return Err(open(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "is a directory",
+                )));
             }
+            (format!("file {}", path.display()), Box::new(file))
         }
-        handle
-            .join()
-            .await
-            .map_err(|e| Error::config("source", e.to_string()))?;
-        Ok(loaded)
-    })
+        SourceSpec::Stdin => ("stdin".to_string(), Box::new(std::io::stdin().lock())),
+        other => return Err(LoadError::NotAFile(other.to_string())),
+    };
+    let mut reader = Reader::new(input, &config.decoder)?;
+    let mut loaded = Loaded::default();
+    let mut event = Event::new();
+    loop {
+        match reader.read_event(&mut event) {
+            Ok(true) => loaded.events.push(std::mem::take(&mut event)),
+            Ok(false) => return Ok(loaded),
+            Err(ReadError::Parse(error)) => {
+                // The parse error names its own line or byte; prefix only the source's name.
+                let at = if error.position().is_some() {
+                    name.clone()
+                } else {
+                    format!("{name}, {}", reader.position())
+                };
+                if strict || error.is_fatal() {
+                    return Err(LoadError::Rejected { at, error });
+                }
+                loaded.rejected += 1;
+                if loaded.rejected <= 20 {
+                    tracing::warn!("{at}: {error}; skipped");
+                }
+            }
+            Err(ReadError::Io(source)) => return Err(LoadError::Read { name, source }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //!   was an event, a header or a line to skip ([`Decoded`]).
 //! - [`LineFramer`] and [`MsgPackFramer`]: cut a chunked byte stream into lines or frames,
 //!   with a size limit enforced before buffering.
+//! - [`Reader`]: the framer and decoder over any `io::Read`, one event at a time, for
+//!   files and other blocking input (the async sources use the same stack).
 //! - [`ParseError`]: every error names the line (text) or byte offset (frames) of its record.
 //! - [`Missing`]: what an empty / `NA` / `null` field does: reject the record or hold the
 //!   column's last value.
@@ -57,6 +59,7 @@ mod framer;
 pub mod jsonl;
 mod layout;
 pub mod msgpack;
+mod reader;
 mod record;
 mod spec;
 mod time;
@@ -66,6 +69,7 @@ pub use self::error::{ParseError, Position};
 pub use self::framer::LineFramer;
 pub use self::jsonl::JsonLinesDecoder;
 pub use self::msgpack::{encode_event, MsgPackDecoder, MsgPackFramer};
+pub use self::reader::{LoadError, ReadError, Reader};
 pub use self::spec::{ColumnSpec, Selector, SelectorError};
 pub use self::time::parse_time;
 
