@@ -5,25 +5,20 @@ mod nab;
 mod observe;
 mod sweep;
 
-use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::Parser;
 use cli::{Cli, Command, Common, InspectArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tbptt::detect::norm::NormMode;
 use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::io::checkpoint::{self, Checkpoint};
-use tbptt::io::format::{ColumnSpec, DecoderConfig, Format, Missing};
+use tbptt::io::format::{ColumnSpec, DecoderConfig};
 use tbptt::io::source::{SourceConfig, SourceSpec};
 use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Runner, Speed, Summary};
-use tbptt::{LearnerConfig, Truncation};
+use tbptt::{CellKind, LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
+    let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -33,11 +28,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let sub = matches
-        .subcommand()
-        .map(|(_, m)| m.clone())
-        .unwrap_or_default();
-    match real_main(cli, &sub) {
+    match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tbptt: {e}");
@@ -48,7 +39,7 @@ fn main() -> ExitCode {
 
 type AnyError = Box<dyn std::error::Error>;
 
-fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
+fn real_main(cli: Cli) -> Result<(), AnyError> {
     let mut progress = None;
     let (mut config, common) = match cli.command {
         Command::Inspect(a) => return inspect(&a),
@@ -83,7 +74,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
         }
         Command::Replay(a) => {
             let mut config = build(&a.common, SourceSpec::File(a.input.clone()))?;
-            config.speed = a.speed.parse::<Speed>()?;
+            config.speed = a.speed;
             if config.speed != Speed::Max && a.common.input.time.is_none() {
                 tracing::info!("pacing by the detected time column");
             }
@@ -94,7 +85,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
             (config, a.common)
         }
     };
-    setup_checkpoints(&mut config, &common, matches)?;
+    setup_checkpoints(&mut config, &common)?;
     let plot = common.plot.as_ref().map(|path| {
         let l = &config.pipeline.learner;
         let title = format!(
@@ -169,12 +160,8 @@ fn memchr_count(data: &[u8]) -> u64 {
 
 /// The decoder the input flags describe.
 fn decoder(c: &cli::InputArgs) -> Result<DecoderConfig, AnyError> {
-    let format: Format = c.format.parse()?;
-    let missing = match c.missing.as_str() {
-        "skip" => Missing::Skip,
-        "hold" => Missing::Hold,
-        other => return Err(format!("--missing expects skip or hold, got {other:?}").into()),
-    };
+    let format = c.format.into();
+    let missing = c.missing.into();
     let columns = ColumnSpec::from_flags(
         c.columns.as_deref(),
         c.target.as_deref(),
@@ -199,9 +186,9 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
     source.validate()?;
     let (base, normalize) = c.train.learner()?;
     let mut learner = LearnerConfig {
-        cell: c.cell.parse()?,
-        d_hidden: c.hidden,
-        every: c.every,
+        cell: c.cell.map_or(CellKind::Gru, CellKind::from),
+        d_hidden: c.hidden.unwrap_or(32),
+        every: c.every.unwrap_or(8),
         ..base
     };
     learner.set_truncation(truncation(c)?);
@@ -210,11 +197,13 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         normalize,
         ..Default::default()
     };
-    pipeline.anomaly.kind = c.anomaly.parse()?;
+    if let Some(a) = c.anomaly {
+        pipeline.anomaly.kind = a.into();
+    }
     pipeline.anomaly.threshold = c
         .threshold
         .unwrap_or_else(|| pipeline.anomaly.kind.default_threshold());
-    pipeline.anomaly.half_life = c.anomaly_halflife;
+    pipeline.anomaly.half_life = c.anomaly_halflife.unwrap_or(1000.0);
     if let Some(l) = c.likelihood {
         pipeline.anomaly.likelihood = l;
     }
@@ -227,7 +216,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         source,
         pipeline,
         output,
-        output_format: c.output_format.parse()?,
+        output_format: c.output_format.into(),
         strict: c.input.strict,
         speed: Speed::Max,
         max_events: c.input.max_events,
@@ -239,7 +228,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
 
 /// `-T` with the `--t-*` settings of `-T auto`.
 fn truncation(c: &Common) -> Result<Truncation, AnyError> {
-    match c.window.clone() {
+    match c.window.clone().unwrap_or(Truncation::Fixed(32)) {
         Truncation::Fixed(t) => {
             if c.auto.any() {
                 return Err(format!(
@@ -253,19 +242,12 @@ fn truncation(c: &Common) -> Result<Truncation, AnyError> {
     }
 }
 
-/// Whether a flag was given on the command line (rather than left at its default).
-fn given(matches: &ArgMatches, id: &str) -> bool {
-    matches!(matches.value_source(id), Some(ValueSource::CommandLine))
-}
-
 /// Sets the checkpoint schedule and, when resuming, the saved state: `--resume PATH`, or the
 /// `--checkpoint` file when it exists (unless `--no-resume`). Model flags given on the
 /// command line must match the checkpoint's settings; the anomaly threshold may change.
-fn setup_checkpoints(
-    config: &mut RunConfig,
-    common: &Common,
-    matches: &ArgMatches,
-) -> Result<(), AnyError> {
+/// A model flag counts as given when clap filled its `Option` (the defaults are applied in
+/// [`build`], not by clap), so a flag and its merge cannot drift apart.
+fn setup_checkpoints(config: &mut RunConfig, common: &Common) -> Result<(), AnyError> {
     let c = &common.checkpoint;
     if let Some(path) = &c.checkpoint {
         let interval = match c.checkpoint_interval {
@@ -296,18 +278,19 @@ fn setup_checkpoints(
     let flags = &config.pipeline;
     let mut requested = saved.clone();
     let (r, f) = (&mut requested.learner, &flags.learner);
-    if given(matches, "cell") {
+    let (t, train) = (common, &common.train);
+    if t.cell.is_some() {
         r.cell = f.cell;
     }
-    if given(matches, "hidden") {
+    if t.hidden.is_some() {
         r.d_hidden = f.d_hidden;
     }
-    if given(matches, "layers") {
+    if train.layers.is_some() {
         r.layers = f.layers;
     }
     // `-T auto` keeps a saved run's adaptive settings; --t-* flags given change them.
     let both_auto = f.auto_truncation.is_some() && r.auto_truncation.is_some();
-    if given(matches, "window") && !both_auto {
+    if t.window.is_some() && !both_auto {
         r.window = f.window;
         r.auto_truncation = f.auto_truncation.clone();
     }
@@ -316,43 +299,43 @@ fn setup_checkpoints(
         r.window = a.max;
         r.auto_truncation = Some(a);
     }
-    if given(matches, "every") {
+    if t.every.is_some() {
         r.every = f.every;
     }
-    if given(matches, "loss_steps") {
+    if train.loss_steps.is_some() {
         r.loss_steps = f.loss_steps;
     }
-    if given(matches, "loss") {
+    if train.loss.is_some() {
         r.loss = f.loss;
     }
-    if given(matches, "opt") {
+    if train.opt.is_some() {
         r.optimizer = f.optimizer.clone();
     } else if let Some(lr) = common.train.lr {
         r.optimizer = r.optimizer.clone().with_lr(lr);
     }
-    if given(matches, "clip") {
+    if train.clip.is_some() {
         r.clip = f.clip;
     }
-    if given(matches, "seed") {
+    if train.seed.is_some() {
         r.seed = f.seed;
     }
-    if given(matches, "no_normalize") || given(matches, "norm_halflife") {
+    if train.no_normalize || train.norm_halflife.is_some() {
         requested.normalize = flags.normalize;
     }
-    if given(matches, "anomaly") {
+    if t.anomaly.is_some() {
         requested.anomaly.kind = flags.anomaly.kind;
     }
-    if given(matches, "anomaly_halflife") {
+    if t.anomaly_halflife.is_some() {
         requested.anomaly.half_life = flags.anomaly.half_life;
     }
-    if given(matches, "likelihood") {
+    if t.likelihood.is_some() {
         requested.anomaly.likelihood = flags.anomaly.likelihood;
     }
     checkpoint::check_compatible(&saved, &requested)
         .map_err(|e| format!("cannot resume from {}: {e}", from.display()))?;
     let mut state = ckp.state;
     state.config.background = flags.background;
-    if given(matches, "threshold") {
+    if t.threshold.is_some() {
         state.config.anomaly.threshold = flags.anomaly.threshold;
     }
     tracing::info!(

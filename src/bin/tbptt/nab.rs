@@ -15,7 +15,7 @@ use tbptt::LearnerConfig;
 pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = PipelineConfig {
         learner: LearnerConfig {
-            cell: a.cell.parse()?,
+            cell: a.cell.into(),
             d_hidden: a.hidden,
             window: a.window,
             every: a.every,
@@ -24,7 +24,7 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..Default::default()
     };
-    config.anomaly.kind = a.anomaly.parse()?;
+    config.anomaly.kind = a.anomaly.into();
     config.anomaly.threshold = config.anomaly.kind.default_threshold();
     if let Some(l) = a.likelihood {
         config.anomaly.likelihood = l;
@@ -36,7 +36,7 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("no .csv files below {}", a.data_dir.display()).into());
     }
     let jobs = a
-        .jobs
+        .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, files.len());
     let start = Instant::now();
