@@ -1,7 +1,7 @@
 //! One decoded input record: an optional timestamp, an optional key, the input values and
 //! the (optional) target values.
 //!
-//! Decoders in [`crate::io::format`] *fill* a caller-owned [`Event`], the way csv's
+//! Decoders (the I/O layer's `format` module) *fill* a caller-owned [`Event`], the way csv's
 //! `read_byte_record` fills a `ByteRecord`, so once its vectors have grown to the width of
 //! the stream, decoding allocates nothing per event.
 //!
