@@ -108,9 +108,9 @@ fn daily(t: u64) -> f64 {
 }
 
 fn anomaly(c: &mut Criterion) {
-    use tbptt::anomaly::{Likelihood, LikelihoodConfig};
+    use tbptt::detect::anomaly::{Likelihood, LikelihoodConfig};
+    use tbptt::detect::pipeline::{Pipeline, PipelineConfig};
     use tbptt::event::Event;
-    use tbptt::pipeline::{Pipeline, PipelineConfig};
     let mut g = c.benchmark_group("anomaly");
     g.throughput(Throughput::Elements(1));
     // Warm: the tails hold their whole history (16,384 values).

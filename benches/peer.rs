@@ -19,9 +19,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tbptt::format::{Decoded, DecoderConfig};
-use tbptt::pipeline::{Pipeline, PipelineConfig};
-use tbptt::sink::{OutputFormat, RecordWriter};
+use tbptt::detect::pipeline::{Pipeline, PipelineConfig};
+use tbptt::io::format::{Decoded, DecoderConfig};
+use tbptt::io::sink::{OutputFormat, RecordWriter};
 use tbptt::{
     CellKind, LearnerConfig, Loss, LossSteps, Model, ModelConfig, OptimizerConfig, Window,
 };
@@ -314,7 +314,7 @@ fn main() {
         "{}, {} cores, kernels: {}, f32, one thread per learner",
         cpu_name(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        tbptt::simd::kernel_name()
+        tbptt::nn::simd::kernel_name()
     );
     println!();
 

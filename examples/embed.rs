@@ -3,8 +3,8 @@
 //! To run on its own it also starts a client that sends a noisy daily pattern with one spike.
 //!
 //! Run: `cargo run --release --example embed`
-use tbptt::pipeline::PipelineConfig;
-use tbptt::source::{self, ListenAddr, SourceConfig, SourceItem};
+use tbptt::detect::pipeline::PipelineConfig;
+use tbptt::io::source::{self, ListenAddr, SourceConfig, SourceItem};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 
@@ -13,7 +13,7 @@ const SPIKE_AT: usize = 2500;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (trigger, shutdown) = tbptt::shutdown::channel();
+    let (trigger, shutdown) = tbptt::io::shutdown::channel();
     let config = SourceConfig::new("tcp://127.0.0.1:0".parse::<source::SourceSpec>()?);
     let (items, handle) = source::spawn(config, shutdown)?;
     let Some(ListenAddr::Tcp(addr)) = handle.local_addr().cloned() else {
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         background: true,
         ..Default::default()
     };
-    let mut predictions = Box::pin(tbptt::stream::predictions(events, config)?);
+    let mut predictions = Box::pin(tbptt::service::stream::predictions(events, config)?);
     let mut last = None;
     while let Some(record) = predictions.next().await {
         let record = record?;

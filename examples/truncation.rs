@@ -18,11 +18,11 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tbptt::format::{DecoderConfig, Missing};
-use tbptt::model::{ModelConfig, StepWorkspace, Window};
-use tbptt::plot::{lines_svg, Series};
-use tbptt::source::{SourceConfig, SourceSpec};
-use tbptt::sweep::{madds_per_step, read_events};
+use tbptt::io::format::{DecoderConfig, Missing};
+use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::nn::model::{ModelConfig, StepWorkspace, Window};
+use tbptt::tools::plot::{lines_svg, Series};
+use tbptt::tools::sweep::{madds_per_step, read_events};
 use tbptt::{CellKind, LearnerConfig, Loss, Model};
 
 type AnyError = Box<dyn std::error::Error>;

@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use tbptt::event::Event;
-use tbptt::format::{Decoded, DecoderConfig, Format, Missing};
+use tbptt::io::format::{Decoded, DecoderConfig, Format, Missing};
 
 fn config(format: Format, opts: u8) -> DecoderConfig {
     DecoderConfig {
@@ -124,16 +124,16 @@ pub fn checkpoint(data: &[u8]) {
         return;
     };
     let mut bytes = rest.to_vec();
-    if mode & 1 == 1 && bytes.len() >= tbptt::checkpoint::HEADER_LEN {
-        let h = tbptt::checkpoint::HEADER_LEN;
+    if mode & 1 == 1 && bytes.len() >= tbptt::io::checkpoint::HEADER_LEN {
+        let h = tbptt::io::checkpoint::HEADER_LEN;
         let len = (bytes.len() - h) as u64;
         bytes[18..26].copy_from_slice(&len.to_le_bytes());
-        let pcrc = tbptt::checkpoint::crc32(&bytes[h..]);
+        let pcrc = tbptt::io::checkpoint::crc32(&bytes[h..]);
         bytes[26..30].copy_from_slice(&pcrc.to_le_bytes());
-        let hcrc = tbptt::checkpoint::crc32(&bytes[..30]);
+        let hcrc = tbptt::io::checkpoint::crc32(&bytes[..30]);
         bytes[30..34].copy_from_slice(&hcrc.to_le_bytes());
     }
-    let Ok(c) = tbptt::checkpoint::decode(&bytes) else {
+    let Ok(c) = tbptt::io::checkpoint::decode(&bytes) else {
         return;
     };
     let mut state = c.state;
@@ -143,7 +143,8 @@ pub fn checkpoint(data: &[u8]) {
     if state.learner_config().d_hidden > 64 || d > 16 || state.learner_config().window > 64 {
         return;
     }
-    let mut p = tbptt::pipeline::Pipeline::restore(state).expect("a decoded checkpoint restores");
+    let mut p =
+        tbptt::detect::pipeline::Pipeline::restore(state).expect("a decoded checkpoint restores");
     let mut ev = Event::new();
     let explicit = p
         .learner()

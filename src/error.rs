@@ -1,4 +1,9 @@
-//! Errors of the engine: configuration and shape problems, detected once, up front.
+//! Errors of the engine: configuration and shape problems, detected once, up front, and the
+//! failures of the background trainer thread. Errors of other concerns have their own enums
+//! beside their code (`ParseError`, `SourceError`, `CheckpointError`, `RunError`, `NabError`,
+//! `ReadError`, `PlotError`).
+
+use std::sync::Arc;
 
 /// The result type of fallible tbptt operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,6 +38,49 @@ pub enum Error {
         /// Index of the first non-finite component.
         index: usize,
     },
+    /// The background trainer thread could not be started.
+    #[error("cannot start the trainer thread: {0}")]
+    Spawn(#[source] SharedIoError),
+    /// The background trainer thread panicked; the updates since its last published weights
+    /// are lost.
+    #[error("the trainer thread panicked")]
+    TrainerPanicked,
+}
+
+/// An OS error shared behind an [`Arc`], so that [`Error`] stays `Clone`; two are equal when
+/// their kind and message are.
+#[derive(Debug, Clone)]
+pub struct SharedIoError(pub Arc<std::io::Error>);
+
+impl SharedIoError {
+    /// The underlying error.
+    pub fn get(&self) -> &std::io::Error {
+        &self.0
+    }
+}
+
+impl From<std::io::Error> for SharedIoError {
+    fn from(e: std::io::Error) -> Self {
+        SharedIoError(Arc::new(e))
+    }
+}
+
+impl PartialEq for SharedIoError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl std::fmt::Display for SharedIoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedIoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl Error {

@@ -1,14 +1,14 @@
 //! One decoded input record: an optional timestamp, an optional key, the input values and
 //! the (optional) target values.
 //!
-//! Decoders in [`crate::format`] *fill* a caller-owned [`Event`], the way csv's
+//! Decoders (the I/O layer's `format` module) *fill* a caller-owned [`Event`], the way csv's
 //! `read_byte_record` fills a `ByteRecord`, so once its vectors have grown to the width of
 //! the stream, decoding allocates nothing per event.
 //!
 //! # Example
 //! ```
 //! use tbptt::event::Event;
-//! use tbptt::format::{Decoded, DecoderConfig};
+//! use tbptt::io::format::{Decoded, DecoderConfig};
 //!
 //! let mut decoder = DecoderConfig::default().build()?;
 //! let mut event = Event::new();

@@ -12,17 +12,36 @@
 //!   [`Model::step_to`] is the live one-step forward, [`Window`] the forward and backward pass
 //!   over a window.
 //! - [`Learner`]: per event, scores the previous forecast, advances the live state, forecasts
-//!   the next event, records the pair in the [`ring::Ring`] and every `k` events runs a
+//!   the next event, records the pair in the [`Ring`](train::ring::Ring) and every `k` events runs a
 //!   [`Trainer`] update, inline or on a background thread ([`Learner::spawn_trainer`]).
 //! - [`Loss`], [`Optimizer`]: MSE / Huber / cross-entropy; SGD, Adam, AdamW, RMSprop.
-//! - [`format`](mod@format), [`source`], [`pipeline`], [`sink`], [`run`]: decoders, async sources,
-//!   normalization and anomaly scores, output records, the streaming runtime of the `tbptt`
-//!   command; [`stream::predictions`] for embedding in async code.
-//! - [`sweep`], [`plot`], [`record`]: choosing `T` and `k` on a recorded log (a grid of runs,
-//!   scored against naive baselines, and a recommendation), SVG plots, and recording a live
-//!   stream for replay.
-//! - [`anomaly`]: the anomaly likelihood (the default score), the z-score and the raw error;
-//!   [`nab`](mod@nab) runs the detector over a Numenta Anomaly Benchmark data tree.
+//! - [`Pipeline`]: the value-scale path (normalization, learner, residuals, anomaly score)
+//!   from an [`Event`] to an [`OutputRecord`]; [`anomaly`](detect::anomaly) has the anomaly
+//!   likelihood (the default score), the z-score and the raw error.
+//! - [`io::format`], [`io::source`], [`io::sink`], [`io::checkpoint`]: decoders, async
+//!   sources, output records, state on disk; [`service::run`] is the streaming runtime of the
+//!   `tbptt` command and [`service::stream::predictions`] the adapter for async code.
+//! - [`tools::sweep`], [`tools::nab`], and with the `plot` feature `tools::plot`: choosing `T`
+//!   and `k` on a recorded log, the Numenta Anomaly Benchmark runner, SVG plots.
+//!
+//! ## Layers
+//!
+//! Each module imports only from its own layer or below; the everyday types are re-exported
+//! here at the root.
+//!
+//! ```text
+//! tools/    sweep, plot, nab              choosing T, SVG plots, the NAB runner
+//! service/  run, stream                   the runtime: event loop, async adapter
+//! io/       format, source, sink, record, bytes -> Event, sockets and files,
+//!           checkpoint, shutdown          records out, state on disk
+//! detect/   norm, anomaly, pipeline,      scale, score, the per-series pipeline
+//!           trace
+//! train/    ring, trainer, truncation,    last-T window, TBPTT(k1, k2), adaptive T,
+//!           learner, background           predict/train/swap
+//! nn/       scalar, linalg, simd, cell,   cells, model, losses, optimizers, kernels
+//!           model, loss, optim
+//! (root)    error, event                  Error/Result, the decoded input record
+//! ```
 //!
 //! ```
 //! use tbptt::LearnerConfig;
@@ -37,41 +56,24 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod anomaly;
-pub mod cell;
-pub mod checkpoint;
+pub mod detect;
 pub mod error;
 pub mod event;
-pub mod forecast;
-pub mod format;
-pub mod learner;
-pub(crate) mod linalg;
-pub mod loss;
-pub mod model;
-pub mod nab;
-pub mod norm;
-pub mod optim;
-pub mod pipeline;
-pub mod plot;
-pub mod record;
-pub mod ring;
-pub mod run;
-pub mod scalar;
-pub mod shutdown;
-pub mod simd;
-pub mod sink;
-pub mod source;
-pub mod stream;
-pub mod sweep;
-pub mod tbptt;
-pub mod truncation;
+pub mod io;
+pub mod nn;
+pub mod service;
+pub mod tools;
+pub mod train;
 
-pub use cell::CellKind;
+pub use detect::anomaly::AnomalyKind;
+pub use detect::pipeline::{OutputRecord, Pipeline, PipelineConfig, PipelineState};
 pub use error::{Error, Result};
-pub use learner::{Learner, LearnerConfig, Prediction, Targets};
-pub use loss::Loss;
-pub use model::{Model, ModelConfig, ParamName, StepWorkspace, Window};
-pub use optim::{Optimizer, OptimizerConfig};
-pub use scalar::Float;
-pub use tbptt::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
-pub use truncation::{AutoTruncation, Truncation, TruncationReport};
+pub use event::Event;
+pub use nn::cell::CellKind;
+pub use nn::loss::Loss;
+pub use nn::model::{Model, ModelConfig, ParamName, StepWorkspace, Window};
+pub use nn::optim::{Optimizer, OptimizerConfig};
+pub use nn::scalar::Float;
+pub use train::learner::{Learner, LearnerConfig, LearnerState, Prediction, Targets};
+pub use train::trainer::{full_bptt, LossSteps, Trainer, TrainerConfig, UpdateStats};
+pub use train::truncation::{AutoTruncation, Truncation, TruncationReport};

@@ -138,6 +138,7 @@ fn no_allocation_per_event_or_update_after_warm_up() {
             let p = match config.targets {
                 Targets::NextInput => learner.step(x).unwrap(),
                 Targets::Explicit => learner.step_supervised(x, y).unwrap(),
+                Targets::Ahead => learner.step_ahead(x, y).unwrap(),
             };
             p.update.is_some()
         };
@@ -214,7 +215,7 @@ fn no_allocation_on_the_prediction_thread_with_a_background_trainer() {
 
 #[test]
 fn the_anomaly_likelihood_allocates_nothing_per_event_after_warm_up() {
-    use tbptt::anomaly::{Likelihood, LikelihoodConfig};
+    use tbptt::detect::anomaly::{Likelihood, LikelihoodConfig};
     let config = LikelihoodConfig {
         history: 512,
         ..Default::default()

@@ -6,10 +6,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tbptt::format::Selector;
-use tbptt::run::{OutputTarget, RunConfig, Speed};
-use tbptt::sink::OutputFormat;
-use tbptt::source::{SourceConfig, SourceSpec};
+use tbptt::io::format::Selector;
+use tbptt::io::sink::OutputFormat;
+use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::service::run::{OutputTarget, RunConfig, Speed};
 
 struct Counting;
 
@@ -56,13 +56,10 @@ fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
         output_format: OutputFormat::Csv,
         strict: true,
         speed: Speed::Max,
-        progress: false,
-        progress_len: None,
         max_events: None,
         checkpoint: None,
         resume: None,
         record: None,
-        plot: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -70,9 +67,11 @@ fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
         .build()
         .unwrap();
     // The trigger lives as long as the run: dropping it would fire the shutdown.
-    let (_trigger, shutdown) = tbptt::shutdown::channel();
+    let (_trigger, shutdown) = tbptt::io::shutdown::channel();
     let before = ALLOCATIONS.load(Ordering::SeqCst);
-    let summary = runtime.block_on(tbptt::run::run(config, shutdown)).unwrap();
+    let summary = runtime
+        .block_on(tbptt::service::run::run(config, shutdown))
+        .unwrap();
     let used = ALLOCATIONS.load(Ordering::SeqCst) - before;
     assert_eq!(summary.events, n as u64);
     assert_eq!(summary.rejected, 0);

@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use proptest::prelude::*;
 use tbptt::event::Event;
-use tbptt::format::{
+use tbptt::io::format::{
     encode_event, ColumnSpec, Decoded, Decoder, DecoderConfig, Format, LineFramer, Missing,
     MsgPackFramer, ParseError, Selector,
 };

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tbptt::event::Event;
-use tbptt::format::{encode_event, DecoderConfig, Format, ParseError, Position, Selector};
-use tbptt::shutdown::{self, Shutdown, ShutdownTrigger};
-use tbptt::source::{
+use tbptt::io::format::{encode_event, DecoderConfig, Format, ParseError, Position, Selector};
+use tbptt::io::shutdown::{self, Shutdown, ShutdownTrigger};
+use tbptt::io::source::{
     self, Backoff, ListenAddr, SourceConfig, SourceError, SourceHandle, SourceItem, SourceKind,
     SourceSpec,
 };

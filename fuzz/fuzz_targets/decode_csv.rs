@@ -3,4 +3,4 @@
 #[path = "../harness.rs"]
 mod harness;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::text(tbptt::format::Format::Csv, data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::text(tbptt::io::format::Format::Csv, data));

@@ -5,9 +5,9 @@ use crate::util::{run, tbptt, Input, Proc, TempDir};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tbptt::checkpoint::{self, CheckpointError, HEADER_LEN};
+use tbptt::detect::pipeline::{Pipeline, PipelineConfig};
 use tbptt::event::Event;
-use tbptt::pipeline::{Pipeline, PipelineConfig};
+use tbptt::io::checkpoint::{self, CheckpointError, HEADER_LEN};
 
 /// Line `t` of a deterministic noisy two-tone input.
 fn line(t: usize) -> String {

@@ -4,9 +4,9 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tbptt::detect::forecast::ForecastConfig;
 use tbptt::event::Event;
-use tbptt::forecast::ForecastConfig;
-use tbptt::pipeline::{Pipeline, PipelineConfig};
+use tbptt::{Pipeline, PipelineConfig};
 
 /// Standard normal draws (Box-Muller).
 struct Gauss(ChaCha8Rng);

@@ -5,7 +5,7 @@
 mod harness;
 
 use std::path::PathBuf;
-use tbptt::format::Format;
+use tbptt::io::format::Format;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,14 +57,14 @@ fn checkpoint_corpus() {
     for (path, bytes) in corpus("checkpoint") {
         harness::checkpoint(&bytes);
         // The first byte is the harness's mode; the v1 seeds hold the committed file as is.
-        if tbptt::checkpoint::decode(&bytes[1..]).is_ok() {
+        if tbptt::io::checkpoint::decode(&bytes[1..]).is_ok() {
             loaded += 1;
         } else {
             assert!(
                 !path.to_string_lossy().contains("v1"),
                 "{} must load: {:?}",
                 path.display(),
-                tbptt::checkpoint::decode(&bytes[1..]).err()
+                tbptt::io::checkpoint::decode(&bytes[1..]).err()
             );
         }
     }

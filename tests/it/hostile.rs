@@ -3,10 +3,10 @@
 //! finite ones, and learning continues after the burst.
 
 use crate::util::{run, tbptt, Input, TempDir};
+use tbptt::detect::pipeline::{Pipeline, PipelineConfig};
 use tbptt::event::Event;
-use tbptt::model::ModelConfig;
-use tbptt::pipeline::{Pipeline, PipelineConfig};
-use tbptt::ring::Ring;
+use tbptt::nn::model::ModelConfig;
+use tbptt::train::ring::Ring;
 use tbptt::{CellKind, Learner, LearnerConfig, Model, OptimizerConfig, Trainer, TrainerConfig};
 
 /// A deterministic noisy two-tone signal.
@@ -165,7 +165,7 @@ fn a_pipeline_normalizes_a_burst_away_and_its_forecasts_recover() {
     config.learner.window = 16;
     config.learner.every = 4;
     // The z-score flags every event of the burst (the likelihood only its onset).
-    config.anomaly.kind = tbptt::anomaly::AnomalyKind::ZScore;
+    config.anomaly.kind = tbptt::detect::anomaly::AnomalyKind::ZScore;
     config.anomaly.threshold = 4.0;
     let mut p = Pipeline::new(config).unwrap();
     let mut ev = Event::new();

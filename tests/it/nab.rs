@@ -2,8 +2,8 @@
 
 use crate::util::{run, tbptt, Input, TempDir};
 use std::path::{Path, PathBuf};
+use tbptt::detect::pipeline::{Pipeline, PipelineConfig};
 use tbptt::event::Event;
-use tbptt::pipeline::{Pipeline, PipelineConfig};
 
 /// Deterministic uniform noise in [-0.5, 0.5).
 fn noise(state: &mut u64) -> f64 {
@@ -45,7 +45,10 @@ fn daily(n: usize, seed: u64) -> Vec<f64> {
 
 #[test]
 fn the_confirmation_delay_is_the_default() {
-    assert_eq!(tbptt::anomaly::LikelihoodConfig::default().confirm, CONFIRM);
+    assert_eq!(
+        tbptt::detect::anomaly::LikelihoodConfig::default().confirm,
+        CONFIRM
+    );
 }
 
 #[test]
@@ -103,7 +106,7 @@ fn bundled() -> PathBuf {
 }
 
 fn csv_files(dir: &Path) -> Vec<PathBuf> {
-    tbptt::nab::find_files(dir).unwrap()
+    tbptt::tools::nab::find_files(dir).unwrap()
 }
 
 #[test]

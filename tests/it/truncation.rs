@@ -1,6 +1,6 @@
 //! Adaptive truncation (`-T auto`): the window follows the dependency length of the stream.
 
-use tbptt::truncation::{AutoTruncation, Truncation};
+use tbptt::train::truncation::{AutoTruncation, Truncation};
 use tbptt::{CellKind, Learner, LearnerConfig, OptimizerConfig, Targets};
 
 /// Xorshift64 uniforms in `[-1, 1)`.

@@ -1,9 +1,117 @@
 //! Command-line flags (the only clap user).
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use tbptt::anomaly::LikelihoodConfig;
-use tbptt::forecast::{ForecastConfig, ForecastTarget};
+use tbptt::detect::anomaly::{AnomalyKind, LikelihoodConfig};
+use tbptt::detect::forecast::{ForecastConfig, ForecastTarget};
+use tbptt::io::format::{Format, Missing};
+use tbptt::io::sink::OutputFormat;
+use tbptt::nn::optim::OptimizerConfig;
+use tbptt::service::run::Speed;
+use tbptt::{CellKind, Loss, LossSteps, Truncation};
+
+/// `--cell`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CellArg {
+    /// Elman (tanh) cell.
+    #[value(aliases = ["rnn", "tanh"])]
+    Elman,
+    /// Gated recurrent unit.
+    Gru,
+    /// Long short-term memory.
+    Lstm,
+}
+
+impl From<CellArg> for CellKind {
+    fn from(c: CellArg) -> Self {
+        match c {
+            CellArg::Elman => CellKind::Elman,
+            CellArg::Gru => CellKind::Gru,
+            CellArg::Lstm => CellKind::Lstm,
+        }
+    }
+}
+
+/// `--anomaly`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AnomalyArg {
+    /// The anomaly likelihood.
+    Likelihood,
+    /// The standardized forecast error.
+    Zscore,
+    /// The normalized error.
+    Raw,
+}
+
+impl From<AnomalyArg> for AnomalyKind {
+    fn from(a: AnomalyArg) -> Self {
+        match a {
+            AnomalyArg::Likelihood => AnomalyKind::Likelihood,
+            AnomalyArg::Zscore => AnomalyKind::ZScore,
+            AnomalyArg::Raw => AnomalyKind::Raw,
+        }
+    }
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Comma-separated values.
+    Csv,
+    /// JSON Lines.
+    #[value(aliases = ["json", "ndjson"])]
+    Jsonl,
+    /// MessagePack.
+    #[value(alias = "mpk")]
+    Msgpack,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Jsonl => Format::JsonLines,
+            FormatArg::Msgpack => Format::MsgPack,
+        }
+    }
+}
+
+/// `--missing`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MissingArg {
+    /// Skip the event.
+    Skip,
+    /// Hold the column's last value.
+    Hold,
+}
+
+impl From<MissingArg> for Missing {
+    fn from(m: MissingArg) -> Self {
+        match m {
+            MissingArg::Skip => Missing::Skip,
+            MissingArg::Hold => Missing::Hold,
+        }
+    }
+}
+
+/// `--output-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormatArg {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON object per line.
+    #[value(aliases = ["json", "jsonlines"])]
+    Jsonl,
+}
+
+impl From<OutputFormatArg> for OutputFormat {
+    fn from(f: OutputFormatArg) -> Self {
+        match f {
+            OutputFormatArg::Csv => OutputFormat::Csv,
+            OutputFormatArg::Jsonl => OutputFormat::Jsonl,
+        }
+    }
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -68,9 +176,9 @@ pub struct NabArgs {
     /// Where result files go (created as needed).
     #[arg(value_name = "OUT_DIR")]
     pub out_dir: PathBuf,
-    /// Anomaly score: likelihood, zscore or raw (written mapped into [0, 1]).
-    #[arg(long, default_value = "likelihood")]
-    pub anomaly: String,
+    /// Anomaly score (written mapped into [0, 1]).
+    #[arg(long, value_enum, default_value_t = AnomalyArg::Likelihood)]
+    pub anomaly: AnomalyArg,
     /// Settings of the likelihood that differ from the defaults, as a JSON object, e.g.
     /// '{"onset": 50, "history": 4096}' (see the library's LikelihoodConfig).
     #[arg(long, value_name = "JSON", value_parser = likelihood_settings)]
@@ -80,11 +188,11 @@ pub struct NabArgs {
     #[arg(long, value_name = "JSON", value_parser = forecast_settings)]
     pub forecast: Option<ForecastConfig>,
     /// Files scored at once (default: the number of cores).
-    #[arg(long, short = 'j', value_name = "N")]
-    pub jobs: Option<usize>,
-    /// Recurrent cell: elman, gru or lstm.
-    #[arg(long, default_value = "gru")]
-    pub cell: String,
+    #[arg(long, short = 'j', value_name = "N", alias = "jobs")]
+    pub threads: Option<usize>,
+    /// Recurrent cell.
+    #[arg(long, value_enum, default_value_t = CellArg::Gru)]
+    pub cell: CellArg,
     /// Hidden size H.
     #[arg(long, default_value_t = 32, value_name = "H")]
     pub hidden: usize,
@@ -199,7 +307,7 @@ pub struct ReplayArgs {
     pub input: PathBuf,
     /// Pacing: max, realtime, or a factor such as 10x (uses the --time column).
     #[arg(long, default_value = "max", value_name = "SPEED")]
-    pub speed: String,
+    pub speed: Speed,
     /// Train on a background thread instead of inline (not deterministic).
     #[arg(long = "async")]
     pub background: bool,
@@ -214,9 +322,9 @@ pub struct ReplayArgs {
 #[derive(Args, Debug)]
 pub struct InputArgs {
     // ---- input format
-    /// Input format: csv, jsonl or msgpack.
-    #[arg(long, default_value = "csv", help_heading = "Input")]
-    pub format: String,
+    /// Input format.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = FormatArg::Csv, help_heading = "Input")]
+    pub format: FormatArg,
     /// Input columns, by name or 0-based index, comma-separated (default: all but time/key).
     #[arg(long, value_name = "COLS", help_heading = "Input")]
     pub columns: Option<String>,
@@ -232,11 +340,12 @@ pub struct InputArgs {
     /// Missing values (empty, NA, null): skip the event, or hold the column's last value.
     #[arg(
         long,
-        default_value = "skip",
+        value_enum,
+        default_value_t = MissingArg::Skip,
         value_name = "POLICY",
         help_heading = "Input"
     )]
-    pub missing: String,
+    pub missing: MissingArg,
     /// CSV delimiter.
     #[arg(long, default_value = ",", help_heading = "Input")]
     pub delimiter: char,
@@ -255,27 +364,28 @@ pub struct InputArgs {
 /// takes as lists, are in [`Common`] and [`SweepArgs`]).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Stacked layers.
-    #[arg(short = 'L', long, default_value_t = 1, help_heading = "Model")]
-    pub layers: usize,
-    /// Steps of each window the loss counts: k, all, or a number.
-    #[arg(long, default_value = "k", value_name = "L", help_heading = "Model")]
-    pub loss_steps: String,
-    /// Optimizer: sgd, adam, adamw or rmsprop.
-    #[arg(long, default_value = "adam", help_heading = "Model")]
-    pub opt: String,
+    /// Stacked layers [default: 1].
+    #[arg(short = 'L', long, help_heading = "Model")]
+    pub layers: Option<usize>,
+    /// Steps of each window the loss counts: k, all, or a number [default: k].
+    #[arg(long, value_name = "L", help_heading = "Model")]
+    pub loss_steps: Option<LossSteps>,
+    /// Optimizer: sgd, adam, adamw or rmsprop, optionally with a learning rate as in
+    /// adam:1e-3 [default: adam].
+    #[arg(long, help_heading = "Model")]
+    pub opt: Option<OptimizerConfig>,
     /// Learning rate (default: 3e-3; sgd 5e-2).
     #[arg(long, help_heading = "Model")]
     pub lr: Option<f64>,
-    /// Global gradient-norm clip; 0 disables.
-    #[arg(long, default_value_t = 1.0, help_heading = "Model")]
-    pub clip: f64,
-    /// Loss: mse, huber[:DELTA] or ce (cross-entropy over one-hot classes).
-    #[arg(long, default_value = "mse", help_heading = "Model")]
-    pub loss: String,
-    /// Seed of the weight initialization.
-    #[arg(long, default_value_t = 0, help_heading = "Model")]
-    pub seed: u64,
+    /// Global gradient-norm clip; 0 disables [default: 1].
+    #[arg(long, help_heading = "Model")]
+    pub clip: Option<f64>,
+    /// Loss: mse, huber[:DELTA] or ce (cross-entropy over one-hot classes) [default: mse].
+    #[arg(long, help_heading = "Model")]
+    pub loss: Option<Loss>,
+    /// Seed of the weight initialization [default: 0].
+    #[arg(long, help_heading = "Model")]
+    pub seed: Option<u64>,
     /// Do not normalize inputs and targets.
     #[arg(long, help_heading = "Model")]
     pub no_normalize: bool,
@@ -320,22 +430,24 @@ impl TrainArgs {
     /// normalization.
     ///
     /// # Errors
-    /// A message for an optimizer, loss or loss-steps value that does not parse.
+    /// None today (the values were parsed by clap); kept for settings checked together.
     pub fn learner(
         &self,
-    ) -> Result<(tbptt::LearnerConfig, tbptt::norm::NormMode), Box<dyn std::error::Error>> {
-        use tbptt::norm::NormMode;
-        let mut optimizer: tbptt::optim::OptimizerConfig = self.opt.parse()?;
+    ) -> Result<(tbptt::LearnerConfig, tbptt::detect::norm::NormMode), Box<dyn std::error::Error>>
+    {
+        use tbptt::detect::norm::NormMode;
+        let mut optimizer = self.opt.clone().unwrap_or_default();
         if let Some(lr) = self.lr {
             optimizer = optimizer.with_lr(lr);
         }
+        let clip = self.clip.unwrap_or(1.0);
         let learner = tbptt::LearnerConfig {
-            layers: self.layers,
-            loss_steps: self.loss_steps.parse()?,
-            loss: self.loss.parse()?,
+            layers: self.layers.unwrap_or(1),
+            loss_steps: self.loss_steps.unwrap_or(LossSteps::Every),
+            loss: self.loss.unwrap_or(Loss::Mse),
             optimizer,
-            clip: (self.clip > 0.0).then_some(self.clip),
-            seed: self.seed,
+            clip: (clip > 0.0).then_some(clip),
+            seed: self.seed.unwrap_or(0),
             ..Default::default()
         };
         let normalize = match (self.no_normalize, self.norm_halflife) {
@@ -399,34 +511,28 @@ pub struct Common {
     pub input: InputArgs,
 
     // ---- model
-    /// Recurrent cell: elman, gru or lstm.
-    #[arg(long, default_value = "gru", help_heading = "Model")]
-    pub cell: String,
-    /// Hidden size H.
-    #[arg(long, default_value_t = 32, value_name = "H", help_heading = "Model")]
-    pub hidden: usize,
+    /// Recurrent cell [default: gru].
+    #[arg(long, value_enum, help_heading = "Model")]
+    pub cell: Option<CellArg>,
+    /// Hidden size H [default: 32].
+    #[arg(long, value_name = "H", help_heading = "Model")]
+    pub hidden: Option<usize>,
     /// Window length T (k2): steps of backpropagation per update, or auto: T adapts online
-    /// to the measured decay of the gradient (see --t-min, --t-max, --t-tolerance).
+    /// to the measured decay of the gradient (see --t-min, --t-max, --t-tolerance)
+    /// [default: 32].
     #[arg(
         short = 'T',
         long = "window",
-        default_value = "32",
         value_name = "T|auto",
         help_heading = "Model"
     )]
-    pub window: tbptt::Truncation,
+    pub window: Option<Truncation>,
     /// Settings of -T auto.
     #[command(flatten, next_help_heading = "Model")]
     pub auto: AutoArgs,
-    /// Update every k events (k1 <= T).
-    #[arg(
-        short = 'k',
-        long = "every",
-        default_value_t = 8,
-        value_name = "K",
-        help_heading = "Model"
-    )]
-    pub every: usize,
+    /// Update every k events (k1 <= T) [default: 8].
+    #[arg(short = 'k', long = "every", value_name = "K", help_heading = "Model")]
+    pub every: Option<usize>,
     /// Training settings.
     #[command(flatten)]
     pub train: TrainArgs,
@@ -434,21 +540,17 @@ pub struct Common {
     // ---- anomaly
     /// Anomaly score: likelihood (in [0, 1]: tail probabilities of the forecast error,
     /// level-shift, daily and new-extreme statistics, one alarm per episode), zscore (the forecast
-    /// error standardized, unbounded) or raw (the normalized error |r| as |r| / (1 + |r|)).
-    #[arg(long, default_value = "likelihood", help_heading = "Anomaly")]
-    pub anomaly: String,
+    /// error standardized, unbounded) or raw (the normalized error |r| as |r| / (1 + |r|))
+    /// [default: likelihood].
+    #[arg(long, value_enum, help_heading = "Anomaly")]
+    pub anomaly: Option<AnomalyArg>,
     /// Flag events whose anomaly score exceeds this (default: 0.5 for likelihood, 4 for
     /// zscore, 0.8 for raw).
     #[arg(long, help_heading = "Anomaly")]
     pub threshold: Option<f64>,
-    /// Half-life of the residual statistics behind the z-score, in events.
-    #[arg(
-        long,
-        default_value_t = 1000.0,
-        value_name = "EVENTS",
-        help_heading = "Anomaly"
-    )]
-    pub anomaly_halflife: f64,
+    /// Half-life of the residual statistics behind the z-score, in events [default: 1000].
+    #[arg(long, value_name = "EVENTS", help_heading = "Anomaly")]
+    pub anomaly_halflife: Option<f64>,
     /// Settings of the likelihood that differ from the defaults, as a JSON object, e.g.
     /// '{"confirm": 0}' to report an alarm at once instead of 5 events later with its
     /// episode's peak (see the library's LikelihoodConfig).
@@ -464,9 +566,9 @@ pub struct Common {
     /// Where records go: '-' for stdout, a file, or 'none'.
     #[arg(short = 'o', long, default_value = "-", help_heading = "Output")]
     pub output: String,
-    /// Record format: csv or jsonl.
-    #[arg(long, default_value = "csv", help_heading = "Output")]
-    pub output_format: String,
+    /// Record format.
+    #[arg(long, value_enum, default_value_t = OutputFormatArg::Csv, help_heading = "Output")]
+    pub output_format: OutputFormatArg,
     /// Also write each forecast member (net, naive, seasonal, seasonal_change) and its weight
     /// in the combination.
     #[arg(long, help_heading = "Output")]

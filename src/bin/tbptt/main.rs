@@ -1,28 +1,24 @@
-//! The `tbptt` command: parses flags, builds the configuration and calls [`tbptt::run::run`].
+//! The `tbptt` command: parses flags, builds the configuration and calls [`tbptt::service::run::run`].
 
 mod cli;
 mod nab;
+mod observe;
 mod sweep;
 
-use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::Parser;
 use cli::{Cli, Command, Common, InspectArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tbptt::checkpoint::{self, Checkpoint};
-use tbptt::format::{ColumnSpec, DecoderConfig, Format, Missing};
-use tbptt::norm::NormMode;
-use tbptt::pipeline::PipelineConfig;
-use tbptt::run::{CheckpointConfig, OutputTarget, RunConfig, Speed, Summary};
-use tbptt::source::{SourceConfig, SourceSpec};
-use tbptt::{LearnerConfig, Truncation};
+use tbptt::detect::norm::NormMode;
+use tbptt::detect::pipeline::PipelineConfig;
+use tbptt::io::checkpoint::{self, Checkpoint};
+use tbptt::io::format::{ColumnSpec, DecoderConfig};
+use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Runner, Speed, Summary};
+use tbptt::{CellKind, LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
+    let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -32,11 +28,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let sub = matches
-        .subcommand()
-        .map(|(_, m)| m.clone())
-        .unwrap_or_default();
-    match real_main(cli, &sub) {
+    match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tbptt: {e}");
@@ -47,7 +39,8 @@ fn main() -> ExitCode {
 
 type AnyError = Box<dyn std::error::Error>;
 
-fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
+fn real_main(cli: Cli) -> Result<(), AnyError> {
+    let mut progress = None;
     let (mut config, common) = match cli.command {
         Command::Inspect(a) => return inspect(&a),
         Command::Sweep(a) => return sweep::run(&a),
@@ -81,29 +74,45 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
         }
         Command::Replay(a) => {
             let mut config = build(&a.common, SourceSpec::File(a.input.clone()))?;
-            config.speed = a.speed.parse::<Speed>()?;
+            config.speed = a.speed;
             if config.speed != Speed::Max && a.common.input.time.is_none() {
                 tracing::info!("pacing by the detected time column");
             }
             config.pipeline.background = a.background;
-            config.progress = !a.no_progress;
-            config.progress_len = count_lines(&a.input);
+            if !a.no_progress {
+                progress = observe::Progress::new(count_lines(&a.input));
+            }
             (config, a.common)
         }
     };
-    setup_checkpoints(&mut config, &common, matches)?;
+    setup_checkpoints(&mut config, &common)?;
+    let plot = common.plot.as_ref().map(|path| {
+        let l = &config.pipeline.learner;
+        let title = format!(
+            "{} H={} T={} k={}: forecast and anomaly score",
+            l.cell, l.d_hidden, l.window, l.every
+        );
+        observe::Plot::new(path.clone(), title)
+    });
+    let mut runner = Runner::new(config);
+    if let Some(p) = progress {
+        runner = runner.observer(p);
+    }
+    if let Some(p) = plot {
+        runner = runner.observer(p);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let summary: Summary = runtime.block_on(async move {
-        let (trigger, shutdown) = tbptt::shutdown::channel();
+        let (trigger, shutdown) = tbptt::io::shutdown::channel();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
             trigger.trigger();
         });
-        tbptt::run::run(config, shutdown).await
+        runner.run(shutdown).await
     })?;
     if !common.quiet {
         eprintln!("{summary}");
@@ -151,12 +160,8 @@ fn memchr_count(data: &[u8]) -> u64 {
 
 /// The decoder the input flags describe.
 fn decoder(c: &cli::InputArgs) -> Result<DecoderConfig, AnyError> {
-    let format: Format = c.format.parse()?;
-    let missing = match c.missing.as_str() {
-        "skip" => Missing::Skip,
-        "hold" => Missing::Hold,
-        other => return Err(format!("--missing expects skip or hold, got {other:?}").into()),
-    };
+    let format = c.format.into();
+    let missing = c.missing.into();
     let columns = ColumnSpec::from_flags(
         c.columns.as_deref(),
         c.target.as_deref(),
@@ -181,9 +186,9 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
     source.validate()?;
     let (base, normalize) = c.train.learner()?;
     let mut learner = LearnerConfig {
-        cell: c.cell.parse()?,
-        d_hidden: c.hidden,
-        every: c.every,
+        cell: c.cell.map_or(CellKind::Gru, CellKind::from),
+        d_hidden: c.hidden.unwrap_or(32),
+        every: c.every.unwrap_or(8),
         ..base
     };
     learner.set_truncation(truncation(c)?);
@@ -193,11 +198,13 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         forecast: c.train.forecast(),
         ..Default::default()
     };
-    pipeline.anomaly.kind = c.anomaly.parse()?;
+    if let Some(a) = c.anomaly {
+        pipeline.anomaly.kind = a.into();
+    }
     pipeline.anomaly.threshold = c
         .threshold
         .unwrap_or_else(|| pipeline.anomaly.kind.default_threshold());
-    pipeline.anomaly.half_life = c.anomaly_halflife;
+    pipeline.anomaly.half_life = c.anomaly_halflife.unwrap_or(1000.0);
     if let Some(l) = c.likelihood {
         pipeline.anomaly.likelihood = l;
     }
@@ -210,23 +217,20 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         source,
         pipeline,
         output,
-        output_format: c.output_format.parse()?,
+        output_format: c.output_format.into(),
         members: c.members,
         strict: c.input.strict,
         speed: Speed::Max,
-        progress: false,
-        progress_len: None,
         max_events: c.input.max_events,
         checkpoint: None,
         resume: None,
         record: None,
-        plot: c.plot.clone(),
     })
 }
 
 /// `-T` with the `--t-*` settings of `-T auto`.
 fn truncation(c: &Common) -> Result<Truncation, AnyError> {
-    match c.window.clone() {
+    match c.window.clone().unwrap_or(Truncation::Fixed(32)) {
         Truncation::Fixed(t) => {
             if c.auto.any() {
                 return Err(format!(
@@ -240,19 +244,12 @@ fn truncation(c: &Common) -> Result<Truncation, AnyError> {
     }
 }
 
-/// Whether a flag was given on the command line (rather than left at its default).
-fn given(matches: &ArgMatches, id: &str) -> bool {
-    matches!(matches.value_source(id), Some(ValueSource::CommandLine))
-}
-
 /// Sets the checkpoint schedule and, when resuming, the saved state: `--resume PATH`, or the
 /// `--checkpoint` file when it exists (unless `--no-resume`). Model flags given on the
 /// command line must match the checkpoint's settings; the anomaly threshold may change.
-fn setup_checkpoints(
-    config: &mut RunConfig,
-    common: &Common,
-    matches: &ArgMatches,
-) -> Result<(), AnyError> {
+/// A model flag counts as given when clap filled its `Option` (the defaults are applied in
+/// [`build`], not by clap), so a flag and its merge cannot drift apart.
+fn setup_checkpoints(config: &mut RunConfig, common: &Common) -> Result<(), AnyError> {
     let c = &common.checkpoint;
     if let Some(path) = &c.checkpoint {
         let interval = match c.checkpoint_interval {
@@ -283,18 +280,19 @@ fn setup_checkpoints(
     let flags = &config.pipeline;
     let mut requested = saved.clone();
     let (r, f) = (&mut requested.learner, &flags.learner);
-    if given(matches, "cell") {
+    let (t, train) = (common, &common.train);
+    if t.cell.is_some() {
         r.cell = f.cell;
     }
-    if given(matches, "hidden") {
+    if t.hidden.is_some() {
         r.d_hidden = f.d_hidden;
     }
-    if given(matches, "layers") {
+    if train.layers.is_some() {
         r.layers = f.layers;
     }
     // `-T auto` keeps a saved run's adaptive settings; --t-* flags given change them.
     let both_auto = f.auto_truncation.is_some() && r.auto_truncation.is_some();
-    if given(matches, "window") && !both_auto {
+    if t.window.is_some() && !both_auto {
         r.window = f.window;
         r.auto_truncation = f.auto_truncation.clone();
     }
@@ -303,46 +301,46 @@ fn setup_checkpoints(
         r.window = a.max;
         r.auto_truncation = Some(a);
     }
-    if given(matches, "every") {
+    if t.every.is_some() {
         r.every = f.every;
     }
-    if given(matches, "loss_steps") {
+    if train.loss_steps.is_some() {
         r.loss_steps = f.loss_steps;
     }
-    if given(matches, "loss") {
+    if train.loss.is_some() {
         r.loss = f.loss;
     }
-    if given(matches, "opt") {
+    if train.opt.is_some() {
         r.optimizer = f.optimizer.clone();
     } else if let Some(lr) = common.train.lr {
         r.optimizer = r.optimizer.clone().with_lr(lr);
     }
-    if given(matches, "clip") {
+    if train.clip.is_some() {
         r.clip = f.clip;
     }
-    if given(matches, "seed") {
+    if train.seed.is_some() {
         r.seed = f.seed;
     }
-    if given(matches, "no_normalize") || given(matches, "norm_halflife") {
+    if train.no_normalize || train.norm_halflife.is_some() {
         requested.normalize = flags.normalize;
     }
-    if given(matches, "predict") || given(matches, "no_combine") || given(matches, "forecast") {
+    if train.predict.is_some() || train.no_combine || train.forecast.is_some() {
         requested.forecast = flags.forecast;
     }
-    if given(matches, "anomaly") {
+    if t.anomaly.is_some() {
         requested.anomaly.kind = flags.anomaly.kind;
     }
-    if given(matches, "anomaly_halflife") {
+    if t.anomaly_halflife.is_some() {
         requested.anomaly.half_life = flags.anomaly.half_life;
     }
-    if given(matches, "likelihood") {
+    if t.likelihood.is_some() {
         requested.anomaly.likelihood = flags.anomaly.likelihood;
     }
     checkpoint::check_compatible(&saved, &requested)
         .map_err(|e| format!("cannot resume from {}: {e}", from.display()))?;
     let mut state = ckp.state;
     state.config.background = flags.background;
-    if given(matches, "threshold") {
+    if t.threshold.is_some() {
         state.config.anomaly.threshold = flags.anomaly.threshold;
     }
     tracing::info!(

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use tbptt::nab::{self, NabError};
-use tbptt::pipeline::PipelineConfig;
+use tbptt::detect::pipeline::PipelineConfig;
+use tbptt::tools::nab::{self, NabError};
 use tbptt::LearnerConfig;
 
 /// Runs the detector over every CSV below `a.data_dir`, writing result files below
@@ -15,7 +15,7 @@ use tbptt::LearnerConfig;
 pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = PipelineConfig {
         learner: LearnerConfig {
-            cell: a.cell.parse()?,
+            cell: a.cell.into(),
             d_hidden: a.hidden,
             window: a.window,
             every: a.every,
@@ -24,7 +24,7 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..Default::default()
     };
-    config.anomaly.kind = a.anomaly.parse()?;
+    config.anomaly.kind = a.anomaly.into();
     config.anomaly.threshold = config.anomaly.kind.default_threshold();
     if let Some(l) = a.likelihood {
         config.anomaly.likelihood = l;
@@ -33,13 +33,13 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
         config.forecast = f;
     }
     // Checked once here rather than once per file.
-    tbptt::pipeline::Pipeline::new(config.clone())?;
+    tbptt::detect::pipeline::Pipeline::new(config.clone())?;
     let files = nab::find_files(&a.data_dir)?;
     if files.is_empty() {
         return Err(format!("no .csv files below {}", a.data_dir.display()).into());
     }
     let jobs = a
-        .jobs
+        .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, files.len());
     let start = Instant::now();

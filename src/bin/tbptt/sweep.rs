@@ -4,11 +4,12 @@
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tbptt::pipeline::PipelineConfig;
-use tbptt::plot::{self, ForecastTrace};
-use tbptt::source::{SourceConfig, SourceSpec};
-use tbptt::sweep::{self, Grid, Recommendation, RunResult, TAxis};
-use tbptt::truncation::AutoTruncation;
+use tbptt::detect::pipeline::PipelineConfig;
+use tbptt::detect::trace::ForecastTrace;
+use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::tools::plot;
+use tbptt::tools::sweep::{self, Grid, Recommendation, RunResult, TAxis};
+use tbptt::train::truncation::AutoTruncation;
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -467,7 +468,7 @@ fn plots(
         &format!("training cost vs T ({label})"),
         &dir.join("cost_vs_t.svg"),
     )?;
-    let mut trace = ForecastTrace::new(tbptt::run::PLOT_POINTS);
+    let mut trace = ForecastTrace::new(tbptt::detect::trace::PLOT_POINTS);
     sweep::evaluate_traced(events, base, &best.spec, season, Some(&mut trace))?;
     plot::forecast_svg(
         &trace,

@@ -1,0 +1,834 @@
+//! From decoded events to output records: normalization, the learner, residuals, anomaly
+//! scores and the running figures of the summary.
+//!
+//! The pipeline is built lazily from the first event, whose arity fixes the input size `D`
+//! (and the target size, when events carry targets). Per event it
+//! 1. scores the forecast made for this event (in the input's own units) and its anomaly
+//!    score;
+//! 2. updates the normalization statistics and feeds the normalized values to the learner;
+//! 3. reports the learner's new forecast de-normalized.
+//!
+//! Nothing is allocated per event once the first event has set the sizes.
+
+use crate::detect::anomaly::{AnomalyConfig, AnomalyKind, Likelihood, ZScore};
+use crate::detect::forecast::{ForecastConfig, Forecaster, MEMBERS};
+use crate::detect::norm::{NormMode, Normalizer};
+use crate::event::Event;
+use crate::train::learner::{Learner, LearnerConfig, LearnerState, Targets};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Settings of a pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// The learner. `d_input`, `d_target` and `targets` are set from the first event.
+    pub learner: LearnerConfig,
+    /// Normalization of inputs and targets. Default: cumulative mean and variance.
+    pub normalize: NormMode,
+    /// Anomaly score settings.
+    pub anomaly: AnomalyConfig,
+    /// Train on a background thread (predictions never wait). Default: false (inline,
+    /// deterministic).
+    pub background: bool,
+    /// What is forecast and how ([`crate::detect::forecast`]). Default: the change, combined with
+    /// the baselines. Checkpoints that do not name it (written before it existed) continue
+    /// with [`ForecastConfig::level`].
+    #[serde(default = "ForecastConfig::level")]
+    pub forecast: ForecastConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            learner: LearnerConfig::default(),
+            normalize: NormMode::Cumulative,
+            anomaly: AnomalyConfig::default(),
+            background: false,
+            forecast: ForecastConfig::default(),
+        }
+    }
+}
+
+/// The result of one event. Reused from event to event (read it before the next).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OutputRecord {
+    /// 0-based index of the event among accepted events.
+    pub index: u64,
+    /// The event's timestamp (seconds since the Unix epoch, or the raw numeric time).
+    pub time: Option<f64>,
+    /// The event's series key (empty when none).
+    pub key: String,
+    /// Mean squared error of the forecast made for this event, in the input's units
+    /// (`None` for the first event of a forecast stream).
+    pub error: Option<f64>,
+    /// `actual − forecast` per value, in the input's units (empty when `error` is `None`).
+    pub residual: Vec<f64>,
+    /// Anomaly score of this event (see [`crate::detect::anomaly`]); 0 during warm-up.
+    pub score: f64,
+    /// Whether the score is above the threshold.
+    pub anomaly: bool,
+    /// The forecast of the next event (or of this event's target), in the input's units;
+    /// with the cross-entropy loss, class probabilities.
+    pub forecast: Vec<f64>,
+    /// Updates applied so far.
+    pub updates: u64,
+    /// With the default forecaster ([`crate::detect::forecast`]), each member's forecast of the next
+    /// event, member-major in [`crate::detect::forecast::MEMBER_NAMES`] order (`MEMBERS × D`);
+    /// empty otherwise.
+    pub members: Vec<f64>,
+    /// The combination's weight of each member, in the same order (empty without a
+    /// forecaster).
+    pub weights: Vec<f64>,
+}
+
+/// Errors of at most `2048` blocks of consecutive events, merged pairwise as the stream grows,
+/// so the error over the last 20% of any stream is known in bounded memory (to within 1/1024
+/// of the stream's length).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorTrail {
+    block: u64,
+    sums: Vec<(f64, f64, u64)>,
+    events: u64,
+}
+
+const TRAIL_BLOCKS: usize = 2048;
+
+impl ErrorTrail {
+    /// Checks a deserialized trail: at most 2048 blocks, a positive block size, finite sums
+    /// and counts that add up.
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.sums.len() > TRAIL_BLOCKS {
+            return Err(format!(
+                "error trail has {} blocks, at most {TRAIL_BLOCKS}",
+                self.sums.len()
+            ));
+        }
+        if !self.sums.is_empty() && self.block == 0 {
+            return Err("error trail has blocks of size 0".into());
+        }
+        let mut n = 0u64;
+        for (m, naive, c) in &self.sums {
+            if m.is_nan() || naive.is_nan() || *c > self.block {
+                return Err("error trail holds an invalid block".into());
+            }
+            n = n.saturating_add(*c);
+        }
+        if n != self.events {
+            return Err(format!(
+                "error trail counts {n} events in its blocks and {} in total",
+                self.events
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds the model's and the naive forecast's squared error of one event.
+    pub fn push(&mut self, model: f64, naive: f64) {
+        if self.block == 0 {
+            self.block = 1;
+            self.sums.reserve(TRAIL_BLOCKS);
+        }
+        match self.sums.last_mut() {
+            Some(last) if last.2 < self.block => {
+                last.0 += model;
+                last.1 += naive;
+                last.2 += 1;
+            }
+            _ => {
+                if self.sums.len() == TRAIL_BLOCKS {
+                    for i in 0..TRAIL_BLOCKS / 2 {
+                        let (a, b) = (self.sums[2 * i], self.sums[2 * i + 1]);
+                        self.sums[i] = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+                    }
+                    self.sums.truncate(TRAIL_BLOCKS / 2);
+                    self.block *= 2;
+                }
+                self.sums.push((model, naive, 1));
+            }
+        }
+        self.events += 1;
+    }
+
+    /// Mean model and naive error over (about) the last 20% of the events: `(model, naive)`.
+    pub fn last20(&self) -> (f64, f64) {
+        let want = (self.events / 5).max(1);
+        let (mut m, mut n, mut c) = (0.0, 0.0, 0u64);
+        for s in self.sums.iter().rev() {
+            if c >= want {
+                break;
+            }
+            m += s.0;
+            n += s.1;
+            c += s.2;
+        }
+        if c == 0 {
+            (0.0, 0.0)
+        } else {
+            (m / c as f64, n / c as f64)
+        }
+    }
+}
+
+struct Inner {
+    learner: Learner<f32>,
+    norm_x: Normalizer,
+    norm_y: Normalizer,
+    anomaly: ZScore,
+    likelihood: Option<Likelihood>,
+    forecaster: Option<Forecaster>,
+    explicit: bool,
+    categorical: bool,
+    x: Vec<f32>,
+    u: Vec<f32>,
+    y: Vec<f32>,
+    /// The forecaster's targets (its network output size).
+    y_ahead: Vec<f32>,
+    raw_x: Vec<f64>,
+    prev_forecast: Vec<f64>,
+    prev_actual: Vec<f64>,
+    has_prev: bool,
+}
+
+/// Everything a [`Pipeline`] needs to continue exactly where it stopped: its configuration,
+/// the learner's state, the normalization and anomaly statistics, the last forecast and
+/// actual values, the error trail and the counters. Made by [`Pipeline::snapshot`], used by
+/// [`Pipeline::restore`]; serialized into checkpoints by the checkpoints of the I/O layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineState {
+    /// The configuration (the learner's sizes as fixed by the first event).
+    pub config: PipelineConfig,
+    /// The state after the first event; `None` if no event was processed.
+    pub inner: Option<InnerState>,
+    /// Model and naive errors of the summary's last-20% figure.
+    pub trail: ErrorTrail,
+    /// Events flagged as anomalies.
+    pub anomalies: u64,
+}
+
+/// The part of a [`PipelineState`] that exists once the first event has fixed the sizes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InnerState {
+    /// The learner.
+    pub learner: LearnerState<f32>,
+    /// Normalization statistics of the inputs.
+    pub norm_x: Normalizer,
+    /// Normalization statistics of the targets (explicit targets only).
+    pub norm_y: Normalizer,
+    /// Residual statistics of the z-score.
+    pub anomaly: ZScore,
+    /// State of the anomaly likelihood (with that score only; absent from checkpoints
+    /// written before it existed).
+    #[serde(default)]
+    pub likelihood: Option<Likelihood>,
+    /// The forecaster (forecasting streams other than [`ForecastConfig::level`]'s; absent
+    /// from checkpoints written before it existed).
+    #[serde(default)]
+    pub forecaster: Option<Forecaster>,
+    /// The last forecast, in the input's units.
+    pub prev_forecast: Vec<f64>,
+    /// The last actual values, in the input's units.
+    pub prev_actual: Vec<f64>,
+    /// Whether an event was processed (a forecast is pending).
+    pub has_prev: bool,
+}
+
+impl PipelineState {
+    /// Events processed.
+    pub fn events(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |i| i.learner.events)
+    }
+
+    /// The learner's configuration (with the sizes fixed by the first event, when there was
+    /// one).
+    pub fn learner_config(&self) -> &LearnerConfig {
+        match &self.inner {
+            Some(i) => &i.learner.config,
+            None => &self.config.learner,
+        }
+    }
+}
+
+/// Events in, output records out.
+pub struct Pipeline {
+    config: PipelineConfig,
+    inner: Option<Inner>,
+    out: OutputRecord,
+    trail: ErrorTrail,
+    anomalies: u64,
+}
+
+impl Pipeline {
+    /// A pipeline that starts learning at its first event.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a setting is invalid (checked with `D = 1`).
+    pub fn new(config: PipelineConfig) -> Result<Self> {
+        config.anomaly.validate()?;
+        config.forecast.validate()?;
+        let mut probe = config.learner.clone();
+        probe.d_input = 1;
+        probe.d_target = None;
+        probe.targets = Targets::NextInput;
+        probe.validate()?;
+        if let NormMode::Ewm { half_life } = config.normalize {
+            if !(half_life > 0.0 && half_life.is_finite()) {
+                return Err(Error::config("normalize.half_life", "must be positive"));
+            }
+        }
+        Ok(Pipeline {
+            config,
+            inner: None,
+            out: OutputRecord::default(),
+            trail: ErrorTrail::default(),
+            anomalies: 0,
+        })
+    }
+
+    fn init(&mut self, ev: &Event) -> Result<()> {
+        let d = ev.values.len();
+        if d == 0 {
+            return Err(Error::config("input", "an event needs at least one value"));
+        }
+        let explicit = !ev.targets.is_empty();
+        let mut lc = self.config.learner.clone();
+        lc.d_input = d;
+        let categorical = lc.loss == crate::Loss::CrossEntropy;
+        let forecaster = (!explicit && !categorical && !self.config.forecast.is_plain_level())
+            .then(|| Forecaster::new(self.config.forecast, d, ev.time.is_some()));
+        if explicit {
+            lc.targets = Targets::Explicit;
+            lc.d_target = Some(ev.targets.len());
+        } else if let Some(f) = &forecaster {
+            lc.targets = Targets::Ahead;
+            lc.d_input = f.d_input();
+            lc.d_target = Some(f.d_target());
+        } else {
+            lc.targets = Targets::NextInput;
+            lc.d_target = None;
+        }
+        let mut learner = Learner::new(lc)?;
+        if self.config.background {
+            learner.spawn_trainer()?;
+        }
+        let dy = if explicit { ev.targets.len() } else { d };
+        // Class probabilities (one-hot inputs or targets) are not normalized.
+        let mode = if categorical {
+            NormMode::Off
+        } else {
+            self.config.normalize
+        };
+        self.out.residual = Vec::with_capacity(dy);
+        self.out.forecast = vec![0.0; dy];
+        self.out.members = Vec::with_capacity(MEMBERS * dy);
+        self.out.weights = Vec::with_capacity(MEMBERS);
+        self.out.key.reserve(64);
+        self.inner = Some(Inner {
+            learner,
+            norm_x: Normalizer::new(d, mode),
+            norm_y: Normalizer::new(dy, mode),
+            categorical,
+            anomaly: ZScore::new(self.config.anomaly),
+            likelihood: (self.config.anomaly.kind == AnomalyKind::Likelihood)
+                .then(|| Likelihood::new(self.config.anomaly.likelihood)),
+            u: vec![0.0; forecaster.as_ref().map_or(0, Forecaster::d_input)],
+            y_ahead: vec![0.0; forecaster.as_ref().map_or(0, Forecaster::d_target)],
+            forecaster,
+            explicit,
+            x: vec![0.0; d],
+            y: vec![0.0; dy],
+            raw_x: vec![0.0; d],
+            prev_forecast: vec![0.0; dy],
+            prev_actual: vec![0.0; dy],
+            has_prev: false,
+        });
+        Ok(())
+    }
+
+    /// The input size, once the first event has fixed it.
+    pub fn d_input(&self) -> Option<usize> {
+        self.inner.as_ref().map(|i| i.x.len())
+    }
+
+    /// Processes one event and returns its output record.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the event's arity differs from the first event's (the event is
+    /// rejected and nothing changes), [`Error::NonFinite`] for a NaN or infinite value,
+    /// [`Error::Config`] if the learner cannot be built.
+    pub fn process(&mut self, ev: &Event) -> Result<&OutputRecord> {
+        if self.inner.is_none() {
+            self.init(ev)?;
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Err(Error::config("pipeline", "not initialized"));
+        };
+        let d = inner.x.len();
+        if ev.values.len() != d {
+            return Err(Error::len("event values", d, ev.values.len()));
+        }
+        let dy = inner.y.len();
+        if inner.explicit && ev.targets.len() != dy {
+            return Err(Error::len("event targets", dy, ev.targets.len()));
+        }
+        if let Some(i) = ev
+            .values
+            .iter()
+            .chain(&ev.targets)
+            .position(|v| !v.is_finite())
+        {
+            return Err(Error::NonFinite {
+                op: "event",
+                index: i,
+            });
+        }
+        let out = &mut self.out;
+        out.index = inner.learner.events();
+        out.time = ev.time;
+        out.key.clear();
+        out.key.push_str(&ev.key);
+        out.residual.clear();
+        out.error = None;
+        out.score = 0.0;
+        out.anomaly = false;
+        // The actual values this event brings for the forecast made before it.
+        let actual: &[f64] = if inner.explicit {
+            &ev.targets
+        } else {
+            &ev.values
+        };
+        inner.raw_x.copy_from_slice(&ev.values);
+        if let Some(f) = inner.forecaster.as_mut() {
+            f.observe(ev.time, &ev.values);
+        }
+        // Normalization statistics include this event before it is fed to the learner.
+        inner.norm_x.observe(&ev.values);
+        if inner.explicit {
+            inner.norm_y.observe(&ev.targets);
+        }
+        let step = if let Some(f) = inner.forecaster.as_mut() {
+            f.inputs_to(
+                ev.time,
+                &ev.values,
+                &inner.norm_x,
+                &mut inner.u,
+                &mut inner.y_ahead,
+            );
+            inner.learner.step_ahead(&inner.u, &inner.y_ahead)?
+        } else if inner.explicit {
+            inner.norm_x.normalize_to(&ev.values, &mut inner.x);
+            inner.norm_y.normalize_to(&ev.targets, &mut inner.y);
+            inner.learner.step_supervised(&inner.x, &inner.y)?
+        } else {
+            inner.norm_x.normalize_to(&ev.values, &mut inner.x);
+            inner.learner.step(&inner.x)?
+        };
+        let norm_out = if inner.explicit {
+            &inner.norm_y
+        } else {
+            &inner.norm_x
+        };
+        if inner.explicit {
+            // With explicit targets the forecast made now is for this event's target.
+            norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            if inner.categorical {
+                softmax(&mut out.forecast);
+            }
+            inner.prev_forecast.copy_from_slice(&out.forecast);
+        }
+        let mut norm_error = None;
+        if inner.has_prev || inner.explicit {
+            let (mut se, mut zse, mut naive) = (0.0, 0.0, 0.0);
+            for (i, (a, f)) in actual.iter().zip(&inner.prev_forecast).enumerate() {
+                let r = a - f;
+                out.residual.push(r);
+                se += r * r;
+                // The anomaly scores judge the network's level forecast (with a forecaster,
+                // its level head), which follows a change more slowly than the combination.
+                let rz = inner
+                    .forecaster
+                    .as_ref()
+                    .map_or(r, |fc| a - fc.level_forecast()[i]);
+                let z = rz / norm_out.std(i);
+                zse += z * z;
+                let n = a - inner.prev_actual[i];
+                naive += n * n;
+            }
+            let k = actual.len() as f64;
+            let mse = se / k;
+            out.error = Some(mse);
+            let r = (zse / k).sqrt();
+            norm_error = Some(r);
+            let z = inner.anomaly.score(r);
+            out.score = match self.config.anomaly.kind {
+                AnomalyKind::ZScore => z,
+                AnomalyKind::Raw if r.is_finite() => r / (1.0 + r),
+                AnomalyKind::Raw => 1.0,
+                AnomalyKind::Likelihood => 0.0,
+            };
+            if inner.has_prev {
+                self.trail.push(mse, naive / k);
+            }
+        }
+        if let Some(l) = inner.likelihood.as_mut() {
+            out.score = l.score(ev.time, actual, norm_error);
+        }
+        out.anomaly = out.score > self.config.anomaly.threshold;
+        if let Some(f) = inner.forecaster.as_mut() {
+            f.forecast_to(step.forecast, actual, &inner.norm_x, &mut out.forecast);
+            inner.prev_forecast.copy_from_slice(&out.forecast);
+            out.members.clear();
+            out.members.extend_from_slice(f.member_forecasts());
+            out.weights.clear();
+            out.weights.extend_from_slice(&f.weights());
+        } else if !inner.explicit {
+            norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            if inner.categorical {
+                softmax(&mut out.forecast);
+            }
+            inner.prev_forecast.copy_from_slice(&out.forecast);
+        }
+        inner.prev_actual.copy_from_slice(actual);
+        inner.has_prev = true;
+        out.updates = inner.learner.updates();
+        if out.anomaly {
+            self.anomalies += 1;
+        }
+        Ok(&self.out)
+    }
+
+    /// Everything needed to continue exactly from here ([`Pipeline::restore`]). Allocates;
+    /// with a background trainer it waits for the windows the trainer holds (see
+    /// [`Learner::snapshot`]).
+    ///
+    /// # Errors
+    /// As [`Learner::snapshot`].
+    pub fn snapshot(&mut self) -> Result<PipelineState> {
+        let inner = match self.inner.as_mut() {
+            None => None,
+            Some(i) => Some(InnerState {
+                learner: i.learner.snapshot()?,
+                norm_x: i.norm_x.clone(),
+                norm_y: i.norm_y.clone(),
+                anomaly: i.anomaly.clone(),
+                likelihood: i.likelihood.clone(),
+                forecaster: i.forecaster.clone(),
+                prev_forecast: i.prev_forecast.clone(),
+                prev_actual: i.prev_actual.clone(),
+                has_prev: i.has_prev,
+            }),
+        };
+        Ok(PipelineState {
+            config: self.config.clone(),
+            inner,
+            trail: self.trail.clone(),
+            anomalies: self.anomalies,
+        })
+    }
+
+    /// A pipeline that continues exactly from `state`, with `state.config` (set
+    /// `state.config.background` and the anomaly threshold before calling to change them).
+    /// Every length and value is checked, so a state read from an untrusted file cannot make
+    /// later events fail or panic.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first inconsistency.
+    pub fn restore(state: PipelineState) -> Result<Self> {
+        let mut p = Pipeline::new(state.config)?;
+        let bad = |field: &'static str, reason: String| Error::config(field, reason);
+        state
+            .trail
+            .validate()
+            .map_err(|e| bad("checkpoint.trail", e))?;
+        p.trail = state.trail;
+        p.anomalies = state.anomalies;
+        let Some(s) = state.inner else {
+            return Ok(p);
+        };
+        let lc = s.learner.config.clone();
+        // The learner's settings are the pipeline's, with the sizes of the first event.
+        let mut expected = p.config.learner.clone();
+        expected.d_input = lc.d_input;
+        expected.d_target = lc.d_target;
+        expected.targets = lc.targets;
+        if expected != lc {
+            return Err(bad(
+                "checkpoint.learner",
+                "the learner's settings differ from the pipeline's".into(),
+            ));
+        }
+        let explicit = lc.targets == Targets::Explicit;
+        let ahead = lc.targets == Targets::Ahead;
+        // With a forecaster the learner's input is the forecaster's, and `d_target` the
+        // number of values per event.
+        let d = if ahead {
+            s.forecaster.as_ref().map_or(lc.d_input, |f| f.dim())
+        } else {
+            lc.d_input
+        };
+        let dy = if explicit {
+            lc.d_target.unwrap_or(d)
+        } else {
+            d
+        };
+        let categorical = lc.loss == crate::Loss::CrossEntropy;
+        let wants_forecaster = !explicit && !categorical && !p.config.forecast.is_plain_level();
+        match (&s.forecaster, wants_forecaster) {
+            (Some(f), true) => {
+                f.validate(&p.config.forecast, d)
+                    .map_err(|e| bad("checkpoint.forecaster", e))?;
+                if !ahead || f.d_input() != lc.d_input || Some(f.d_target()) != lc.d_target {
+                    return Err(bad(
+                        "checkpoint.forecaster",
+                        "the learner's input does not match the forecaster's".into(),
+                    ));
+                }
+            }
+            (None, false) if !ahead => {}
+            _ => {
+                return Err(bad(
+                    "checkpoint.forecaster",
+                    "the forecaster's state does not match the forecast settings".into(),
+                ))
+            }
+        }
+        let mode = if categorical {
+            NormMode::Off
+        } else {
+            p.config.normalize
+        };
+        for (name, n, dim) in [
+            ("checkpoint.norm_x", &s.norm_x, d),
+            ("checkpoint.norm_y", &s.norm_y, dy),
+        ] {
+            n.validate(dim).map_err(|e| bad(name, e))?;
+            if n.mode() != mode {
+                return Err(bad(name, format!("mode {:?}, expected {mode:?}", n.mode())));
+            }
+        }
+        s.anomaly
+            .validate()
+            .map_err(|e| bad("checkpoint.anomaly", e))?;
+        if s.anomaly.config().half_life != p.config.anomaly.half_life
+            || s.anomaly.config().warmup != p.config.anomaly.warmup
+        {
+            return Err(bad(
+                "checkpoint.anomaly",
+                "the anomaly statistics' settings differ from the pipeline's".into(),
+            ));
+        }
+        match (&s.likelihood, p.config.anomaly.kind) {
+            (None, AnomalyKind::Likelihood) => {
+                return Err(bad(
+                    "checkpoint.likelihood",
+                    "the likelihood score needs its state, which is missing".into(),
+                ))
+            }
+            (Some(l), AnomalyKind::Likelihood) => {
+                l.validate().map_err(|e| bad("checkpoint.likelihood", e))?;
+                if *l.config() != p.config.anomaly.likelihood || l.dim() != dy {
+                    return Err(bad(
+                        "checkpoint.likelihood",
+                        "the likelihood's settings or sizes differ from the pipeline's".into(),
+                    ));
+                }
+            }
+            (Some(_), _) => {
+                return Err(bad(
+                    "checkpoint.likelihood",
+                    "a likelihood state is present but the score is not the likelihood".into(),
+                ))
+            }
+            (None, _) => {}
+        }
+        for (name, v) in [
+            ("checkpoint.prev_forecast", &s.prev_forecast),
+            ("checkpoint.prev_actual", &s.prev_actual),
+        ] {
+            if v.len() != dy || !v.iter().all(|x| x.is_finite()) {
+                return Err(bad(
+                    name,
+                    format!("expected {dy} finite values, got {}", v.len()),
+                ));
+            }
+        }
+        let mut learner = Learner::restore(s.learner)?;
+        if p.config.background {
+            learner.spawn_trainer()?;
+        }
+        let mut anomaly = s.anomaly;
+        anomaly.set_threshold(p.config.anomaly.threshold);
+        p.out.residual = Vec::with_capacity(dy);
+        p.out.forecast = vec![0.0; dy];
+        p.out.members = Vec::with_capacity(MEMBERS * dy);
+        p.out.weights = Vec::with_capacity(MEMBERS);
+        p.out.key.reserve(64);
+        p.inner = Some(Inner {
+            learner,
+            norm_x: s.norm_x,
+            norm_y: s.norm_y,
+            anomaly,
+            likelihood: s.likelihood,
+            u: vec![0.0; s.forecaster.as_ref().map_or(0, Forecaster::d_input)],
+            y_ahead: vec![0.0; s.forecaster.as_ref().map_or(0, Forecaster::d_target)],
+            forecaster: s.forecaster,
+            explicit,
+            categorical,
+            x: vec![0.0; d],
+            y: vec![0.0; dy],
+            raw_x: vec![0.0; d],
+            prev_forecast: s.prev_forecast,
+            prev_actual: s.prev_actual,
+            has_prev: s.has_prev,
+        });
+        Ok(p)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Events processed (including those before a restore).
+    pub fn events(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |i| i.learner.events())
+    }
+
+    /// The forecaster, once the first event has built it (forecasting streams with a
+    /// forecast other than [`ForecastConfig::level`]'s).
+    pub fn forecaster(&self) -> Option<&Forecaster> {
+        self.inner.as_ref().and_then(|i| i.forecaster.as_ref())
+    }
+
+    /// The learner, once the first event has built it.
+    pub fn learner(&self) -> Option<&Learner<f32>> {
+        self.inner.as_ref().map(|i| &i.learner)
+    }
+
+    /// The learner, mutable (e.g. to update its weights from outside, as the sweep's full-BPTT
+    /// runs do), once the first event has built it.
+    pub fn learner_mut(&mut self) -> Option<&mut Learner<f32>> {
+        self.inner.as_mut().map(|i| &mut i.learner)
+    }
+
+    /// Stops a background trainer, taking its final weights (no-op inline).
+    ///
+    /// # Errors
+    /// As [`Learner::join_trainer`].
+    pub fn finish(&mut self) -> Result<()> {
+        match self.inner.as_mut() {
+            Some(i) => i.learner.join_trainer(),
+            None => Ok(()),
+        }
+    }
+
+    /// Events flagged as anomalies.
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
+    }
+
+    /// Model and naive mean squared error over the last 20% of the events.
+    pub fn last20(&self) -> (f64, f64) {
+        self.trail.last20()
+    }
+}
+
+/// In-place softmax (stable): with cross-entropy the forecast is reported as probabilities.
+fn softmax(v: &mut [f64]) {
+    let m = v.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    if sum > 0.0 {
+        v.iter_mut().for_each(|x| *x /= sum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(values: &[f64]) -> Event {
+        let mut e = Event::new();
+        e.values.extend_from_slice(values);
+        e
+    }
+
+    #[test]
+    fn forecasts_are_in_input_units_and_residuals_match() {
+        let mut p = Pipeline::new(PipelineConfig::default()).unwrap();
+        let mut prev_forecast: Option<f64> = None;
+        for t in 0..3000 {
+            let x = 1000.0 + 50.0 * (t as f64 * 0.2).sin();
+            let out = p.process(&ev(&[x])).unwrap();
+            assert_eq!(out.index, t);
+            if let Some(f) = prev_forecast {
+                assert!((out.residual[0] - (x - f)).abs() < 1e-9);
+                assert!((out.error.unwrap() - (x - f).powi(2)).abs() < 1e-6);
+            } else {
+                assert!(out.error.is_none() && out.residual.is_empty());
+            }
+            prev_forecast = Some(out.forecast[0]);
+        }
+        // Learned: the forecast is in the input's range (around 1000), close to the truth.
+        let (model, naive) = p.last20();
+        assert!(model < naive, "model {model} vs naive {naive}");
+        assert!((prev_forecast.unwrap() - 1000.0).abs() < 80.0);
+    }
+
+    #[test]
+    fn wrong_arity_and_non_finite_events_are_rejected_without_effect() {
+        let mut p = Pipeline::new(PipelineConfig::default()).unwrap();
+        p.process(&ev(&[1.0, 2.0])).unwrap();
+        assert!(matches!(p.process(&ev(&[1.0])), Err(Error::Shape { .. })));
+        assert!(matches!(
+            p.process(&ev(&[1.0, f64::NAN])),
+            Err(Error::NonFinite { .. })
+        ));
+        let out = p.process(&ev(&[1.5, 2.5])).unwrap();
+        assert_eq!(out.index, 1);
+    }
+
+    #[test]
+    fn error_trail_last20_is_exact_for_short_streams_and_bounded_for_long() {
+        let mut t = ErrorTrail::default();
+        for i in 0..1000 {
+            t.push(i as f64, 2.0 * i as f64);
+        }
+        let (m, n) = t.last20();
+        let want = (800..1000).map(|i| i as f64).sum::<f64>() / 200.0;
+        assert!((m - want).abs() < 1e-9 && (n - 2.0 * want).abs() < 1e-9);
+        let mut t = ErrorTrail::default();
+        for i in 0..1_000_000u64 {
+            t.push((i / 1000) as f64, 0.0);
+        }
+        assert!(t.sums.len() <= TRAIL_BLOCKS);
+        let (m, _) = t.last20();
+        assert!((m - 899.5).abs() < 2.0, "{m}");
+    }
+
+    #[test]
+    fn cross_entropy_forecasts_class_probabilities_of_a_cycle() {
+        let mut config = PipelineConfig::default();
+        config.learner.loss = crate::Loss::CrossEntropy;
+        config.learner.optimizer = crate::OptimizerConfig::adam(1e-2);
+        let mut p = Pipeline::new(config).unwrap();
+        let mut last = vec![];
+        for t in 0..3000 {
+            let mut one_hot = [0.0; 3];
+            one_hot[t % 3] = 1.0;
+            let out = p.process(&ev(&one_hot)).unwrap();
+            assert!((out.forecast.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            last = out.forecast.clone();
+        }
+        // The last event was class 2 (2999 % 3), so class 0 comes next.
+        assert!(last[0] > 0.9, "{last:?}");
+    }
+}

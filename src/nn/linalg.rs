@@ -1,0 +1,441 @@
+//! Dense kernels over column-major slices, written so that they never allocate.
+//!
+//! nalgebra's matrices are the storage everywhere; these loops are what the hot path calls on
+//! their slices (`as_slice`), because the generic `gemm` of nalgebra hands larger products to
+//! `matrixmultiply`, which allocates a packing buffer on every call. Shapes are checked by the
+//! callers once; here they are only `debug_assert!`ed.
+//!
+//! Every kernel is `#[inline(always)]` and generic over `const F: bool`: with `F` the
+//! multiply-adds are fused (`mul_add`), which is only fast inside code compiled for a CPU with
+//! FMA. [`crate::nn::simd`] compiles the cells' entry points twice — once for AVX2 + FMA, chosen
+//! at run time when the CPU has them, and once for the baseline — and everything below them,
+//! down to these loops, is inlined into each copy.
+
+use crate::Float;
+
+/// `a * b + c`, fused when `F`.
+#[inline(always)]
+pub(crate) fn madd<T: Float, const F: bool>(a: T, b: T, c: T) -> T {
+    if F {
+        a.fma(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `y += A x` over `ncols` columns of `A` (column-major, column `j` at `a[j * lda..][..m]`
+/// with `m = y.len()`), reading `x[j * xs]`. Eight columns per pass: `A` streams through
+/// memory in order (prefetch-friendly at every size), `y` (a few KiB at most, in L1) is loaded
+/// and stored once per eight columns.
+#[inline(always)]
+fn gemv_acc<T: Float, const F: bool>(
+    y: &mut [T],
+    a: &[T],
+    lda: usize,
+    x: &[T],
+    xs: usize,
+    ncols: usize,
+) {
+    let m = y.len();
+    if m == 0 || ncols == 0 {
+        return;
+    }
+    debug_assert!(lda >= m && a.len() >= (ncols - 1) * lda + m && x.len() > (ncols - 1) * xs);
+    let col = |j: usize| &a[j * lda..j * lda + m];
+    let mut j = 0;
+    while j + 8 <= ncols {
+        let xv = &x[j * xs..=(j + 7) * xs];
+        let sv = [
+            xv[0],
+            xv[xs],
+            xv[2 * xs],
+            xv[3 * xs],
+            xv[4 * xs],
+            xv[5 * xs],
+            xv[6 * xs],
+            xv[7 * xs],
+        ];
+        let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
+        let (c4, c5, c6, c7) = (col(j + 4), col(j + 5), col(j + 6), col(j + 7));
+        for i in 0..m {
+            let v = madd::<T, F>(c0[i], sv[0], y[i]);
+            let v = madd::<T, F>(c1[i], sv[1], v);
+            let v = madd::<T, F>(c2[i], sv[2], v);
+            let v = madd::<T, F>(c3[i], sv[3], v);
+            let v = madd::<T, F>(c4[i], sv[4], v);
+            let v = madd::<T, F>(c5[i], sv[5], v);
+            let v = madd::<T, F>(c6[i], sv[6], v);
+            y[i] = madd::<T, F>(c7[i], sv[7], v);
+        }
+        j += 8;
+    }
+    while j + 4 <= ncols {
+        let (s0, s1, s2, s3) = (x[j * xs], x[(j + 1) * xs], x[(j + 2) * xs], x[(j + 3) * xs]);
+        let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
+        for ((((yi, a0), a1), a2), a3) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
+            let v = madd::<T, F>(*a0, s0, *yi);
+            let v = madd::<T, F>(*a1, s1, v);
+            let v = madd::<T, F>(*a2, s2, v);
+            *yi = madd::<T, F>(*a3, s3, v);
+        }
+        j += 4;
+    }
+    while j < ncols {
+        let s = x[j * xs];
+        for (yi, aj) in y.iter_mut().zip(col(j)) {
+            *yi = madd::<T, F>(*aj, s, *yi);
+        }
+        j += 1;
+    }
+}
+
+#[inline(always)]
+fn scale<T: Float>(y: &mut [T], beta: T) {
+    if beta == T::zero() {
+        y.fill(T::zero());
+    } else if beta != T::one() {
+        y.iter_mut().for_each(|v| *v *= beta);
+    }
+}
+
+/// `y = A x + beta * y`, `A` column-major `m x n` (leading dimension `m = y.len()`,
+/// `n = x.len()`). With `beta == 0`, `y` is not read.
+#[inline(always)]
+pub(crate) fn gemv<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
+    scale(y, beta);
+    gemv_acc::<T, F>(y, a, y.len(), x, 1, x.len());
+}
+
+/// `y = A^T x + beta * y`, `A` column-major `m x n`, `x` of length `m`, `y` of `n`.
+/// Four columns at a time share each load of `x`.
+#[inline(always)]
+pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
+    let m = x.len();
+    let n = y.len();
+    if m == 0 {
+        scale(y, beta);
+        return;
+    }
+    debug_assert!(a.len() >= m * n);
+    let put = |yj: &mut T, d: T| {
+        *yj = if beta == T::zero() {
+            d
+        } else {
+            madd::<T, F>(beta, *yj, d)
+        };
+    };
+    let mut j = 0;
+    while j + 4 <= n {
+        let block = &a[j * m..(j + 4) * m];
+        let (c0, rest) = block.split_at(m);
+        let (c1, rest) = rest.split_at(m);
+        let (c2, c3) = rest.split_at(m);
+        let d = dot4::<T, F>([c0, c1, c2, c3], x);
+        for q in 0..4 {
+            put(&mut y[j + q], d[q]);
+        }
+        j += 4;
+    }
+    while j < n {
+        let d = dot::<T, F>(&a[j * m..(j + 1) * m], x);
+        put(&mut y[j], d);
+        j += 1;
+    }
+}
+
+/// Four dot products against the same `x`, each with eight independent lanes; every load of
+/// `x` serves four columns.
+#[inline(always)]
+fn dot4<T: Float, const F: bool>(c: [&[T]; 4], x: &[T]) -> [T; 4] {
+    let m = x.len();
+    let full = m / 8 * 8;
+    let (xh, xt) = x.split_at(full);
+    let [c0, c1, c2, c3] = c.map(|col| col[..m].split_at(full));
+    let (mut a0, mut a1, mut a2, mut a3) = (
+        [T::zero(); 8],
+        [T::zero(); 8],
+        [T::zero(); 8],
+        [T::zero(); 8],
+    );
+    for ((((xv, v0), v1), v2), v3) in xh
+        .chunks_exact(8)
+        .zip(c0.0.chunks_exact(8))
+        .zip(c1.0.chunks_exact(8))
+        .zip(c2.0.chunks_exact(8))
+        .zip(c3.0.chunks_exact(8))
+    {
+        for r in 0..8 {
+            a0[r] = madd::<T, F>(v0[r], xv[r], a0[r]);
+            a1[r] = madd::<T, F>(v1[r], xv[r], a1[r]);
+            a2[r] = madd::<T, F>(v2[r], xv[r], a2[r]);
+            a3[r] = madd::<T, F>(v3[r], xv[r], a3[r]);
+        }
+    }
+    let hsum = |v: [T; 8]| ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+    let mut d = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
+    for (i, xv) in xt.iter().enumerate() {
+        d[0] = madd::<T, F>(c0.1[i], *xv, d[0]);
+        d[1] = madd::<T, F>(c1.1[i], *xv, d[1]);
+        d[2] = madd::<T, F>(c2.1[i], *xv, d[2]);
+        d[3] = madd::<T, F>(c3.1[i], *xv, d[3]);
+    }
+    d
+}
+
+/// Dot product with sixteen independent accumulators (vectorizes, and is deterministic).
+#[inline(always)]
+pub(crate) fn dot<T: Float, const F: bool>(a: &[T], b: &[T]) -> T {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::zero(); 16];
+    let mut ac = a.chunks_exact(16);
+    let mut bc = b.chunks_exact(16);
+    for (aa, bb) in (&mut ac).zip(&mut bc) {
+        for i in 0..16 {
+            acc[i] = madd::<T, F>(aa[i], bb[i], acc[i]);
+        }
+    }
+    let mut s = T::zero();
+    for (aa, bb) in ac.remainder().iter().zip(bc.remainder()) {
+        s = madd::<T, F>(*aa, *bb, s);
+    }
+    for i in 0..8 {
+        acc[i] += acc[i + 8];
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s
+}
+
+/// `C = A B' + beta C` over column-major `C` (`m x n`) and `A` (`m x k`), where column `j` of
+/// `B'` is read from `b` at `j * col_step`, its elements `elem_stride` apart: `B` itself
+/// (`col_step = k`, stride 1) or `B^T` for a column-major `n x k` `B` (`col_step = 1`, stride
+/// `n`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided<T: Float, const F: bool>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+    (col_step, elem_stride): (usize, usize),
+) {
+    debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    if m == 0 {
+        return;
+    }
+    // Cache blocking: a block of `A` (at most 24 KiB: up to `mb` rows by `KB` columns) stays
+    // in L1 while every column of `C` takes its share from it. The rows are split into equal
+    // blocks (multiples of 8) so no block is a short remainder.
+    const KB: usize = 32;
+    let max_rows = (24 * 1024 / (KB * std::mem::size_of::<T>())).max(8);
+    let blocks = m.div_ceil(max_rows);
+    let mb = m.div_ceil(blocks).div_ceil(8) * 8;
+    for j in 0..n {
+        scale(&mut c[j * m..(j + 1) * m], beta);
+    }
+    for p0 in (0..k).step_by(KB) {
+        let kb = KB.min(k - p0);
+        for i0 in (0..m).step_by(mb) {
+            let i1 = (i0 + mb).min(m);
+            for j in 0..n {
+                gemv_acc::<T, F>(
+                    &mut c[j * m + i0..j * m + i1],
+                    &a[p0 * m + i0..],
+                    m,
+                    &b[j * col_step + p0 * elem_stride..],
+                    elem_stride,
+                    kb,
+                );
+            }
+        }
+    }
+}
+
+/// `C = A B + beta C`: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`, all column-major.
+#[inline(always)]
+pub(crate) fn gemm_nn<T: Float, const F: bool>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+) {
+    gemm_strided::<T, F>(c, m, n, a, b, k, beta, (k, 1));
+}
+
+/// `C = A B^T + beta C`: `A` is `m x k`, `B` is `n x k`, `C` is `m x n`, all column-major.
+///
+/// This is the shape of every weight gradient over a window: `dW = dA X^T`, a sum of `k`
+/// outer products done as one product.
+#[inline(always)]
+pub(crate) fn gemm_nt<T: Float, const F: bool>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+) {
+    gemm_strided::<T, F>(c, m, n, a, b, k, beta, (1, n));
+}
+
+/// `C = A^T B + beta C`: `A` is `k x m`, `B` is `k x n`, `C` is `m x n`, all column-major.
+#[inline(always)]
+pub(crate) fn gemm_tn<T: Float, const F: bool>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    k: usize,
+    beta: T,
+) {
+    debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    if m == 0 {
+        return;
+    }
+    for (cj, bj) in c.chunks_exact_mut(m).take(n).zip(b.chunks_exact(k.max(1))) {
+        gemv_t::<T, F>(cj, a, &bj[..k], beta);
+    }
+}
+
+/// `dst = src^T`: `src` is column-major `rows x cols`, `dst` column-major `cols x rows`. Tiles
+/// of 8 x 8 keep both sides' cache lines in use. The backward passes multiply by the
+/// transpose of each recurrent matrix once per step, so they transpose it once per window and
+/// run the same column-streaming [`gemv`] as the forward pass.
+#[inline(always)]
+pub(crate) fn transpose<T: Float>(dst: &mut [T], src: &[T], rows: usize, cols: usize) {
+    debug_assert!(dst.len() >= rows * cols && src.len() >= rows * cols);
+    const B: usize = 8;
+    let (dst, src) = (&mut dst[..rows * cols], &src[..rows * cols]);
+    for i0 in (0..rows).step_by(B) {
+        let i1 = (i0 + B).min(rows);
+        for j0 in (0..cols).step_by(B) {
+            let j1 = (j0 + B).min(cols);
+            for i in i0..i1 {
+                let out = &mut dst[i * cols + j0..i * cols + j1];
+                for (o, j) in out.iter_mut().zip(j0..j1) {
+                    *o = src[j * rows + i];
+                }
+            }
+        }
+    }
+}
+
+/// `out = beta * out + row sums` of the column-major `m x n` matrix `a` (`m = out.len()`).
+#[inline(always)]
+pub(crate) fn row_sums<T: Float>(out: &mut [T], a: &[T], n: usize, beta: T) {
+    let m = out.len();
+    scale(out, beta);
+    if m == 0 {
+        return;
+    }
+    for col in a.chunks_exact(m).take(n) {
+        for (o, v) in out.iter_mut().zip(col) {
+            *o += *v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::DMatrix;
+
+    fn m(r: usize, c: usize, seed: f64) -> DMatrix<f64> {
+        DMatrix::from_fn(r, c, |i, j| ((i * 7 + j * 3) as f64 * 0.37 + seed).sin())
+    }
+
+    fn close(a: &DMatrix<f64>, b: &[f64]) {
+        for (x, y) in a.as_slice().iter().zip(b) {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+        assert_eq!(a.len(), b.len());
+    }
+
+    fn check<const F: bool>() {
+        for &(mm, nn, kk) in &[
+            (1, 1, 1),
+            (5, 3, 9),
+            (17, 11, 13),
+            (24, 8, 33),
+            (3, 0, 4),
+            (70, 5, 40),
+            (96, 3, 2),
+        ] {
+            let a = m(mm, kk, 0.1);
+            let b = m(kk, nn, 0.2);
+            let c0 = m(mm, nn, 0.3);
+            let mut c = c0.clone();
+            gemm_nn::<f64, F>(
+                c.as_mut_slice(),
+                mm,
+                nn,
+                a.as_slice(),
+                b.as_slice(),
+                kk,
+                0.5,
+            );
+            close(&(&a * &b + &c0 * 0.5), c.as_slice());
+
+            let bt = m(nn, kk, 0.4);
+            let mut c = c0.clone();
+            gemm_nt::<f64, F>(
+                c.as_mut_slice(),
+                mm,
+                nn,
+                a.as_slice(),
+                bt.as_slice(),
+                kk,
+                1.0,
+            );
+            close(&(&a * bt.transpose() + &c0), c.as_slice());
+
+            let at = m(kk, mm, 0.5);
+            let mut c = c0.clone();
+            gemm_tn::<f64, F>(
+                c.as_mut_slice(),
+                mm,
+                nn,
+                at.as_slice(),
+                b.as_slice(),
+                kk,
+                0.0,
+            );
+            close(&(at.transpose() * &b), c.as_slice());
+
+            let x = m(kk, 1, 0.6);
+            let mut y = m(mm, 1, 0.7);
+            let y0 = y.clone();
+            gemv::<f64, F>(y.as_mut_slice(), a.as_slice(), x.as_slice(), -1.0);
+            close(&(&a * &x - &y0), y.as_slice());
+
+            let xt = m(mm, 1, 0.8);
+            let mut yt = m(kk, 1, 0.9);
+            let yt0 = yt.clone();
+            gemv_t::<f64, F>(yt.as_mut_slice(), a.as_slice(), xt.as_slice(), 1.0);
+            close(&(a.transpose() * &xt + &yt0), yt.as_slice());
+
+            let mut tr = vec![0.0; mm * kk];
+            transpose(&mut tr, a.as_slice(), mm, kk);
+            close(&a.transpose(), &tr);
+
+            let mut s = vec![1.0; mm];
+            row_sums(&mut s, a.as_slice(), kk, 1.0);
+            let want: Vec<f64> = (0..mm).map(|i| 1.0 + a.row(i).sum()).collect();
+            close(&DMatrix::from_vec(mm, 1, want), &s);
+        }
+    }
+
+    #[test]
+    fn kernels_equal_nalgebra_products() {
+        check::<false>();
+        check::<true>();
+    }
+}

@@ -1,0 +1,953 @@
+//! The streaming runtime: a source on tokio, the pipeline on its own thread, output records
+//! written as they come, a summary at the end.
+//!
+//! ```text
+//! source (tokio tasks) --bounded mpsc--> predict thread: pipeline + writer
+//!                                          |  every k events (background mode)
+//!                                          v
+//!                                   trainer thread (crossbeam, bounded)
+//! ```
+//! The predict thread never waits for training. It stops at the end of the input, on
+//! shutdown (Ctrl-C, SIGTERM: the source closes, queued events are still processed), on a
+//! closed output (a broken pipe, or a [`Sink`] whose reader is gone), or at the first bad
+//! record with `strict`; [`Summary::ended_by`] says which ([`EndReason`]).
+//!
+//! [`run`] writes records as [`RunConfig::output`] says. A [`Runner`] takes any [`Sink`]
+//! instead (a [`ChannelSink`](crate::io::sink::ChannelSink) hands them to another thread) and
+//! [`Observer`]s that see every event as it passes, such as the command's progress bar and
+//! plot.
+//!
+//! With [`RunConfig::checkpoint`], the predict thread snapshots and serializes the pipeline
+//! every so many events or seconds and hands the bytes to a writer thread
+//! ([`checkpoint::Writer`]); while an earlier checkpoint is still waiting for the writer, the
+//! due one waits (counted as deferred) and is taken at the first event after that. A final
+//! checkpoint is written, synchronously, whenever the run ends (also after a strict-mode
+//! error or a closed output). [`RunConfig::resume`] starts from a saved state.
+
+use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig, PipelineState};
+use crate::event::Event;
+use crate::io::checkpoint::{self, CheckpointError};
+use crate::io::record::{Recorder, WallClock};
+use crate::io::shutdown::Shutdown;
+use crate::io::sink::{OutputFormat, RecordWriter, Sink};
+use crate::io::source::{self, SourceConfig, SourceItem};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How fast a recorded log is replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Speed {
+    /// As fast as possible (default).
+    #[default]
+    Max,
+    /// Honour the events' timestamps: event `i` is processed `(t_i − t_0) / factor` seconds
+    /// after the first. `Factor(1.0)` is real time.
+    Factor(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = crate::Error;
+
+    /// `max`, `realtime` (= `1x`), or `Nx` / `N` for N times real time (N > 0).
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "max" => Ok(Speed::Max),
+            "realtime" | "real-time" => Ok(Speed::Factor(1.0)),
+            _ => {
+                let n = s.strip_suffix('x').unwrap_or(s);
+                match n.parse::<f64>() {
+                    Ok(f) if f > 0.0 && f.is_finite() => Ok(Speed::Factor(f)),
+                    _ => Err(crate::Error::config(
+                        "speed",
+                        format!("expected max, realtime or a factor like 10x, got {s:?}"),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Where output records go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum OutputTarget {
+    /// Standard output (default).
+    #[default]
+    Stdout,
+    /// A file (created or truncated).
+    File(PathBuf),
+    /// Nowhere (only the summary is wanted).
+    Discard,
+}
+
+/// When and where checkpoints are written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The checkpoint file; older ones are kept as `PATH.1`, `PATH.2`, ...
+    pub path: PathBuf,
+    /// Write one every this many events (`None`: not by count).
+    pub every: Option<u64>,
+    /// Write one when this much time has passed since the last (`None`: not by time).
+    pub interval: Option<Duration>,
+    /// Files kept in all, the newest at `path` (at least 1). Default in the command: 3.
+    pub keep: usize,
+}
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The input.
+    pub source: SourceConfig,
+    /// Normalization, learner, anomaly score.
+    pub pipeline: PipelineConfig,
+    /// Where output records go.
+    pub output: OutputTarget,
+    /// Their format.
+    pub output_format: OutputFormat,
+    /// Also write each forecast member and its weight in the records.
+    pub members: bool,
+    /// Stop at the first rejected record instead of skipping it.
+    pub strict: bool,
+    /// Replay pacing.
+    pub speed: Speed,
+    /// Stop after this many accepted events.
+    pub max_events: Option<u64>,
+    /// Write checkpoints (`None`: never).
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Continue from this state instead of starting fresh (its configuration is used; set
+    /// its `config.background` and anomaly threshold as wanted).
+    pub resume: Option<Box<PipelineState>>,
+    /// Record every accepted event with its arrival time to this file, as JSON lines that
+    /// replay reads back ([`crate::io::record`]). A fresh run truncates it; a run resumed from a
+    /// checkpoint appends to it.
+    pub record: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// A run of `source` with everything else at its default: the default pipeline, CSV
+    /// records to stdout, skipping bad records, at full speed, without an event limit,
+    /// checkpoints, resume or recording.
+    pub fn new(source: SourceConfig) -> Self {
+        RunConfig {
+            source,
+            pipeline: PipelineConfig::default(),
+            output: OutputTarget::Stdout,
+            output_format: OutputFormat::Csv,
+            members: false,
+            strict: false,
+            speed: Speed::Max,
+            max_events: None,
+            checkpoint: None,
+            resume: None,
+            record: None,
+        }
+    }
+}
+
+/// Why a run ended. Written in the summary as its text (`end of input`, `shutdown`,
+/// `output closed`, `max events`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The input ended (default).
+    #[default]
+    #[serde(rename = "end of input")]
+    EndOfInput,
+    /// The shutdown signal fired.
+    #[serde(rename = "shutdown")]
+    Shutdown,
+    /// The output was closed: a broken pipe, or a sink whose reader is gone.
+    #[serde(rename = "output closed")]
+    OutputClosed,
+    /// [`RunConfig::max_events`] events were accepted.
+    #[serde(rename = "max events")]
+    MaxEvents,
+}
+
+impl EndReason {
+    /// The reason as the summary writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::EndOfInput => "end of input",
+            EndReason::Shutdown => "shutdown",
+            EndReason::OutputClosed => "output closed",
+            EndReason::MaxEvents => "max events",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error an [`Observer`] may end a run with.
+pub type ObserverError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sees every event of a run as it passes, on the predict thread (a progress bar, a plot,
+/// metrics). Every method has a default that does nothing; they must be quick, since the
+/// next event waits for them.
+pub trait Observer: Send {
+    /// An event was accepted and predicted; `record` is what the sink was given.
+    fn accepted(&mut self, event: &Event, record: &OutputRecord) {
+        let _ = (event, record);
+    }
+
+    /// An input record was rejected and skipped.
+    fn rejected(&mut self) {}
+
+    /// The run stopped reading input, whatever the reason (before the final checkpoint).
+    fn stopped(&mut self) {}
+
+    /// The run ended without error; the last step before the summary.
+    ///
+    /// # Errors
+    /// Whatever the observer could not finish (the run then fails with
+    /// [`RunError::Observer`]).
+    fn finished(&mut self) -> Result<(), ObserverError> {
+        Ok(())
+    }
+}
+
+/// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Events accepted and predicted.
+    pub events: u64,
+    /// TBPTT updates applied.
+    pub updates: u64,
+    /// Due updates skipped because the background trainer was busy.
+    pub skipped_updates: u64,
+    /// Updates rejected because the loss or a gradient was not finite.
+    pub rejected_updates: u64,
+    /// Input records rejected (malformed, wrong arity, NaN/Inf, too long, missing values).
+    pub rejected: u64,
+    /// UDP datagrams dropped because the pipeline was behind.
+    pub dropped_datagrams: u64,
+    /// Events flagged as anomalies.
+    pub anomalies: u64,
+    /// Mean training loss over the applied updates (normalized units).
+    pub mean_loss: f64,
+    /// Mean squared forecast error over the last 20% of the events, in the input's units.
+    pub mse_last20: f64,
+    /// The same for the naive forecast (repeat the last value).
+    pub naive_mse_last20: f64,
+    /// Accepted events per second of wall time.
+    pub events_per_sec: f64,
+    /// Wall time of the run, in seconds.
+    pub wall_seconds: f64,
+    /// Why the run ended: `end of input`, `shutdown`, `output closed`, `max events`.
+    pub ended_by: EndReason,
+    /// Events seen before this run, when it resumed from a checkpoint (its first output
+    /// index).
+    #[serde(default)]
+    pub resumed_from: Option<u64>,
+    /// Checkpoints written, the final one included.
+    #[serde(default)]
+    pub checkpoints: u64,
+    /// Due checkpoints that waited because the writer was still busy.
+    #[serde(default)]
+    pub checkpoints_deferred: u64,
+    /// Checkpoint writes that failed (each logged).
+    #[serde(default)]
+    pub checkpoint_failures: u64,
+    /// With `-T auto`: the window length now and its min, mean and max over the updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<crate::train::truncation::TruncationReport>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "tbptt summary ({})", self.ended_by)?;
+        match self.resumed_from {
+            Some(n) => writeln!(
+                f,
+                "  events            {} (resumed after {n}; {} in all)",
+                self.events,
+                n + self.events
+            )?,
+            None => writeln!(f, "  events            {}", self.events)?,
+        }
+        writeln!(
+            f,
+            "  updates           {} applied, {} skipped, {} rejected (non-finite)",
+            self.updates, self.skipped_updates, self.rejected_updates
+        )?;
+        if self.skipped_updates > self.updates {
+            writeln!(
+                f,
+                "  note              training fell behind the input; --sync trains on every window"
+            )?;
+        }
+        writeln!(f, "  rejected input    {}", self.rejected)?;
+        if self.dropped_datagrams > 0 {
+            writeln!(f, "  dropped datagrams {}", self.dropped_datagrams)?;
+        }
+        writeln!(f, "  anomalies         {}", self.anomalies)?;
+        writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
+        if let Some(t) = &self.truncation {
+            writeln!(f, "  window            {t}")?;
+        }
+        if self.checkpoints + self.checkpoint_failures > 0 {
+            writeln!(
+                f,
+                "  checkpoints       {} written, {} deferred, {} failed",
+                self.checkpoints, self.checkpoints_deferred, self.checkpoint_failures
+            )?;
+        }
+        let ratio = if self.naive_mse_last20 > 0.0 {
+            format!(" ({:.3} of naive)", self.mse_last20 / self.naive_mse_last20)
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "  MSE last 20%      {:.6} vs naive {:.6}{ratio}",
+            self.mse_last20, self.naive_mse_last20
+        )?;
+        write!(
+            f,
+            "  throughput        {:.0} events/s over {:.3} s",
+            self.events_per_sec, self.wall_seconds
+        )
+    }
+}
+
+/// Why `run` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A configuration value is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::Error),
+    /// The source could not start or failed.
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    /// A record was rejected in strict mode.
+    #[error("{origin}: {reason} (strict mode)")]
+    Strict {
+        /// Where the record came from.
+        origin: String,
+        /// What was wrong with it: a [`ParseError`](crate::io::format::ParseError) or an
+        /// engine [`Error`](crate::Error).
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file the run writes (`output`, `record`) could not be created or opened.
+    #[error("cannot open {} ({what}): {source}", path.display())]
+    Open {
+        /// Which file: `output` or `record`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Output could not be written.
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+    /// A checkpoint could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The predict thread panicked or was cancelled.
+    #[error("internal error: {0}")]
+    Internal(#[source] tokio::task::JoinError),
+    /// An [`Observer`] failed to finish (e.g. the command's plot could not be written).
+    #[error(transparent)]
+    Observer(ObserverError),
+}
+
+/// The recording of accepted events, when [`RunConfig::record`] asks for one.
+struct Recording {
+    recorder: Recorder<std::fs::File>,
+    clock: WallClock,
+}
+
+impl Recording {
+    /// `resumed`: the run continues a checkpoint, so the recording is appended to.
+    fn open(config: &RunConfig, resumed: bool) -> Result<Option<Self>, RunError> {
+        let Some(p) = &config.record else {
+            return Ok(None);
+        };
+        let recorder = if resumed {
+            Recorder::append(p)
+        } else {
+            Recorder::create(p)
+        }
+        .map_err(|source| RunError::Open {
+            what: "record",
+            path: p.clone(),
+            source,
+        })?;
+        Ok(Some(Recording {
+            recorder,
+            clock: WallClock::now(),
+        }))
+    }
+}
+
+/// Logs rejected records: the first 20 individually, then one line per 1000.
+struct RejectLog {
+    count: u64,
+}
+
+impl RejectLog {
+    fn note(&mut self, origin: &dyn std::fmt::Display, reason: &dyn std::fmt::Display) {
+        self.count += 1;
+        if self.count <= 20 {
+            tracing::warn!("{origin}: {reason}; skipped");
+        } else if self.count % 1000 == 0 {
+            tracing::warn!(
+                "{} records rejected so far; latest: {origin}: {reason}",
+                self.count
+            );
+        }
+    }
+}
+
+/// Runs a source through a pipeline until the input ends or `shutdown` fires; writes output
+/// records as [`RunConfig::output`] says and returns the summary. The same as
+/// `Runner::new(config).run(shutdown)`; see [`Runner`] for another sink and observers.
+///
+/// # Errors
+/// As [`Runner::run`].
+pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunError> {
+    Runner::new(config).run(shutdown).await
+}
+
+/// A run with its sink and observers chosen by the caller.
+///
+/// # Example
+/// ```
+/// use tbptt::io::sink::ChannelSink;
+/// use tbptt::io::source::{SourceConfig, SourceSpec};
+/// use tbptt::service::run::{EndReason, RunConfig, Runner};
+///
+/// let path = std::env::temp_dir().join(format!("tbptt-runner-doc-{}.csv", std::process::id()));
+/// let text: String = (0..300).map(|t| format!("{}\n", (t as f64 * 0.3).sin())).collect();
+/// std::fs::write(&path, format!("x\n{text}"))?;
+/// let config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+/// let (sink, records) = ChannelSink::bounded(1024);
+/// let (_trigger, shutdown) = tbptt::io::shutdown::channel();
+/// let summary = tokio::runtime::Runtime::new()?
+///     .block_on(Runner::new(config).sink(sink).run(shutdown))?;
+/// assert_eq!(summary.ended_by, EndReason::EndOfInput);
+/// assert_eq!(records.try_iter().count(), 300);
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Runner {
+    config: RunConfig,
+    sink: Option<Box<dyn Sink + Send>>,
+    observers: Vec<Box<dyn Observer>>,
+}
+
+impl Runner {
+    /// A run of `config`, writing as [`RunConfig::output`] says, with no observer.
+    pub fn new(config: RunConfig) -> Self {
+        Runner {
+            config,
+            sink: None,
+            observers: Vec::new(),
+        }
+    }
+
+    /// Sends the output records to `sink` instead of [`RunConfig::output`].
+    pub fn sink(mut self, sink: impl Sink + Send + 'static) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// Adds an observer; observers see each event in the order they were added.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Runs until the input ends or `shutdown` fires. Must be called inside a tokio runtime
+    /// (the source's tasks run on it); the pipeline runs on a dedicated thread.
+    ///
+    /// # Errors
+    /// [`RunError`]: a bad configuration, a source that cannot start (bind, open), a rejected
+    /// record with `strict`, an output error other than a closed output, an observer that
+    /// failed to finish.
+    pub async fn run(self, shutdown: Shutdown) -> Result<Summary, RunError> {
+        let Runner {
+            mut config,
+            sink,
+            observers,
+        } = self;
+        let resumed = config.resume.take();
+        let resumed_from = resumed.as_ref().map(|s| s.events());
+        let pipeline = match resumed {
+            Some(state) => Pipeline::restore(*state)?,
+            None => Pipeline::new(config.pipeline.clone())?,
+        };
+        let writer = match &config.checkpoint {
+            Some(c) => Some(checkpoint::Writer::spawn(&c.path, c.keep)?),
+            None => None,
+        };
+        let (rx, handle) = source::spawn(config.source.clone(), shutdown.clone())?;
+        let stats = handle.stats().clone();
+        let inbox = Inbox {
+            rx,
+            pool: handle.pool().clone(),
+        };
+        let sink = match sink {
+            Some(s) => s,
+            None => Box::new(
+                RecordWriter::new(writer_for(&config.output)?, config.output_format)
+                    .with_members(config.members),
+            ),
+        };
+        let worker = tokio::task::spawn_blocking(move || {
+            let looper = EventLoop::new(config, pipeline, sink, observers, writer)?;
+            looper.run(inbox, &shutdown)
+        });
+        let result = worker.await.map_err(RunError::Internal)?;
+        let mut summary = result?;
+        summary.resumed_from = resumed_from;
+        // The predict loop may stop before the source ends (strict, max events, closed
+        // output); the source then sees its channel closed and stops.
+        let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
+        summary.dropped_datagrams = stats.dropped_datagrams();
+        Ok(summary)
+    }
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("config", &self.config)
+            .field("sink", &self.sink.as_ref().map(|_| "custom"))
+            .field("observers", &self.observers.len())
+            .finish()
+    }
+}
+
+/// The one place a sink's result is judged: a closed output (broken pipe) ends the run, any
+/// other error fails it.
+fn judge_output(r: std::io::Result<()>) -> Result<Option<EndReason>, RunError> {
+    match r {
+        Ok(()) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Some(EndReason::OutputClosed)),
+        Err(e) => Err(RunError::Output(e)),
+    }
+}
+
+fn writer_for(output: &OutputTarget) -> Result<Box<dyn Write + Send>, RunError> {
+    Ok(match output {
+        OutputTarget::Stdout => Box::new(std::io::stdout()),
+        OutputTarget::File(p) => {
+            Box::new(std::fs::File::create(p).map_err(|source| RunError::Open {
+                what: "output",
+                path: p.clone(),
+                source,
+            })?)
+        }
+        OutputTarget::Discard => Box::new(std::io::sink()),
+    })
+}
+
+/// The checkpoint schedule of a run.
+struct Checkpoints {
+    writer: checkpoint::Writer,
+    every: Option<u64>,
+    interval: Option<Duration>,
+    last_events: u64,
+    last_time: Instant,
+    deferred: u64,
+    waiting: bool,
+}
+
+impl Checkpoints {
+    /// After an event: if a checkpoint is due and the writer is free, snapshot, serialize
+    /// and hand it over.
+    fn after_event(&mut self, pipeline: &mut Pipeline) -> Result<(), RunError> {
+        let events = pipeline.events();
+        let due = self
+            .every
+            .is_some_and(|n| events >= self.last_events.saturating_add(n))
+            || self.interval.is_some_and(|d| self.last_time.elapsed() >= d);
+        if !due {
+            return Ok(());
+        }
+        if !self.writer.is_idle() {
+            if !self.waiting {
+                self.waiting = true;
+                self.deferred += 1;
+            }
+            return Ok(());
+        }
+        self.waiting = false;
+        let bytes = checkpoint::encode(&pipeline.snapshot()?)?;
+        self.writer.try_submit(bytes);
+        self.last_events = events;
+        self.last_time = Instant::now();
+        Ok(())
+    }
+}
+
+/// What the predict loop reads: the source's items, and the pool their events go back to.
+struct Inbox {
+    rx: tokio::sync::mpsc::Receiver<SourceItem>,
+    pool: source::EventPool,
+}
+
+/// The predict thread's state: the pipeline, where its records go and what watches them.
+struct EventLoop {
+    config: RunConfig,
+    pipeline: Pipeline,
+    sink: Box<dyn Sink + Send>,
+    observers: Vec<Box<dyn Observer>>,
+    rejects: RejectLog,
+    events: u64,
+    checkpoints: Option<Checkpoints>,
+    recording: Option<Recording>,
+    /// Records written since the last flush.
+    dirty: bool,
+    /// Pacing: when the loop started and the first event's time.
+    started: Instant,
+    first_time: Option<f64>,
+}
+
+impl EventLoop {
+    fn new(
+        config: RunConfig,
+        pipeline: Pipeline,
+        sink: Box<dyn Sink + Send>,
+        observers: Vec<Box<dyn Observer>>,
+        ckpt_writer: Option<checkpoint::Writer>,
+    ) -> Result<Self, RunError> {
+        let checkpoints = ckpt_writer.map(|writer| Checkpoints {
+            writer,
+            every: config.checkpoint.as_ref().and_then(|c| c.every),
+            interval: config.checkpoint.as_ref().and_then(|c| c.interval),
+            last_events: pipeline.events(),
+            last_time: Instant::now(),
+            deferred: 0,
+            waiting: false,
+        });
+        let recording = Recording::open(&config, pipeline.events() > 0)?;
+        Ok(EventLoop {
+            config,
+            pipeline,
+            sink,
+            observers,
+            rejects: RejectLog { count: 0 },
+            events: 0,
+            checkpoints,
+            recording,
+            dirty: false,
+            started: Instant::now(),
+            first_time: None,
+        })
+    }
+
+    /// Processes the inbox until the run ends, then writes the final checkpoint and makes
+    /// the summary.
+    fn run(mut self, inbox: Inbox, shutdown: &Shutdown) -> Result<Summary, RunError> {
+        let started = Instant::now();
+        let result = self.drain(inbox).map(|end| {
+            if shutdown.is_shutdown() && end == EndReason::EndOfInput {
+                EndReason::Shutdown
+            } else {
+                end
+            }
+        });
+        let flushed = self.sink.flush();
+        for o in &mut self.observers {
+            o.stopped();
+        }
+        let joined = self.pipeline.finish();
+        // The final checkpoint is written whatever ended the run: the state is consistent
+        // after every event (a rejected record changes nothing).
+        let mut ck_stats = checkpoint::WriterStats::default();
+        let mut deferred = 0;
+        if let Some(c) = self.checkpoints.take() {
+            deferred = c.deferred;
+            let last = self
+                .pipeline
+                .snapshot()
+                .map_err(RunError::from)
+                .and_then(|s| checkpoint::encode(&s).map_err(RunError::from));
+            match last {
+                Ok(bytes) => ck_stats = c.writer.finish(Some(&bytes))?,
+                Err(e) => {
+                    let _ = c.writer.finish(None);
+                    return Err(e);
+                }
+            }
+        }
+        let mut ended_by = result?;
+        if let Some(r) = self.recording.as_mut() {
+            r.recorder.flush().map_err(RunError::Output)?;
+        }
+        for o in &mut self.observers {
+            o.finished().map_err(RunError::Observer)?;
+        }
+        if let Some(closed) = judge_output(flushed)? {
+            ended_by = closed;
+        }
+        joined?;
+        let wall = started.elapsed().as_secs_f64();
+        let (mse, naive) = self.pipeline.last20();
+        let learner = self.pipeline.learner();
+        let events = self.events;
+        Ok(Summary {
+            events,
+            updates: learner.map_or(0, |l| l.updates()),
+            skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
+            rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
+            rejected: self.rejects.count,
+            dropped_datagrams: 0,
+            anomalies: self.pipeline.anomalies(),
+            mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
+            mse_last20: mse,
+            naive_mse_last20: naive,
+            events_per_sec: if wall > 0.0 {
+                events as f64 / wall
+            } else {
+                0.0
+            },
+            wall_seconds: wall,
+            ended_by,
+            resumed_from: None,
+            checkpoints: ck_stats.written,
+            checkpoints_deferred: deferred,
+            checkpoint_failures: ck_stats.failed,
+            truncation: learner.map(|l| l.truncation()).filter(|t| t.adaptive),
+        })
+    }
+
+    /// Processes items until the input ends or the run must stop; returns why it ended.
+    fn drain(&mut self, inbox: Inbox) -> Result<EndReason, RunError> {
+        let Inbox { mut rx, pool } = inbox;
+        loop {
+            let item = match rx.try_recv() {
+                Ok(item) => item,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    // Nothing queued: flush what was written, then wait.
+                    if self.dirty {
+                        if let Some(end) = judge_output(self.sink.flush())? {
+                            return Ok(end);
+                        }
+                        self.dirty = false;
+                    }
+                    match rx.blocking_recv() {
+                        Some(item) => item,
+                        None => return Ok(EndReason::EndOfInput),
+                    }
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    return Ok(EndReason::EndOfInput)
+                }
+            };
+            match item {
+                SourceItem::Event(rec) => {
+                    let end = self.event(&rec);
+                    pool.give(rec.event);
+                    if let Some(end) = end? {
+                        return Ok(end);
+                    }
+                }
+                SourceItem::Rejected { origin, error } => self.rejected(&origin, &error)?,
+                SourceItem::Connected(origin) => tracing::info!("{origin}: connected"),
+                SourceItem::Disconnected { origin, reason } => match reason {
+                    Some(r) => tracing::info!("{origin}: disconnected ({r})"),
+                    None => tracing::info!("{origin}: disconnected"),
+                },
+            }
+        }
+    }
+
+    /// One decoded event: predict, write, observe, checkpoint. `Some` when the run ends.
+    fn event(&mut self, rec: &source::Record) -> Result<Option<EndReason>, RunError> {
+        pace(
+            &self.config.speed,
+            &rec.event,
+            &mut self.first_time,
+            self.started,
+        );
+        match self.pipeline.process(&rec.event) {
+            Ok(r) => {
+                if let Some(t) = self.recording.as_mut() {
+                    t.recorder
+                        .write(&rec.event, t.clock.epoch_of(rec.received))
+                        .map_err(RunError::Output)?;
+                }
+                for o in &mut self.observers {
+                    o.accepted(&rec.event, r);
+                }
+                if let Some(end) = judge_output(self.sink.write(r))? {
+                    return Ok(Some(end));
+                }
+                self.dirty = true;
+                self.events += 1;
+                if let Some(c) = self.checkpoints.as_mut() {
+                    c.after_event(&mut self.pipeline)?;
+                }
+            }
+            Err(e) => {
+                if self.config.strict {
+                    return Err(RunError::Strict {
+                        origin: rec.origin.to_string(),
+                        reason: Box::new(e),
+                    });
+                }
+                self.rejects.note(&rec.origin, &e);
+            }
+        }
+        Ok(self
+            .config
+            .max_events
+            .is_some_and(|m| self.events >= m)
+            .then_some(EndReason::MaxEvents))
+    }
+
+    /// A record the source could not decode: fatal with `strict` (or when the source says
+    /// so), else logged, counted and skipped.
+    fn rejected(
+        &mut self,
+        origin: &source::Origin,
+        error: &crate::io::format::ParseError,
+    ) -> Result<(), RunError> {
+        // The parse error names its own line or byte; prefix only the source's name.
+        let at = if error.position().is_some() {
+            origin.name.to_string()
+        } else {
+            origin.to_string()
+        };
+        if self.config.strict || error.is_fatal() {
+            return Err(RunError::Strict {
+                origin: at,
+                reason: Box::new(error.clone()),
+            });
+        }
+        self.rejects.note(&at, error);
+        for o in &mut self.observers {
+            o.rejected();
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps until an event's time, scaled by the replay speed, is due.
+fn pace(speed: &Speed, ev: &Event, first: &mut Option<f64>, started: Instant) {
+    let Speed::Factor(f) = *speed else { return };
+    let Some(t) = ev.time else { return };
+    let t0 = *first.get_or_insert(t);
+    let due = ((t - t0) / f).max(0.0);
+    if !due.is_finite() {
+        return;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if due > elapsed {
+        std::thread::sleep(Duration::from_secs_f64((due - elapsed).min(3600.0)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sink::ChannelSink;
+    use crate::io::source::SourceSpec;
+
+    /// A CSV file of `n` sine values under a fresh name.
+    fn sine_file(tag: &str, n: usize) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("tbptt-run-{tag}-{}.csv", std::process::id()));
+        let mut text = String::from("x\n");
+        for t in 0..n {
+            text.push_str(&format!("{}\n", (t as f64 * 0.3).sin()));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn run_with(runner: Runner) -> Result<Summary, RunError> {
+        let (_trigger, shutdown) = crate::io::shutdown::channel();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(runner.run(shutdown))
+    }
+
+    /// Counts what an observer is shown.
+    struct Count(std::sync::Arc<std::sync::Mutex<(u64, u64, bool)>>);
+
+    impl Observer for Count {
+        fn accepted(&mut self, _: &Event, _: &OutputRecord) {
+            self.0.lock().unwrap().0 += 1;
+        }
+        fn rejected(&mut self) {
+            self.0.lock().unwrap().1 += 1;
+        }
+        fn finished(&mut self) -> Result<(), ObserverError> {
+            self.0.lock().unwrap().2 = true;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_channel_sink_gets_every_record_and_observers_every_event() {
+        let path = sine_file("channel", 200);
+        std::fs::write(
+            &path,
+            std::fs::read_to_string(&path).unwrap() + "oops\n0.5\n",
+        )
+        .unwrap();
+        let (sink, records) = ChannelSink::bounded(1024);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((0, 0, false)));
+        let config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+        let summary =
+            run_with(Runner::new(config).sink(sink).observer(Count(seen.clone()))).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let got: Vec<OutputRecord> = records.try_iter().collect();
+        assert_eq!(got.len(), 201);
+        assert!(got.iter().enumerate().all(|(i, r)| r.index == i as u64));
+        assert_eq!(summary.ended_by, EndReason::EndOfInput);
+        assert_eq!((summary.events, summary.rejected), (201, 1));
+        assert_eq!(*seen.lock().unwrap(), (201, 1, true));
+        assert_eq!(
+            serde_json::to_value(summary.ended_by).unwrap(),
+            "end of input"
+        );
+    }
+
+    #[test]
+    fn a_sink_whose_reader_is_gone_ends_the_run_as_output_closed() {
+        let path = sine_file("closed", 5_000);
+        let (sink, records) = ChannelSink::bounded(4);
+        drop(records);
+        let config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+        let summary = run_with(Runner::new(config).sink(sink)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(summary.ended_by, EndReason::OutputClosed);
+        assert_eq!(summary.ended_by.to_string(), "output closed");
+        assert_eq!(summary.events, 0);
+    }
+
+    #[test]
+    fn an_observer_that_cannot_finish_fails_the_run() {
+        struct Fails;
+        impl Observer for Fails {
+            fn finished(&mut self) -> Result<(), ObserverError> {
+                Err("no room for the plot".into())
+            }
+        }
+        let path = sine_file("fails", 20);
+        let mut config = RunConfig::new(SourceConfig::new(SourceSpec::File(path.clone())));
+        config.output = OutputTarget::Discard;
+        let e = run_with(Runner::new(config).observer(Fails)).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(e, RunError::Observer(_)), "{e}");
+        assert_eq!(e.to_string(), "no room for the plot");
+    }
+}
