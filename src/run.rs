@@ -153,6 +153,12 @@ pub struct Summary {
     pub mse_last20: f64,
     /// The same for the naive forecast (repeat the last value).
     pub naive_mse_last20: f64,
+    /// Mean squared forecast error over every event with a forecast, in the input's units.
+    #[serde(default)]
+    pub mse_all: f64,
+    /// The same for the naive forecast.
+    #[serde(default)]
+    pub naive_mse_all: f64,
     /// Accepted events per second of wall time.
     pub events_per_sec: f64,
     /// Wall time of the run, in seconds.
@@ -225,6 +231,16 @@ impl std::fmt::Display for Summary {
             f,
             "  MSE last 20%      {:.6} vs naive {:.6}{ratio}",
             self.mse_last20, self.naive_mse_last20
+        )?;
+        let ratio = if self.naive_mse_all > 0.0 {
+            format!(" ({:.3} of naive)", self.mse_all / self.naive_mse_all)
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "  MSE all events    {:.6} vs naive {:.6}{ratio}",
+            self.mse_all, self.naive_mse_all
         )?;
         write!(
             f,
@@ -525,6 +541,7 @@ fn predict_loop(
     joined?;
     let wall = started.elapsed().as_secs_f64();
     let (mse, naive) = pipeline.last20();
+    let (mse_all, naive_mse_all) = pipeline.snapshot()?.trail.all();
     let learner = pipeline.learner();
     Ok(Summary {
         events,
@@ -537,6 +554,8 @@ fn predict_loop(
         mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
         mse_last20: mse,
         naive_mse_last20: naive,
+        mse_all,
+        naive_mse_all,
         events_per_sec: if wall > 0.0 {
             events as f64 / wall
         } else {
