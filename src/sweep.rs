@@ -1142,6 +1142,61 @@ mod tests {
         assert!(check_auto(&base, &[spec(TAxis::Fixed(8))]).is_ok());
     }
 
+    /// The grid runs cheapest first (one thread: `done` sees them in that order), results
+    /// come back in grid order, and full BPTT sees only the first `full_max` events.
+    #[test]
+    fn run_grid_goes_cheapest_first_and_caps_full() {
+        let ev: Vec<Event> = (0..300)
+            .map(|t| Event {
+                values: vec![(t as f64 * 0.4).sin()],
+                ..Default::default()
+            })
+            .collect();
+        let base = PipelineConfig::default();
+        let grid = Grid {
+            windows: vec![TAxis::Fixed(16), TAxis::Full, TAxis::Fixed(4)],
+            every: vec![1, 4],
+            cells: vec![CellKind::Lstm, CellKind::Gru],
+            hidden: vec![8, 4],
+        };
+        let specs = grid.specs();
+        let seen = Mutex::new(Vec::new());
+        let results = run_grid(&ev, &base, &specs, None, 100, 1, &|s| {
+            seen.lock().unwrap().push(*s)
+        })
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), specs.len());
+        let work: Vec<f64> = seen
+            .iter()
+            .map(|s| estimated_madds(&ev, &base, s, 100))
+            .collect();
+        assert!(work.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert_ne!(seen, specs, "grid order is not cheapest first here");
+        for (r, s) in results.iter().zip(&specs) {
+            assert_eq!(r.spec, *s);
+            let n = if s.window == TAxis::Full { 100 } else { 300 };
+            assert_eq!(r.events, n);
+            assert_eq!(r.scored, scored_events(n as usize));
+        }
+        // A larger model, a longer window, a shorter period, more events: more work.
+        let spec = |window, every, cell, hidden| RunSpec {
+            window,
+            every,
+            cell,
+            hidden,
+        };
+        let w = |s: RunSpec| estimated_madds(&ev, &base, &s, 100);
+        let g = CellKind::Gru;
+        assert!(w(spec(TAxis::Fixed(8), 1, g, 8)) > w(spec(TAxis::Fixed(4), 1, g, 8)));
+        assert!(w(spec(TAxis::Fixed(8), 1, g, 8)) > w(spec(TAxis::Fixed(8), 4, g, 8)));
+        assert!(w(spec(TAxis::Fixed(8), 1, CellKind::Lstm, 8)) > w(spec(TAxis::Fixed(8), 1, g, 8)));
+        assert!(
+            estimated_madds(&ev, &base, &spec(TAxis::Full, 1, g, 8), 300)
+                > w(spec(TAxis::Full, 1, g, 8))
+        );
+    }
+
     #[test]
     fn recommend_picks_the_cheapest_within_tolerance() {
         let r = |mse: f64, cost: f64| RunResult {

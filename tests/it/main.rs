@@ -10,6 +10,7 @@ mod hostile;
 mod learning;
 mod memory;
 mod nab;
+mod stdout;
 mod sweep;
 mod truncation;
 mod util;
