@@ -773,15 +773,19 @@ pub fn run_events(spec: &RunSpec, events: usize, full_max: usize) -> usize {
 }
 
 /// Per-event work outside the model's matrix products (decoding, normalization, the anomaly
-/// score, the ring), in multiply-add equivalents: measured as roughly what a GRU with `H = 4`
-/// costs per event, so that small models are not estimated as free.
-const OVERHEAD_MADDS_PER_EVENT: f64 = 2_000.0;
+/// score, the ring), in multiply-add equivalents, and an update's fixed work (the optimizer
+/// step over every weight, clipping, copying the window) in steps: fitted to the run times
+/// of the default grid on a 20,000-event log (the estimate was then within about 27%, one
+/// standard deviation, of each run's measured time).
+const OVERHEAD_MADDS_PER_EVENT: f64 = 10_000.0;
+const OVERHEAD_STEPS_PER_UPDATE: f64 = 3.0;
 
 /// An estimate of a run's work before it runs, in multiply-adds, to order the runs and to
 /// drive the progress bar's estimate of the time left: the events it sees
 /// ([`run_events`]) times one forward step (the forecast) plus the steps its updates
 /// backpropagate through per event, at [`madds_per_step`] (`T/k`; for `auto`, the middle of
-/// its range over `k`; for full BPTT, half the run's length over `k`).
+/// its range over `k`; for full BPTT, half the run's length over `k`), plus a fixed work per
+/// event and per update.
 pub fn estimated_madds(
     events: &[Event],
     base: &PipelineConfig,
@@ -814,7 +818,8 @@ pub fn estimated_madds(
         TAxis::Full => n / 2.0 / k,
     };
     let per_step = madds_per_step(&mc);
-    n * (per_step / 3.0 + steps * per_step + OVERHEAD_MADDS_PER_EVENT)
+    let per_event = per_step / 3.0 + (steps + OVERHEAD_STEPS_PER_UPDATE / k) * per_step;
+    n * (per_event + OVERHEAD_MADDS_PER_EVENT)
 }
 
 /// Runs every spec over `events` on `threads` threads (at least 1), the cheapest first (by
