@@ -425,12 +425,13 @@ impl Scorer {
 
 /// How many events of an `events`-event log the last-20% figures cover: the window of
 /// [`ErrorTrail::last20`] (replay's summary) over the `events - 1` events with a forecast.
-/// Exactly `max((events - 1) / 5, 1)` up to 2,049 events; past that, rounded up to the
+/// Exactly `max((events - 1) / 5, 1)` from 2 up to 2,049 events; past that, rounded up to the
 /// trail's blocks.
 ///
 /// ```
 /// assert_eq!(tbptt::sweep::scored_events(100), 19);
-/// assert_eq!(tbptt::sweep::scored_events(4033), 807);
+/// // 4,031 forecasts: a fifth is 806, in blocks of 2 (and a last block of 1): 807.
+/// assert_eq!(tbptt::sweep::scored_events(4032), 807);
 /// ```
 pub fn scored_events(events: usize) -> u64 {
     let mut t = ErrorTrail::default();
