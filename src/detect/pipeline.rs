@@ -171,6 +171,41 @@ impl ErrorTrail {
             (m / c as f64, n / c as f64)
         }
     }
+
+    /// How many of the newest events [`ErrorTrail::last20`] averages over: at least 20% of
+    /// the events, rounded up to whole blocks (exactly `max(events / 5, 1)` up to 2,048
+    /// events; 0 when empty).
+    pub fn last20_events(&self) -> u64 {
+        let want = (self.events / 5).max(1);
+        let mut c = 0u64;
+        for s in self.sums.iter().rev() {
+            if c >= want {
+                break;
+            }
+            c += s.2;
+        }
+        c
+    }
+
+    /// Mean model and naive error over every event pushed: `(model, naive)`; `(0, 0)` when
+    /// empty.
+    pub fn all(&self) -> (f64, f64) {
+        let (mut m, mut n) = (0.0, 0.0);
+        for s in &self.sums {
+            m += s.0;
+            n += s.1;
+        }
+        if self.events == 0 {
+            (0.0, 0.0)
+        } else {
+            (m / self.events as f64, n / self.events as f64)
+        }
+    }
+
+    /// Events pushed.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
 }
 
 struct Inner {
@@ -735,6 +770,11 @@ impl Pipeline {
     /// Model and naive mean squared error over the last 20% of the events.
     pub fn last20(&self) -> (f64, f64) {
         self.trail.last20()
+    }
+
+    /// The errors of the forecasts made so far, which [`Pipeline::last20`] reads.
+    pub fn trail(&self) -> &ErrorTrail {
+        &self.trail
     }
 }
 

@@ -236,6 +236,12 @@ pub struct Summary {
     pub mse_last20: f64,
     /// The same for the naive forecast (repeat the last value).
     pub naive_mse_last20: f64,
+    /// Mean squared forecast error over every event with a forecast, in the input's units.
+    #[serde(default)]
+    pub mse_all: f64,
+    /// The same for the naive forecast.
+    #[serde(default)]
+    pub naive_mse_all: f64,
     /// Accepted events per second of wall time.
     pub events_per_sec: f64,
     /// Wall time of the run, in seconds.
@@ -308,6 +314,16 @@ impl std::fmt::Display for Summary {
             f,
             "  MSE last 20%      {:.6} vs naive {:.6}{ratio}",
             self.mse_last20, self.naive_mse_last20
+        )?;
+        let ratio = if self.naive_mse_all > 0.0 {
+            format!(" ({:.3} of naive)", self.mse_all / self.naive_mse_all)
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "  MSE all events    {:.6} vs naive {:.6}{ratio}",
+            self.mse_all, self.naive_mse_all
         )?;
         write!(
             f,
@@ -697,6 +713,7 @@ impl EventLoop {
         joined?;
         let wall = started.elapsed().as_secs_f64();
         let (mse, naive) = self.pipeline.last20();
+        let (mse_all, naive_mse_all) = self.pipeline.trail().all();
         let learner = self.pipeline.learner();
         let events = self.events;
         Ok(Summary {
@@ -710,6 +727,8 @@ impl EventLoop {
             mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
             mse_last20: mse,
             naive_mse_last20: naive,
+            mse_all,
+            naive_mse_all,
             events_per_sec: if wall > 0.0 {
                 events as f64 / wall
             } else {

@@ -1,5 +1,6 @@
 //! Choosing `T` and `k` on a recorded log: a grid of configurations, each run online over the
-//! same events, scored on the last 20%, and a recommendation.
+//! same events, scored on the last 20% (exactly the window of `tbptt replay`'s summary) and
+//! over all events, and a recommendation.
 //!
 //! # Brief overview
 //!
@@ -11,15 +12,19 @@
 //! - [`Grid`] → [`RunSpec`]s: the cartesian product of `T`, `k`, cell and hidden size
 //!   (combinations with `k > T` are left out).
 //! - [`evaluate`]: one run, inline and deterministic, through the same [`Pipeline`] as
-//!   `tbptt replay`, so its error equals replay's for the same settings. Returns a
+//!   `tbptt replay`, scored by the pipeline's own [`ErrorTrail`], so its MSE is replay's
+//!   summary figure for the same settings, bit for bit. Returns a
 //!   [`RunResult`]: MSE and MAE over the last 20% in the input's units, the same for the naive
-//!   and seasonal-naive forecasts, events/s (measured), work per update and per event and the
-//!   run's buffer memory (computed from the buffer sizes). An auto run's work is computed from
-//!   the mean `T` its updates used, its memory at `max` (the buffers are allocated for it),
-//!   and its [`RunResult::truncation`] reports the `T` it chose.
-//! - [`run_grid`]: every run of the grid, spread over threads, results in grid order.
-//! - [`recommend`]: the cheapest run (fewest multiply-adds per event) whose MSE is within a
-//!   tolerance of the best.
+//!   and seasonal-naive forecasts, MSE over all events, events/s (measured), work per update
+//!   and per event and the run's buffer memory (computed from the buffer sizes). An auto run's
+//!   work is computed from the mean `T` its updates used, its memory at `max` (the buffers are
+//!   allocated for it), and its [`RunResult::truncation`] reports the `T` it chose.
+//! - [`run_grid`]: every run of the grid, spread over threads, cheapest first (by
+//!   [`estimated_madds`]), results in grid order. Full-BPTT runs see only the first
+//!   `full_max` events (their work grows with the square of the length).
+//! - [`recommend`]: the cheapest truncated run (fewest multiply-adds per event) whose MSE is
+//!   within a tolerance of the best truncated run's. Full BPTT is a reference and is never
+//!   recommended: see [`TAxis::Full`].
 //!
 //! **Full BPTT online.** A [`TAxis::Full`] run makes every `k` events one update whose
 //! window is the whole history: forward from the initial state over every pair seen so far,
@@ -28,6 +33,11 @@
 //! activations of the whole log; the learner under it is given a window longer than the log,
 //! so it never trains by itself, and the update is made from outside with [`Window`] buffers
 //! as long as the log.
+//!
+//! **The scored window.** The last 20% is the window of [`ErrorTrail::last20`], the figure
+//! `tbptt replay` reports: the events after the first (the first has no forecast), at least
+//! 20% of them, rounded up to whole trail blocks on logs longer than 2,048 events
+//! ([`scored_events`]). MAE and the seasonal-naive figures are computed over the same events.
 //!
 //! # Example
 //! ```
@@ -56,6 +66,7 @@
 //! # Ok::<(), tbptt::Error>(())
 //! ```
 
+use crate::detect::pipeline::ErrorTrail;
 use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig};
 use crate::detect::trace::ForecastTrace;
 use crate::event::Event;
@@ -83,6 +94,11 @@ pub enum TAxis {
     /// [`crate::LearnerConfig::auto_truncation`], or [`crate::train::truncation::AutoTruncation::default`] when unset.
     Auto,
     /// Full BPTT: every update backpropagates through everything seen so far.
+    ///
+    /// A reference only: [`recommend`] never picks it, and `tbptt replay`/`learn` do not
+    /// offer it. Its memory and its work per update grow with the stream without bound
+    /// (`O(n)` activations, `O(n²/k)` work), which a learner meant to run for months on a
+    /// live stream in fixed memory cannot afford; what it shows is how much truncation loses.
     Full,
 }
 
@@ -246,6 +262,8 @@ pub struct Baselines {
     pub seasonal_mse: Option<f64>,
     /// Seasonal-naive forecast: MAE.
     pub seasonal_mae: Option<f64>,
+    /// Naive forecast over every event with a forecast (all but the first): MSE.
+    pub naive_mse_all: f64,
 }
 
 /// What one run measured.
@@ -253,9 +271,10 @@ pub struct Baselines {
 pub struct RunResult {
     /// The configuration.
     pub spec: RunSpec,
-    /// Events processed.
+    /// Events processed: the whole log, or for [`TAxis::Full`] at most the `full_max` first
+    /// ones ([`run_grid`]).
     pub events: u64,
-    /// Events scored (the last 20% of those with a forecast).
+    /// Events scored (the last 20% of those with a forecast, as [`scored_events`] counts).
     pub scored: u64,
     /// Mean squared forecast error over the scored events, in the input's units (averaged
     /// over the values of an event).
@@ -271,6 +290,11 @@ pub struct RunResult {
     pub seasonal_mse: Option<f64>,
     /// Seasonal-naive forecast: MAE.
     pub seasonal_mae: Option<f64>,
+    /// Mean squared forecast error over every event with a forecast (all but the first), in
+    /// the input's units.
+    pub mse_all: f64,
+    /// Naive forecast over the same events: MSE.
+    pub naive_mse_all: f64,
     /// Updates applied.
     pub updates: u64,
     /// The window lengths an [`TAxis::Auto`] run used (current, min, mean, max, measured
@@ -360,55 +384,71 @@ pub fn buffer_bytes(c: &ModelConfig, t: usize) -> u64 {
     4 * (ring + window + params)
 }
 
-/// The errors of the scored events, accumulated as a run goes.
-#[derive(Clone, Debug)]
+/// The absolute errors of a run's events with a forecast, in order (the pipeline's
+/// [`ErrorTrail`] holds the squared ones); the MAE is taken over the trail's last-20% window
+/// at the end.
+#[derive(Clone, Debug, Default)]
 struct Scorer {
-    from: u64,
-    n: u64,
-    se: f64,
-    ae: f64,
+    ae: Vec<f64>,
 }
 
 impl Scorer {
-    fn new(events: usize, explicit: bool) -> Self {
+    fn new(events: usize) -> Self {
         Scorer {
-            from: score_from(events, explicit),
-            n: 0,
-            se: 0.0,
-            ae: 0.0,
+            ae: Vec::with_capacity(events),
         }
     }
 
+    /// The events the pipeline's trail counts: every one after the first (the first has no
+    /// forecast, or, with explicit targets, no naive forecast).
     fn push(&mut self, r: &OutputRecord) {
-        if r.index < self.from || r.residual.is_empty() {
+        if r.index == 0 || r.residual.is_empty() {
             return;
         }
         let k = r.residual.len() as f64;
-        self.se += r.residual.iter().map(|x| x * x).sum::<f64>() / k;
-        self.ae += r.residual.iter().map(|x| x.abs()).sum::<f64>() / k;
-        self.n += 1;
+        self.ae
+            .push(r.residual.iter().map(|x| x.abs()).sum::<f64>() / k);
     }
 
-    fn mse_mae(&self) -> (f64, f64) {
-        if self.n == 0 {
-            return (0.0, 0.0);
+    /// The mean absolute error of the newest `last` events.
+    fn mae(&self, last: u64) -> f64 {
+        let from = self
+            .ae
+            .len()
+            .saturating_sub(usize::try_from(last).unwrap_or(usize::MAX));
+        let tail = &self.ae[from..];
+        if tail.is_empty() {
+            0.0
+        } else {
+            tail.iter().sum::<f64>() / tail.len() as f64
         }
-        (self.se / self.n as f64, self.ae / self.n as f64)
     }
 }
 
-/// The first scored index: the last 20% of the events that get a forecast (all events with
-/// explicit targets, all but the first when forecasting the next input).
-fn score_from(events: usize, explicit: bool) -> u64 {
-    let first = u64::from(!explicit);
-    let with = (events as u64).saturating_sub(first);
-    first + with - with / 5
+/// How many events of an `events`-event log the last-20% figures cover: the window of
+/// [`ErrorTrail::last20`] (replay's summary) over the `events - 1` events with a forecast.
+/// Exactly `max((events - 1) / 5, 1)` from 2 up to 2,049 events; past that, rounded up to the
+/// trail's blocks.
+///
+/// ```
+/// assert_eq!(tbptt::sweep::scored_events(100), 19);
+/// // 4,031 forecasts: a fifth is 806, in blocks of 2 (and a last block of 1): 807.
+/// assert_eq!(tbptt::sweep::scored_events(4032), 807);
+/// ```
+pub fn scored_events(events: usize) -> u64 {
+    let mut t = ErrorTrail::default();
+    for _ in 1..events {
+        t.push(0.0, 0.0);
+    }
+    t.last20_events()
 }
 
 /// The naive and seasonal-naive forecasts' errors over the events [`evaluate`] scores: the
-/// last 20% of the events that get a forecast. The naive forecast of an event is the previous
-/// event's values (targets, with explicit targets); the seasonal-naive one is the values
-/// `season` events earlier (events without one are left out of the seasonal figures).
+/// last-20% window of [`scored_events`] (and, for `naive_mse_all`, every event after the
+/// first). The naive forecast of an event is the previous event's values (targets, with
+/// explicit targets); the seasonal-naive one is the values `season` events earlier (events
+/// without one are left out of the seasonal figures). The naive MSEs are those of replay's
+/// summary: summed in the same [`ErrorTrail`].
 pub fn baselines(events: &[Event], season: Option<usize>) -> Baselines {
     let explicit = events.first().is_some_and(|e| !e.targets.is_empty());
     fn pick(e: &Event, explicit: bool) -> &[f64] {
@@ -419,35 +459,49 @@ pub fn baselines(events: &[Event], season: Option<usize>) -> Baselines {
         }
     }
     let actual = |e| pick(e, explicit);
-    let from = score_from(events.len(), explicit) as usize;
-    let mut b = Baselines::default();
-    let (mut n, mut sn) = (0u64, 0u64);
-    let (mut sse, mut sae) = (0.0, 0.0);
-    for i in from.max(1)..events.len() {
+    let mut trail = ErrorTrail::default();
+    let mut naive = Vec::with_capacity(events.len());
+    for i in 1..events.len() {
         let (a, p) = (actual(&events[i]), actual(&events[i - 1]));
-        if a.len() != p.len() || a.is_empty() {
-            continue;
-        }
         let k = a.len() as f64;
-        b.naive_mse += a.iter().zip(p).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / k;
-        b.naive_mae += a.iter().zip(p).map(|(x, y)| (x - y).abs()).sum::<f64>() / k;
-        n += 1;
-        if let Some(s) = season.filter(|&s| s > 0 && i >= s) {
-            let q = actual(&events[i - s]);
-            if q.len() == a.len() {
-                sse += a.iter().zip(q).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / k;
-                sae += a.iter().zip(q).map(|(x, y)| (x - y).abs()).sum::<f64>() / k;
-                sn += 1;
-            }
+        let (mut se, mut ae) = (0.0, 0.0);
+        for (x, y) in a.iter().zip(p) {
+            let d = x - y;
+            se += d * d;
+            ae += d.abs();
         }
+        trail.push(0.0, se / k);
+        naive.push(ae / k);
     }
-    if n > 0 {
-        b.naive_mse /= n as f64;
-        b.naive_mae /= n as f64;
+    let last = usize::try_from(trail.last20_events()).unwrap_or(usize::MAX);
+    let from = events.len().saturating_sub(last).max(1);
+    let mut b = Baselines {
+        naive_mse: trail.last20().1,
+        naive_mae: 0.0,
+        seasonal_mse: None,
+        seasonal_mae: None,
+        naive_mse_all: trail.all().1,
+    };
+    let tail = &naive[from - 1..];
+    if !tail.is_empty() {
+        b.naive_mae = tail.iter().sum::<f64>() / tail.len() as f64;
     }
-    if season.is_some() && sn > 0 {
-        b.seasonal_mse = Some(sse / sn as f64);
-        b.seasonal_mae = Some(sae / sn as f64);
+    let (mut sn, mut sse, mut sae) = (0u64, 0.0, 0.0);
+    if let Some(s) = season.filter(|&s| s > 0) {
+        for i in from.max(s)..events.len() {
+            let (a, q) = (actual(&events[i]), actual(&events[i - s]));
+            if q.len() != a.len() || a.is_empty() {
+                continue;
+            }
+            let k = a.len() as f64;
+            sse += a.iter().zip(q).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / k;
+            sae += a.iter().zip(q).map(|(x, y)| (x - y).abs()).sum::<f64>() / k;
+            sn += 1;
+        }
+        if sn > 0 {
+            b.seasonal_mse = Some(sse / sn as f64);
+            b.seasonal_mae = Some(sae / sn as f64);
+        }
     }
     b
 }
@@ -594,7 +648,7 @@ pub fn evaluate_traced(
     let config = run_config(base, spec, n);
     let mut pipeline = Pipeline::new(config)?;
     let explicit = events.first().is_some_and(|e| !e.targets.is_empty());
-    let mut scorer = Scorer::new(n, explicit);
+    let mut scorer = Scorer::new(n);
     let mut full: Option<FullBptt> = None;
     let mut full_updates = 0u64;
     let started = Instant::now();
@@ -622,7 +676,22 @@ pub fn evaluate_traced(
         }
     }
     let wall = started.elapsed().as_secs_f64();
-    let (mse, mae) = scorer.mse_mae();
+    // The pipeline's own trail: the figures of replay's summary, over the same window.
+    let trail = pipeline.trail().clone();
+    if trail.events() != scorer.ae.len() as u64 {
+        return Err(Error::config(
+            "sweep",
+            format!(
+                "scored {} events but the pipeline's trail holds {}",
+                scorer.ae.len(),
+                trail.events()
+            ),
+        ));
+    }
+    let (mse, naive_mse) = trail.last20();
+    let (mse_all, naive_mse_all) = trail.all();
+    let scored = trail.last20_events();
+    let mae = scorer.mae(scored);
     let b = baselines(events, season);
     let learner = pipeline.learner();
     let mc = match learner {
@@ -658,13 +727,15 @@ pub fn evaluate_traced(
     Ok(RunResult {
         spec: *spec,
         events: n as u64,
-        scored: scorer.n,
+        scored,
         mse,
         mae,
-        naive_mse: b.naive_mse,
+        naive_mse,
         naive_mae: b.naive_mae,
         seasonal_mse: b.seasonal_mse,
         seasonal_mae: b.seasonal_mae,
+        mse_all,
+        naive_mse_all,
         updates,
         truncation: report.filter(|r| r.adaptive),
         steps_per_update,
@@ -690,7 +761,73 @@ fn mc_auto_max(pipeline: &Pipeline) -> usize {
         })
 }
 
-/// Runs every spec over `events` on `threads` threads (at least 1), the most expensive first;
+/// The default `full_max` of [`run_grid`] (`tbptt sweep --full-max`): full BPTT runs on
+/// at most the first 1,000 events. With `k = 1` its work is about `n²/2` steps: 500,000
+/// for 1,000 events, as much as `T = 25` over 20,000, where the whole of a 20,000-event log
+/// would be 200 million.
+pub const DEFAULT_FULL_MAX: usize = 1_000;
+
+/// Events a run sees: the whole log, or for [`TAxis::Full`] at most the first `full_max`.
+pub fn run_events(spec: &RunSpec, events: usize, full_max: usize) -> usize {
+    match spec.window {
+        TAxis::Full => events.min(full_max.max(1)),
+        TAxis::Fixed(_) | TAxis::Auto => events,
+    }
+}
+
+/// Per-event work outside the model's matrix products (decoding, normalization, the anomaly
+/// score, the ring), in multiply-add equivalents, and an update's fixed work (the optimizer
+/// step over every weight, clipping, copying the window) in steps: fitted to the run times
+/// of the default grid on a 20,000-event log (the estimate was then within about 27%, one
+/// standard deviation, of each run's measured time).
+const OVERHEAD_MADDS_PER_EVENT: f64 = 10_000.0;
+const OVERHEAD_STEPS_PER_UPDATE: f64 = 3.0;
+
+/// An estimate of a run's work before it runs, in multiply-adds, to order the runs and to
+/// drive the progress bar's estimate of the time left: the events it sees
+/// ([`run_events`]) times one forward step (the forecast) plus the steps its updates
+/// backpropagate through per event, at [`madds_per_step`] (`T/k`; for `auto`, the middle of
+/// its range over `k`; for full BPTT, half the run's length over `k`), plus a fixed work per
+/// event and per update.
+pub fn estimated_madds(
+    events: &[Event],
+    base: &PipelineConfig,
+    spec: &RunSpec,
+    full_max: usize,
+) -> f64 {
+    let d_input = events.first().map_or(1, |e| e.values.len().max(1));
+    let d_output = events.first().map_or(d_input, |e| {
+        if e.targets.is_empty() {
+            d_input
+        } else {
+            e.targets.len()
+        }
+    });
+    let mc = ModelConfig {
+        cell: spec.cell,
+        d_input,
+        d_hidden: spec.hidden,
+        layers: base.learner.layers.max(1),
+        d_output,
+    };
+    let n = run_events(spec, events.len(), full_max) as f64;
+    let k = spec.every.max(1) as f64;
+    let steps = match spec.window {
+        TAxis::Fixed(t) => t as f64 / k,
+        TAxis::Auto => {
+            let a = base.learner.auto_truncation.clone().unwrap_or_default();
+            (a.min + a.max) as f64 / 2.0 / k
+        }
+        TAxis::Full => n / 2.0 / k,
+    };
+    let per_step = madds_per_step(&mc);
+    let per_event = per_step / 3.0 + (steps + OVERHEAD_STEPS_PER_UPDATE / k) * per_step;
+    n * (per_event + OVERHEAD_MADDS_PER_EVENT)
+}
+
+/// Runs every spec over `events` on `threads` threads (at least 1), the cheapest first (by
+/// [`estimated_madds`]), so that results arrive early and the time left can be estimated
+/// from those done; full-BPTT runs see only the first `full_max` events ([`run_events`]).
 /// `done` is called after each run (for a progress bar). Results come back in the order of
 /// `specs`. Each run is deterministic, so the errors do not depend on the thread count; the
 /// timings do.
@@ -702,23 +839,16 @@ pub fn run_grid(
     base: &PipelineConfig,
     specs: &[RunSpec],
     season: Option<usize>,
+    full_max: usize,
     threads: usize,
     done: &(dyn Fn(&RunSpec) + Sync),
 ) -> Result<Vec<RunResult>> {
-    let n = events.len() as f64;
-    // Longest first: an estimate of the training work of each run.
     let mut order: Vec<usize> = (0..specs.len()).collect();
-    let auto = base.learner.auto_truncation.clone().unwrap_or_default();
-    let work = |s: &RunSpec| {
-        let t = match s.window {
-            TAxis::Fixed(t) => t as f64,
-            TAxis::Auto => (auto.min + auto.max) as f64 / 2.0,
-            TAxis::Full => n / 2.0,
-        };
-        let g = s.cell.gates() as f64;
-        t / s.every as f64 * g * (s.hidden as f64).powi(2)
-    };
-    order.sort_by(|&a, &b| work(&specs[b]).total_cmp(&work(&specs[a])));
+    let work: Vec<f64> = specs
+        .iter()
+        .map(|s| estimated_madds(events, base, s, full_max))
+        .collect();
+    order.sort_by(|&a, &b| work[a].total_cmp(&work[b]));
     let next = AtomicUsize::new(0);
     let slots: Mutex<Vec<Option<Result<RunResult>>>> =
         Mutex::new((0..specs.len()).map(|_| None).collect());
@@ -727,7 +857,8 @@ pub fn run_grid(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&j) = order.get(i) else { break };
-                let r = evaluate(events, base, &specs[j], season);
+                let n = run_events(&specs[j], events.len(), full_max);
+                let r = evaluate(&events[..n], base, &specs[j], season);
                 done(&specs[j]);
                 if let Ok(mut s) = slots.lock() {
                     s[j] = Some(r);
@@ -747,41 +878,60 @@ pub fn run_grid(
 /// The sweep's choice.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
-    /// Index of the run with the lowest MSE.
+    /// Index of the run with the lowest MSE among those that saw the whole log (a full-BPTT
+    /// run, the reference, when it saw the whole log and did best).
     pub best: usize,
-    /// Index of the recommended run: the cheapest whose MSE is at most `(1 + tolerance)`
-    /// times the best.
+    /// Index of the truncated run (fixed `T` or `auto`, what `tbptt replay` runs) with the
+    /// lowest MSE.
+    pub best_truncated: usize,
+    /// Index of the recommended run: the cheapest truncated run whose MSE is at most
+    /// `(1 + tolerance)` times the best truncated run's.
     pub chosen: usize,
     /// The tolerance used, as a fraction (0.05 = 5%).
     pub tolerance: f64,
+    /// Whether the best truncated run's MSE is above the naive forecast's: then every
+    /// configuration the sweep can recommend forecasts worse than repeating the last value.
+    pub worse_than_naive: bool,
 }
 
-/// The cheapest run (fewest multiply-adds per event, then fewest buffer bytes, then grid
-/// order) whose MSE is within `tolerance` (a fraction) of the lowest. `None` when no run has
-/// a finite error.
+/// The cheapest truncated run (fewest multiply-adds per event, then fewest buffer bytes,
+/// then grid order) whose MSE is within `tolerance` (a fraction) of the lowest truncated
+/// run's. Full BPTT ([`TAxis::Full`]) is never chosen: `tbptt replay` cannot run it (see
+/// there why). Runs that saw only part of the log (full BPTT past `full_max`) are scored on
+/// other events and are left out of `best` too. `None` when no truncated run has a finite
+/// error.
 pub fn recommend(results: &[RunResult], tolerance: f64) -> Option<Recommendation> {
-    let finite = |r: &&RunResult| r.mse.is_finite() && r.scored > 0;
-    let best = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| finite(r))
-        .min_by(|a, b| a.1.mse.total_cmp(&b.1.mse))?
-        .0;
-    let limit = results[best].mse * (1.0 + tolerance.max(0.0));
+    let whole = results.iter().map(|r| r.events).max()?;
+    let finite = |r: &RunResult| r.mse.is_finite() && r.scored > 0 && r.events == whole;
+    let truncated = |r: &RunResult| finite(r) && r.spec.window != TAxis::Full;
+    let lowest = |keep: &dyn Fn(&RunResult) -> bool| {
+        results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| keep(r))
+            .min_by(|a, b| a.1.mse.total_cmp(&b.1.mse))
+            .map(|(i, _)| i)
+    };
+    let best_truncated = lowest(&truncated)?;
+    let best = lowest(&finite)?;
+    let limit = results[best_truncated].mse * (1.0 + tolerance.max(0.0));
     let chosen = results
         .iter()
         .enumerate()
-        .filter(|(_, r)| finite(r) && r.mse <= limit)
+        .filter(|(_, r)| truncated(r) && r.mse <= limit)
         .min_by(|a, b| {
             a.1.madds_per_event
                 .total_cmp(&b.1.madds_per_event)
                 .then(a.1.buffer_bytes.cmp(&b.1.buffer_bytes))
         })?
         .0;
+    let b = &results[best_truncated];
     Some(Recommendation {
         best,
+        best_truncated,
         chosen,
         tolerance,
+        worse_than_naive: b.mse > b.naive_mse,
     })
 }
 
@@ -890,8 +1040,34 @@ mod tests {
         let b = baselines(&ev, Some(2));
         assert_eq!((b.naive_mse, b.naive_mae), (81.0, 9.0));
         assert_eq!((b.seasonal_mse, b.seasonal_mae), (Some(289.0), Some(17.0)));
-        assert_eq!(score_from(10, false), 9);
-        assert_eq!(score_from(10, true), 8);
+        assert_eq!(scored_events(10), 1);
+        // Over all 9: (1 + 4 + ... + 81) / 9 = 285 / 9.
+        assert!((b.naive_mse_all - 285.0 / 9.0).abs() < 1e-12);
+    }
+
+    /// The window is the trail's: exactly a fifth of the events with a forecast up to 2,048
+    /// of them; past that whole blocks of 2, so 4,033 forecasts (an odd number: a last block
+    /// of 1) are scored on 807 events, not 806 (as a plain count would have it).
+    #[test]
+    fn scored_window_is_the_trails() {
+        assert_eq!(scored_events(0), 0);
+        assert_eq!(scored_events(1), 0);
+        assert_eq!(scored_events(2), 1);
+        assert_eq!(scored_events(2049), 409);
+        assert_eq!(scored_events(4033), 806);
+        assert_eq!(scored_events(4034), 807);
+        for n in [3usize, 100, 2048, 2050, 4097, 10_001] {
+            let mut t = ErrorTrail::default();
+            for i in 1..n {
+                t.push(i as f64, 0.0);
+            }
+            assert_eq!(scored_events(n), t.last20_events(), "{n}");
+            let c = t.last20_events() as f64;
+            // The trail's last-20% mean of 1..n-1 is the mean of its last `c` values.
+            let want = (n as f64 - 1.0) - (c - 1.0) / 2.0;
+            assert!((t.last20().0 - want).abs() < 1e-9 * want, "{n}");
+            assert!((t.all().0 - n as f64 / 2.0).abs() < 1e-9 * n as f64, "{n}");
+        }
     }
 
     #[test]
@@ -982,6 +1158,61 @@ mod tests {
         assert!(check_auto(&base, &[spec(TAxis::Fixed(8))]).is_ok());
     }
 
+    /// The grid runs cheapest first (one thread: `done` sees them in that order), results
+    /// come back in grid order, and full BPTT sees only the first `full_max` events.
+    #[test]
+    fn run_grid_goes_cheapest_first_and_caps_full() {
+        let ev: Vec<Event> = (0..300)
+            .map(|t| Event {
+                values: vec![(t as f64 * 0.4).sin()],
+                ..Default::default()
+            })
+            .collect();
+        let base = PipelineConfig::default();
+        let grid = Grid {
+            windows: vec![TAxis::Fixed(16), TAxis::Full, TAxis::Fixed(4)],
+            every: vec![1, 4],
+            cells: vec![CellKind::Lstm, CellKind::Gru],
+            hidden: vec![8, 4],
+        };
+        let specs = grid.specs();
+        let seen = Mutex::new(Vec::new());
+        let results = run_grid(&ev, &base, &specs, None, 100, 1, &|s| {
+            seen.lock().unwrap().push(*s)
+        })
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), specs.len());
+        let work: Vec<f64> = seen
+            .iter()
+            .map(|s| estimated_madds(&ev, &base, s, 100))
+            .collect();
+        assert!(work.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert_ne!(seen, specs, "grid order is not cheapest first here");
+        for (r, s) in results.iter().zip(&specs) {
+            assert_eq!(r.spec, *s);
+            let n = if s.window == TAxis::Full { 100 } else { 300 };
+            assert_eq!(r.events, n);
+            assert_eq!(r.scored, scored_events(n as usize));
+        }
+        // A larger model, a longer window, a shorter period, more events: more work.
+        let spec = |window, every, cell, hidden| RunSpec {
+            window,
+            every,
+            cell,
+            hidden,
+        };
+        let w = |s: RunSpec| estimated_madds(&ev, &base, &s, 100);
+        let g = CellKind::Gru;
+        assert!(w(spec(TAxis::Fixed(8), 1, g, 8)) > w(spec(TAxis::Fixed(4), 1, g, 8)));
+        assert!(w(spec(TAxis::Fixed(8), 1, g, 8)) > w(spec(TAxis::Fixed(8), 4, g, 8)));
+        assert!(w(spec(TAxis::Fixed(8), 1, CellKind::Lstm, 8)) > w(spec(TAxis::Fixed(8), 1, g, 8)));
+        assert!(
+            estimated_madds(&ev, &base, &spec(TAxis::Full, 1, g, 8), 300)
+                > w(spec(TAxis::Full, 1, g, 8))
+        );
+    }
+
     #[test]
     fn recommend_picks_the_cheapest_within_tolerance() {
         let r = |mse: f64, cost: f64| RunResult {
@@ -999,6 +1230,8 @@ mod tests {
             naive_mae: 1.0,
             seasonal_mse: None,
             seasonal_mae: None,
+            mse_all: mse,
+            naive_mse_all: 1.0,
             updates: 1,
             truncation: None,
             steps_per_update: 1.0,
@@ -1011,7 +1244,23 @@ mod tests {
         let v = [r(1.0, 10.0), r(1.04, 5.0), r(1.2, 1.0), r(f64::NAN, 0.0)];
         let rec = recommend(&v, 0.05).unwrap();
         assert_eq!((rec.best, rec.chosen), (0, 1));
+        assert!(!rec.worse_than_naive);
         assert_eq!(recommend(&v, 0.0).unwrap().chosen, 0);
         assert_eq!(recommend(&v, 0.5).unwrap().chosen, 2);
+        // Full BPTT is the best but never chosen, and the tolerance is against the best
+        // truncated run; a full run that saw only a prefix is not even the best.
+        let mut full = r(0.5, 0.5);
+        full.spec.window = TAxis::Full;
+        let v = [r(1.0, 10.0), r(1.04, 5.0), full.clone()];
+        let rec = recommend(&v, 0.05).unwrap();
+        assert_eq!((rec.best, rec.best_truncated, rec.chosen), (2, 0, 1));
+        full.events = 5;
+        let v = [r(1.0, 10.0), r(1.04, 5.0), full.clone()];
+        assert_eq!(recommend(&v, 0.05).unwrap().best, 0);
+        assert!(recommend(&[full], 0.05).is_none());
+        // Worse than naive (naive MSE 1.0 in `r`).
+        let rec = recommend(&[r(1.3, 1.0), r(1.2, 10.0)], 0.05).unwrap();
+        assert!(rec.worse_than_naive);
+        assert_eq!(rec.chosen, 1);
     }
 }

@@ -177,6 +177,8 @@ fn missing_values_skip_or_hold() {
         "mean_loss",
         "mse_last20",
         "naive_mse_last20",
+        "mse_all",
+        "naive_mse_all",
         "events_per_sec",
         "wall_seconds",
         "ended_by",

@@ -11,6 +11,7 @@ mod hostile;
 mod learning;
 mod memory;
 mod nab;
+mod stdout;
 mod sweep;
 mod truncation;
 mod util;

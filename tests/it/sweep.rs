@@ -630,3 +630,171 @@ fn sweep_auto_settings_are_checked_and_name_the_flag() {
         );
     }
 }
+
+/// Issue 19, item 5: on a log longer than 2,048 events the sweep scores exactly the window
+/// of replay's summary (before, it counted the last 20% itself: 806 events where replay's
+/// trail, in blocks of 2, holds 807, and the MSEs differed), and both report the MSE over
+/// all events.
+#[test]
+fn r19_sweep_mse_is_replays_summary_mse_on_a_long_log() {
+    let log = util::data("nab_ec2_cpu_utilization_24ae8d.csv");
+    let settings = ["-T", "8", "-k", "4", "--cell", "gru", "--hidden", "8"];
+    let mut args = vec![s(&log)];
+    args.extend(settings);
+    let v = sweep_json(&args);
+    assert_eq!(v["events"], 4032);
+    let run = &v["runs"][0];
+    let dir = TempDir::new("sweep-vs-replay");
+    let summary = dir.join("summary.json");
+    let mut replay = vec![
+        "replay",
+        s(&log),
+        "-o",
+        "none",
+        "-q",
+        "--summary",
+        s(&summary),
+    ];
+    replay.extend(settings);
+    util::run(tbptt(&replay), Input::Null).assert_code(0);
+    let sum = util::summary(&summary);
+    // 4,031 events with a forecast, 806 of them a fifth, in the trail's blocks of 2: 807.
+    assert_eq!(run["scored"], 807, "{run}");
+    assert_eq!(v["scored"], 807);
+    for (sweep, replay) in [
+        ("mse", "mse_last20"),
+        ("naive_mse", "naive_mse_last20"),
+        ("mse_all", "mse_all"),
+        ("naive_mse_all", "naive_mse_all"),
+    ] {
+        let (a, b) = (run[sweep].as_f64(), sum[replay].as_f64());
+        assert!(a.is_some_and(|x| x > 0.0), "{sweep}: {run}");
+        assert_eq!(a, b, "sweep {sweep} vs replay {replay}");
+    }
+    assert_eq!(v["baselines"]["naive_mse"], run["naive_mse"]);
+    assert_eq!(v["baselines"]["naive_mse_all"], run["naive_mse_all"]);
+    // Over all events is a different figure from the last 20%.
+    assert_ne!(run["mse_all"], run["mse"]);
+}
+
+/// Issue 19, item 5: `full` stays in the table as the reference but is never recommended,
+/// and the recommendation's flags are ones `replay` accepts. A full run past `--full-max`
+/// events is run on the first ones and says so.
+#[test]
+fn r19_the_recommendation_replays_and_full_is_only_a_reference() {
+    let nile = util::data("nile.csv");
+    let grid = [
+        "-T", "4,8,full", "-k", "1,4,8", "--cell", "gru", "--hidden", "8",
+    ];
+    let mut args = vec![s(&nile)];
+    args.extend(grid);
+    let v = sweep_json(&args);
+    let runs = v["runs"].as_array().expect("runs");
+    let chosen = &runs[v["recommended"].as_u64().expect("recommended") as usize];
+    assert_ne!(chosen["spec"]["window"], "full", "{chosen}");
+    let best_truncated = &runs[v["best_truncated"].as_u64().expect("best_truncated") as usize];
+    assert_ne!(best_truncated["spec"]["window"], "full");
+    let flags = v["replay_flags"].as_str().expect("replay_flags");
+    assert!(flags.starts_with("-T "), "{flags}");
+    let mut replay = vec!["replay", s(&nile), "-o", "none", "-q"];
+    replay.extend(flags.split_whitespace());
+    util::run(tbptt(&replay), Input::Null).assert_code(0);
+    // With --full-max 50, full sees 50 of the 100 events and is scored on 9 of them.
+    args.extend(["--full-max", "50"]);
+    let v = sweep_json(&args);
+    assert_eq!(v["full_max"], 50);
+    for r in v["runs"].as_array().expect("runs") {
+        let full = r["spec"]["window"] == "full";
+        assert_eq!(r["events"], if full { 50 } else { 100 }, "{r}");
+        assert_eq!(r["scored"], if full { 9 } else { 19 }, "{r}");
+    }
+    let best = &v["runs"][v["best"].as_u64().expect("best") as usize];
+    assert_ne!(best["spec"]["window"], "full");
+    let mut table = vec!["sweep", "--no-progress"];
+    table.extend(&args);
+    let out = util::run(tbptt(&table), Input::Null);
+    out.assert_code(0);
+    let text = out.stdout_str();
+    for want in [
+        "T = full*: ran on the first 50 events only (--full-max",
+        "full*",
+        "replay it:   tbptt replay",
+        "MSE all",
+        "never recommended",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    let out = util::run(tbptt(["sweep", s(&nile), "--full-max", "5"]), Input::Null);
+    out.assert_code(2);
+    assert!(out.stderr.contains("--full-max"), "{}", out.stderr);
+}
+
+/// A level that holds and jumps by ±1 at random times (about 1 event in 20): repeating the
+/// last value is right except at the jumps, which nothing can foresee.
+fn random_steps_csv(events: usize) -> String {
+    let mut st: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut level = 0.0;
+    let mut out = String::from("v\n");
+    for _ in 0..events {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        if st % 20 == 0 {
+            level += if st & 32 == 0 { 1.0 } else { -1.0 };
+        }
+        out.push_str(&format!("{level}\n"));
+    }
+    out
+}
+
+/// Issue 19, item 5: when even the best run forecasts worse than naive, the table and the
+/// JSON say so.
+#[test]
+fn r19_sweep_warns_when_its_best_is_worse_than_naive() {
+    let dir = TempDir::new("sweep-naive");
+    let path = dir.join("steps.csv");
+    std::fs::write(&path, random_steps_csv(1500)).expect("write");
+    let args = [
+        s(&path),
+        "-T",
+        "4,8",
+        "-k",
+        "4",
+        "--cell",
+        "gru",
+        "--hidden",
+        "4",
+    ];
+    let v = sweep_json(&args);
+    for r in v["runs"].as_array().expect("runs") {
+        let (m, n) = (r["mse"].as_f64().unwrap(), r["naive_mse"].as_f64().unwrap());
+        assert!(m > n, "a run beat naive on random steps: {m} vs {n}");
+    }
+    assert_eq!(v["worse_than_naive"], true);
+    let w = v["warning"].as_str().expect("warning");
+    assert!(w.contains("worse than naive"), "{w}");
+    let mut all = vec!["sweep", "--no-progress"];
+    all.extend(args);
+    let out = util::run(tbptt(&all), Input::Null);
+    out.assert_code(0);
+    let text = out.stdout_str();
+    assert!(
+        text.contains("warning:     every configuration forecasts worse than naive"),
+        "{text}"
+    );
+    // On a series it learns, no warning.
+    let nile = util::data("nile.csv");
+    let v = sweep_json(&[
+        s(&nile),
+        "-T",
+        "8",
+        "-k",
+        "4",
+        "--cell",
+        "gru",
+        "--hidden",
+        "8",
+    ]);
+    assert_eq!(v["worse_than_naive"], false);
+    assert!(v["warning"].is_null(), "{}", v["warning"]);
+}

@@ -412,9 +412,10 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
                 "anomaly": s.config.anomaly,
             },
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"));
     }
+    use std::fmt::Write;
+    let mut out = String::new();
     let layers = if lc.layers == 1 { "layer" } else { "layers" };
     let sizes = if s.inner.is_some() {
         format!(
@@ -430,17 +431,20 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
             lc.d_hidden, lc.layers
         )
     };
-    println!("checkpoint        {}", a.path.display());
-    println!(
+    writeln!(out, "checkpoint        {}", a.path.display())?;
+    writeln!(
+        out,
         "format            version {}, {} bytes, configuration hash {:016x}",
         c.version, c.size, c.config_hash
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "written           by {} at {:.0} (Unix seconds)",
         c.meta.written_by, c.meta.written_unix
-    );
-    println!("model             {} cell, {sizes}", lc.cell);
-    println!(
+    )?;
+    writeln!(out, "model             {} cell, {sizes}", lc.cell)?;
+    writeln!(
+        out,
         "training          TBPTT(k = {}, T = {}), loss {} on {} steps, {} lr {}, clip {}",
         lc.every,
         match (
@@ -459,18 +463,37 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
         lc.optimizer.name(),
         lc.optimizer.lr(),
         lc.clip.map_or("off".to_string(), |c| c.to_string())
-    );
+    )?;
     let norm = match s.config.normalize {
         NormMode::Off => "off".to_string(),
         NormMode::Cumulative => "cumulative".to_string(),
         NormMode::Ewm { half_life } => format!("exponentially weighted, half-life {half_life}"),
     };
-    println!("normalization     {norm}");
-    println!("events seen       {}", s.events());
-    println!(
+    writeln!(out, "normalization     {norm}")?;
+    writeln!(out, "events seen       {}", s.events())?;
+    writeln!(
+        out,
         "updates           {updates} applied, {skipped} skipped, {rejected} rejected (non-finite); {steps} optimizer steps"
-    );
-    println!("mean loss         {mean_loss:.6}");
-    println!("anomalies         {}", s.anomalies);
-    Ok(())
+    )?;
+    writeln!(out, "mean loss         {mean_loss:.6}")?;
+    writeln!(out, "anomalies         {}", s.anomalies)?;
+    print_stdout(&out)
 }
+
+/// Writes `text` to stdout and flushes it. A closed pipe (`tbptt inspect ck.bin | head -1`)
+/// is not an error: the reader has what it wanted, and the command exits 0 as a run whose
+/// output closes does. Any other failure (a full disk) is an error (exit 2).
+fn print_stdout(text: &str) -> Result<(), AnyError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(OutputError(e).into()),
+    }
+}
+
+/// Standard output could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write output: {0}")]
+struct OutputError(#[source] std::io::Error);

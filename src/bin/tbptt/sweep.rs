@@ -23,7 +23,7 @@ pub struct SweepArgs {
     // ---- grid
     /// Window lengths T to try, comma-separated; `auto` = adaptive truncation (see --t-min,
     /// --t-max, --t-tolerance); `full` = full BPTT through everything seen so far at every
-    /// update.
+    /// update (a reference, never recommended; on the first --full-max events only).
     #[arg(
         short = 'T',
         long = "window",
@@ -73,6 +73,17 @@ pub struct SweepArgs {
         help_heading = "Grid"
     )]
     pub tolerance: f64,
+    /// Run `full` on at most the first N events: its work grows with the square of the
+    /// length (k = 1 over 20,000 events would take hours). Its row is then scored on the last
+    /// 20% of those N events.
+    #[arg(
+        long,
+        default_value_t = sweep::DEFAULT_FULL_MAX as u64,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(10..),
+        help_heading = "Grid"
+    )]
+    pub full_max: u64,
     /// Runs at a time (default: the number of cores).
     #[arg(long, value_name = "N", help_heading = "Grid")]
     pub threads: Option<usize>,
@@ -203,66 +214,117 @@ pub fn run(a: &SweepArgs) -> Result<(), AnyError> {
     }
     let season = a.season.map(|s| s as usize);
     let specs = grid.specs();
+    let full_max = usize::try_from(a.full_max).unwrap_or(usize::MAX);
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, specs.len().max(1));
+    // The bar counts estimated work (millions of multiply-adds), so that its time left is
+    // an estimate of the work left, not of the runs left (the cheapest run first).
+    let work = |s: &sweep::RunSpec| {
+        (sweep::estimated_madds(&events, &base, s, full_max) / 1e6)
+            .ceil()
+            .max(1.0) as u64
+    };
+    let total: u64 = specs.iter().map(work).sum();
     let bar = (!a.no_progress && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(specs.len() as u64);
+        let b = indicatif::ProgressBar::new(total);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} runs (eta {eta}) {msg}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {msg} (about {eta} left)",
         ) {
             b.set_style(style);
         }
+        b.set_message(format!("0/{} runs", specs.len()));
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
         b
     });
+    let finished = std::sync::atomic::AtomicUsize::new(0);
     let done = |s: &sweep::RunSpec| {
+        let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if let Some(b) = &bar {
-            b.set_message(s.to_string());
-            b.inc(1);
+            b.set_message(format!("{n}/{} runs, last {s}", specs.len()));
+            b.inc(work(s));
         }
     };
-    let results = sweep::run_grid(&events, &base, &specs, season, threads, &done)?;
+    let results = sweep::run_grid(&events, &base, &specs, season, full_max, threads, &done)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let rec = sweep::recommend(&results, a.tolerance)
-        .ok_or("no run produced a finite error; nothing to recommend")?;
+    let rec = sweep::recommend(&results, a.tolerance).ok_or(
+        "no truncated run (fixed T or auto) produced a finite error; nothing to recommend",
+    )?;
     if let Some(dir) = &a.plot {
         plots(dir, &events, &base, &results, &rec, season)?;
     }
-    if a.json {
+    let warning = warning(&results, &rec);
+    let replay = replay_flags(&results[rec.chosen]);
+    let text = if a.json {
         let b = sweep::baselines(&events, season);
         let v = serde_json::json!({
             "file": a.input,
             "events": events.len(),
+            "scored": sweep::scored_events(events.len()),
             "rejected": loaded.rejected,
             "season": season,
             "tolerance": a.tolerance,
             "threads": threads,
+            "full_max": full_max,
             "baselines": b,
             "runs": results,
             "best": rec.best,
+            "best_truncated": rec.best_truncated,
             "recommended": rec.chosen,
             "recommendation": results[rec.chosen].spec,
+            "replay_flags": replay,
+            "worse_than_naive": rec.worse_than_naive,
+            "warning": warning,
             "memory": "computed from buffer sizes",
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        serde_json::to_string_pretty(&v)? + "\n"
     } else {
-        print!(
-            "{}",
-            table(
-                &a.input.display().to_string(),
-                &events,
-                loaded.rejected,
-                season,
-                threads,
-                &results,
-                &rec
-            )
-        );
+        table(
+            &a.input.display().to_string(),
+            &events,
+            loaded.rejected,
+            season,
+            threads,
+            full_max,
+            &results,
+            &rec,
+        )
+    };
+    crate::print_stdout(&text)
+}
+
+/// The `replay`/`learn` flags of a run's configuration.
+fn replay_flags(r: &RunResult) -> String {
+    format!(
+        "-T {} -k {} --cell {} --hidden {}",
+        r.spec.window, r.spec.every, r.spec.cell, r.spec.hidden
+    )
+}
+
+/// The warning when the recommendation forecasts worse than the naive forecast (the last
+/// value): because every truncated run does, or because the cheapest one within the
+/// tolerance does.
+fn warning(results: &[RunResult], rec: &Recommendation) -> Option<String> {
+    let (best, chosen) = (&results[rec.best_truncated], &results[rec.chosen]);
+    if rec.worse_than_naive {
+        Some(format!(
+            "every configuration forecasts worse than naive (repeat the last value) on the last 20%: the best, {}, has {:.3} times naive's MSE",
+            best.spec,
+            best.rel_naive()
+        ))
+    } else if chosen.mse > chosen.naive_mse {
+        Some(format!(
+            "the recommendation forecasts worse than naive ({:.3} times naive's MSE); {} does better at {:.3}",
+            chosen.rel_naive(),
+            best.spec,
+            best.rel_naive()
+        ))
+    } else {
+        None
     }
-    Ok(())
 }
 
 fn si(x: f64) -> String {
@@ -296,19 +358,21 @@ fn sig(x: f64) -> String {
 }
 
 /// The table printed by `tbptt sweep`.
+#[allow(clippy::too_many_arguments)]
 fn table(
     file: &str,
     events: &[tbptt::event::Event],
     rejected: u64,
     season: Option<usize>,
     threads: usize,
+    full_max: usize,
     results: &[RunResult],
     rec: &Recommendation,
 ) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let b = sweep::baselines(events, season);
-    let scored = results.first().map_or(0, |r| r.scored);
+    let scored = sweep::scored_events(events.len());
     let _ = writeln!(
         s,
         "tbptt sweep: {file}, {} events ({rejected} rejected), {} runs on {threads} threads",
@@ -317,9 +381,11 @@ fn table(
     );
     let _ = writeln!(
         s,
-        "scored on the last 20% ({scored} events); naive MSE {} MAE {}",
+        "scored on the last 20% ({scored} events, as replay's summary); naive MSE {} MAE {}; over all {} events with a forecast: naive MSE {}",
         sig(b.naive_mse),
-        sig(b.naive_mae)
+        sig(b.naive_mae),
+        events.len().saturating_sub(1),
+        sig(b.naive_mse_all)
     );
     if let (Some(season), Some(m), Some(a)) = (season, b.seasonal_mse, b.seasonal_mae) {
         let _ = writeln!(
@@ -342,8 +408,8 @@ fn table(
     let auto = results.iter().any(|r| r.truncation.is_some());
     let _ = write!(
         s,
-        " {:>9} {:>10} {:>10} {:>9}",
-        "events/s", "madd/upd", "madd/event", "memory"
+        " {:>10} {:>6} {:>9} {:>10} {:>10} {:>9}",
+        "MSE all", "/naive", "events/s", "madd/upd", "madd/event", "memory"
     );
     let _ = writeln!(
         s,
@@ -354,20 +420,27 @@ fn table(
             String::new()
         }
     );
+    let whole = events.len() as u64;
     for (i, r) in results.iter().enumerate() {
         let mark = if i == rec.chosen {
             "  <- recommended"
         } else if i == rec.best {
             "  <- best"
+        } else if i == rec.best_truncated {
+            "  <- best truncated"
         } else {
             ""
+        };
+        let t = match r.spec.window {
+            TAxis::Full if r.events < whole => "full*".to_string(),
+            w => w.to_string(),
         };
         let _ = write!(
             s,
             "{:<5} {:>4} {:>5} {:>3}  {:>10} {:>10} {:>6.3}",
             r.spec.cell.to_string(),
             r.spec.hidden,
-            r.spec.window.to_string(),
+            t,
             r.spec.every,
             sig(r.mse),
             sig(r.mae),
@@ -383,36 +456,75 @@ fn table(
         };
         let _ = writeln!(
             s,
-            " {:>9.0} {:>10} {:>10} {:>9}{used}{mark}",
+            " {:>10} {:>6.3} {:>9.0} {:>10} {:>10} {:>9}{used}{mark}",
+            sig(r.mse_all),
+            ratio(r.mse_all, r.naive_mse_all),
             r.events_per_sec,
             si(r.madds_per_update),
             si(r.madds_per_event),
             bytes(r.buffer_bytes)
         );
     }
-    let (best, chosen) = (&results[rec.best], &results[rec.chosen]);
+    let (best, truncated, chosen) = (
+        &results[rec.best],
+        &results[rec.best_truncated],
+        &results[rec.chosen],
+    );
     let _ = writeln!(s);
+    if rec.best != rec.best_truncated {
+        let _ = writeln!(
+            s,
+            "best:        {} (MSE {}, {:.3} of naive; full BPTT, the reference: replay does not run it)",
+            best.spec,
+            sig(best.mse),
+            best.rel_naive()
+        );
+    }
     let _ = writeln!(
         s,
-        "best:        {} (MSE {}, {:.3} of naive)",
-        best.spec,
-        sig(best.mse),
-        best.rel_naive()
+        "{} {} (MSE {}, {:.3} of naive)",
+        if rec.best != rec.best_truncated {
+            "best truncated:"
+        } else {
+            "best:       "
+        },
+        truncated.spec,
+        sig(truncated.mse),
+        truncated.rel_naive()
     );
     let _ = writeln!(
         s,
-        "recommended: {} (MSE {}, {:.3} of the best; {} multiply-adds per event vs {}), the cheapest within {}% of the best",
+        "recommended: {} (MSE {}, {:.3} of the best truncated run; {} multiply-adds per event vs {}), the cheapest within {}% of it",
         chosen.spec,
         sig(chosen.mse),
-        chosen.mse / best.mse,
+        chosen.mse / truncated.mse,
         si(chosen.madds_per_event),
-        si(best.madds_per_event),
+        si(truncated.madds_per_event),
         chosen_pct(rec.tolerance)
     );
     let _ = writeln!(
         s,
-        "T = full: every update backpropagates through all events seen so far. madd: multiply-adds of training, computed; memory: training buffers, computed from their sizes; events/s: measured, with {threads} runs at a time."
+        "replay it:   tbptt replay {file} {} (with the same input and model flags)",
+        replay_flags(chosen)
     );
+    if let Some(w) = warning(results, rec) {
+        let _ = writeln!(s, "warning:     {w}");
+    }
+    let _ = writeln!(
+        s,
+        "T = full: every update backpropagates through all events seen so far; a reference, never recommended (replay and learn do not run it: its memory and work per update grow with the stream). madd: multiply-adds of training, computed; memory: training buffers, computed from their sizes; events/s: measured, with {threads} runs at a time. MSE all: over every event with a forecast."
+    );
+    if results
+        .iter()
+        .any(|r| r.spec.window == TAxis::Full && r.events < whole)
+    {
+        let _ = writeln!(
+            s,
+            "T = full*: ran on the first {} events only (--full-max; its work grows with the square of the length), scored on the last 20% of those ({} events): compare its /naive, not its MSE, with the other rows.",
+            full_max.min(events.len()),
+            sweep::scored_events(full_max.min(events.len()))
+        );
+    }
     if let Some(a) = results.iter().find_map(|r| r.truncation.map(|_| r)) {
         let max = results
             .iter()
@@ -431,6 +543,14 @@ fn table(
         out.push('\n');
     }
     out
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::INFINITY
+    }
 }
 
 fn chosen_pct(t: f64) -> String {
@@ -455,7 +575,12 @@ fn plots(
     let best = &results[rec.best];
     let same: Vec<&RunResult> = results
         .iter()
-        .filter(|r| r.spec.cell == best.spec.cell && r.spec.hidden == best.spec.hidden)
+        // Full BPTT on a prefix of the log was scored on other events: left out.
+        .filter(|r| {
+            r.spec.cell == best.spec.cell
+                && r.spec.hidden == best.spec.hidden
+                && r.events == events.len() as u64
+        })
         .collect();
     let label = format!("{} H={}", best.spec.cell, best.spec.hidden);
     plot::error_vs_t_svg(
