@@ -154,6 +154,7 @@ fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
     let mut p = PipelineConfig {
         learner,
         normalize,
+        forecast: a.train.forecast(),
         ..Default::default()
     };
     p.anomaly.threshold = a.threshold;
