@@ -561,8 +561,9 @@ mod tests {
             f.hedge(&[0.01, 0.2]);
         }
         let w = f.weights();
-        // Fixed share keeps at least α/N of the weight on every member.
-        assert!(w[0] > 0.99 && w[1] >= 0.001 - 1e-12, "{w:?}");
+        // Fixed share keeps at least α/N of the weight on every member: the loser settles
+        // near α / (η Δℓ) ≈ 0.002 / 0.095 ≈ 0.011 (hand-derived equilibrium).
+        assert!(w[0] > 0.98 && w[1] >= 0.001 - 1e-12, "{w:?}");
         assert!((w[0] + w[1] - 1.0).abs() < 1e-12);
         // The other member recovers within a few hundred events once it is better.
         for _ in 0..300 {
@@ -598,19 +599,21 @@ mod tests {
         let levels = Normalizer::new(1, NormMode::Cumulative);
         let (mut u, mut y, mut out) = (vec![0f32; f.d_input()], vec![0f32; f.d_target()], [0f64]);
         let x = |t: usize| (t % 24) as f64 * 10.0 + t as f64;
-        for t in 0..60 {
+        for t in 0..720 {
             let time = Some(t as f64 * 3600.0);
             f.observe(time, &[x(t)]);
             f.inputs_to(time, &[x(t)], &levels, &mut u, &mut y);
             f.forecast_to(&[0.0, 0.0], &[x(t)], &levels, &mut out);
         }
         let m = f.member_forecasts();
-        // naive = x(59); seasonal = x(36); seasonal change = x(59) + x(36) - x(35) = x(60).
-        assert_eq!(m[1], x(59));
-        assert_eq!(m[2], x(36));
-        assert_eq!(m[3], x(60));
+        // naive = x(719); seasonal = x(696); seasonal change = x(719) + x(696) - x(695),
+        // which is x(720).
+        assert_eq!(m[1], x(719));
+        assert_eq!(m[2], x(696));
+        assert_eq!(m[3], x(720));
         assert_eq!(f.members(), MEMBERS);
-        // The seasonal change is exact here, so it carries the weight by now.
+        // The seasonal change is exact here, while the network's constant change misses each
+        // day's drop (a clipped loss of 1 a day): after 29 days it carries the weight.
         assert!(f.weights()[3] > 0.5, "{:?}", f.weights());
     }
 }

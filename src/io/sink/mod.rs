@@ -398,6 +398,7 @@ mod tests {
     #[test]
     fn members_and_weights_are_written_on_request() {
         let mut r = rec();
+        r.key = "k".into();
         r.forecast = vec![1.5];
         r.members = vec![1.0, 2.0, 3.0, 4.0];
         r.weights = vec![0.5, 0.25, 0.125, 0.125];
