@@ -14,7 +14,9 @@
 //! With [`RunConfig::checkpoint`], the predict thread snapshots and serializes the pipeline
 //! every so many events or seconds and hands the bytes to a writer thread
 //! ([`checkpoint::Writer`]); while an earlier checkpoint is still waiting for the writer, the
-//! due one waits (counted as deferred) and is taken at the first event after that. A final
+//! due one waits (counted as deferred) and is taken at the first event after that, except
+//! with inline training (not `background`), where the predict thread waits for the writer so
+//! that the run stays deterministic. A final
 //! checkpoint is written, synchronously, whenever the run ends (also after a strict-mode
 //! error or a closed output). [`RunConfig::resume`] starts from a saved state.
 
@@ -403,6 +405,9 @@ struct Checkpoints {
     last_time: Instant,
     deferred: u64,
     waiting: bool,
+    /// Inline training (deterministic): wait for the writer instead of deferring, so that
+    /// checkpoints fall at exact event counts.
+    wait: bool,
 }
 
 impl Checkpoints {
@@ -417,7 +422,7 @@ impl Checkpoints {
         if !due {
             return Ok(());
         }
-        if !self.writer.is_idle() {
+        if !self.wait && !self.writer.is_idle() {
             if !self.waiting {
                 self.waiting = true;
                 self.deferred += 1;
@@ -426,7 +431,11 @@ impl Checkpoints {
         }
         self.waiting = false;
         let bytes = checkpoint::encode(&pipeline.snapshot()?)?;
-        self.writer.try_submit(bytes);
+        if self.wait {
+            self.writer.submit(bytes);
+        } else {
+            self.writer.try_submit(bytes);
+        }
         self.last_events = events;
         self.last_time = Instant::now();
         Ok(())
@@ -460,6 +469,7 @@ fn predict_loop(
         last_time: Instant::now(),
         deferred: 0,
         waiting: false,
+        wait: !pipeline.config().background,
     });
     let mut taps = Taps::new(&config, pipeline.events() > 0)?;
     let result = event_loop(
