@@ -104,7 +104,10 @@ pub struct RunConfig {
     pub output: OutputTarget,
     /// Their format.
     pub output_format: OutputFormat,
-    /// Stop at the first rejected record instead of skipping it.
+    /// Stop at the first rejected record instead of skipping it. With a TCP or Unix
+    /// listener, strict mode applies per connection: the connection that sent the record is
+    /// closed and the run goes on. Not with a UDP listener (a datagram has no connection to
+    /// close): [`run`] refuses it.
     pub strict: bool,
     /// Replay pacing.
     pub speed: Speed,
@@ -147,6 +150,19 @@ pub struct Summary {
     pub rejected: u64,
     /// UDP datagrams dropped because the pipeline was behind.
     pub dropped_datagrams: u64,
+    /// UDP datagrams the kernel dropped before they were read (the socket's receive buffer
+    /// was full; Linux).
+    #[serde(default)]
+    pub kernel_dropped_datagrams: u64,
+    /// Connections refused because a connection limit was reached.
+    #[serde(default)]
+    pub refused_connections: u64,
+    /// Idle connections closed to make room for a new one.
+    #[serde(default)]
+    pub evicted_connections: u64,
+    /// Connections closed after sending nothing for the idle timeout.
+    #[serde(default)]
+    pub timed_out_connections: u64,
     /// Events flagged as anomalies.
     pub anomalies: u64,
     /// Mean training loss over the applied updates (normalized units).
@@ -203,8 +219,19 @@ impl std::fmt::Display for Summary {
             )?;
         }
         writeln!(f, "  rejected input    {}", self.rejected)?;
-        if self.dropped_datagrams > 0 {
-            writeln!(f, "  dropped datagrams {}", self.dropped_datagrams)?;
+        if self.dropped_datagrams + self.kernel_dropped_datagrams > 0 {
+            writeln!(
+                f,
+                "  dropped datagrams {} (pipeline behind), {} (kernel buffer full)",
+                self.dropped_datagrams, self.kernel_dropped_datagrams
+            )?;
+        }
+        if self.refused_connections + self.evicted_connections + self.timed_out_connections > 0 {
+            writeln!(
+                f,
+                "  connections       {} refused, {} closed for new ones, {} timed out",
+                self.refused_connections, self.evicted_connections, self.timed_out_connections
+            )?;
         }
         writeln!(f, "  anomalies         {}", self.anomalies)?;
         writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
@@ -350,6 +377,20 @@ impl RejectLog {
 /// [`RunError`]: a bad configuration, a source that cannot start (bind, open), a rejected
 /// record with `strict`, an output error other than a closed pipe.
 pub async fn run(mut config: RunConfig, shutdown: Shutdown) -> Result<Summary, RunError> {
+    if config.strict {
+        match &config.source.spec {
+            source::SourceSpec::Listen(source::ListenAddr::Udp(_)) => {
+                return Err(RunError::Config(crate::Error::config(
+                    "strict",
+                    "strict mode cannot apply to a udp:// listener: a datagram has no \
+                     connection to close, and one bad datagram must not stop the service; \
+                     without it bad records are counted and skipped",
+                )))
+            }
+            source::SourceSpec::Listen(_) => config.source.close_on_reject = true,
+            _ => {}
+        }
+    }
     let resumed = config.resume.take();
     let resumed_from = resumed.as_ref().map(|s| s.events());
     let pipeline = match resumed {
@@ -365,6 +406,7 @@ pub async fn run(mut config: RunConfig, shutdown: Shutdown) -> Result<Summary, R
     let inbox = Inbox {
         rx,
         pool: handle.pool().clone(),
+        closer: handle.closer(),
     };
     let cfg = config.clone();
     let out = writer_for(&config.output)?;
@@ -380,6 +422,10 @@ pub async fn run(mut config: RunConfig, shutdown: Shutdown) -> Result<Summary, R
     // the source then sees its channel closed and stops.
     let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
     summary.dropped_datagrams = stats.dropped_datagrams();
+    summary.kernel_dropped_datagrams = stats.kernel_dropped_datagrams();
+    summary.refused_connections = stats.refused_connections();
+    summary.evicted_connections = stats.evicted_connections();
+    summary.timed_out_connections = stats.timed_out_connections();
     Ok(summary)
 }
 
@@ -446,6 +492,8 @@ impl Checkpoints {
 struct Inbox {
     rx: tokio::sync::mpsc::Receiver<SourceItem>,
     pool: source::EventPool,
+    /// Closes a listener's connection (strict mode per connection).
+    closer: source::Closer,
 }
 
 fn predict_loop(
@@ -543,6 +591,10 @@ fn predict_loop(
         rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
         rejected: rejects.count,
         dropped_datagrams: 0,
+        kernel_dropped_datagrams: 0,
+        refused_connections: 0,
+        evicted_connections: 0,
+        timed_out_connections: 0,
         anomalies: pipeline.anomalies(),
         mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
         mse_last20: mse,
@@ -575,7 +627,19 @@ fn event_loop(
     checkpoints: &mut Option<Checkpoints>,
     taps: &mut Taps,
 ) -> Result<&'static str, RunError> {
-    let Inbox { mut rx, pool } = inbox;
+    let Inbox {
+        mut rx,
+        pool,
+        closer,
+    } = inbox;
+    // Strict mode with a listener: a bad record costs its connection, not the run.
+    let per_connection = |origin: &source::Origin| {
+        config.strict
+            && matches!(
+                origin.kind,
+                source::SourceKind::Tcp | source::SourceKind::Unix
+            )
+    };
     let started = Instant::now();
     let mut first_time: Option<f64> = None;
     let mut ended_by = "end of input";
@@ -625,7 +689,9 @@ fn event_loop(
                         }
                     }
                     Err(e) => {
-                        if config.strict {
+                        if per_connection(&rec.origin) {
+                            closer.close(rec.origin.peer);
+                        } else if config.strict {
                             return Err(RunError::Strict {
                                 origin: rec.origin.to_string(),
                                 reason: e.to_string(),
@@ -647,7 +713,9 @@ fn event_loop(
                 } else {
                     origin.to_string()
                 };
-                if config.strict || error.is_fatal() {
+                // A listener's connection that sent it is closed by the source.
+                let closed = per_connection(&origin) || (error.is_fatal() && is_listener(&origin));
+                if !closed && (config.strict || error.is_fatal()) {
                     return Err(RunError::Strict {
                         origin: at,
                         reason: error.to_string(),
@@ -666,6 +734,14 @@ fn event_loop(
         }
     }
     Ok(ended_by)
+}
+
+/// Whether `origin` is a connection of a TCP or Unix listener.
+fn is_listener(origin: &source::Origin) -> bool {
+    matches!(
+        origin.kind,
+        source::SourceKind::Tcp | source::SourceKind::Unix
+    )
 }
 
 /// Sleeps until an event's time, scaled by the replay speed, is due.

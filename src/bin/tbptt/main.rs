@@ -14,7 +14,7 @@ use tbptt::format::{ColumnSpec, DecoderConfig, Format, Missing};
 use tbptt::norm::NormMode;
 use tbptt::pipeline::PipelineConfig;
 use tbptt::run::{CheckpointConfig, OutputTarget, RunConfig, Speed, Summary};
-use tbptt::source::{SourceConfig, SourceSpec};
+use tbptt::source::{ListenAddr, SourceConfig, SourceSpec};
 use tbptt::{LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
@@ -23,8 +23,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A listener announces its bound address at the default level.
+    if cli.log_level == "warn" {
+        if let Ok(d) = "tbptt::listening=info".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -54,13 +60,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
         Command::Nab(a) => return nab::run(&a),
         Command::Learn(a) => {
             let spec = if let Some(l) = &a.listen {
-                let spec: SourceSpec = l.parse()?;
-                if !matches!(spec, SourceSpec::Listen(_)) {
-                    return Err(
-                        format!("--listen expects tcp://, udp:// or unix://, got {l:?}").into(),
-                    );
-                }
-                spec
+                SourceSpec::Listen(l.parse::<ListenAddr>()?)
             } else if let Some(c) = &a.connect {
                 let s = if c.contains("://") {
                     c.clone()
@@ -75,6 +75,7 @@ fn real_main(cli: Cli, matches: &ArgMatches) -> Result<(), AnyError> {
                 }
             };
             let mut config = build(&a.common, spec)?;
+            a.listener.apply(&mut config.source)?;
             config.pipeline.background = !a.sync;
             config.record = a.record.clone();
             (config, a.common)
