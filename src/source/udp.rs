@@ -147,12 +147,13 @@ enum Flow {
 
 async fn run(socket: UdpSocket, drops: KernelDrops, ctx: Ctx) -> Result<()> {
     let stats = std::sync::Arc::clone(&ctx.out.stats);
-    let outcome = receive(socket, drops, ctx).await;
+    let outcome = receive(&socket, drops, ctx).await;
+    // Read while the socket is open: its line leaves the table with it.
     drops.update(&stats);
     outcome
 }
 
-async fn receive(socket: UdpSocket, drops: KernelDrops, mut ctx: Ctx) -> Result<()> {
+async fn receive(socket: &UdpSocket, drops: KernelDrops, mut ctx: Ctx) -> Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0; MAX_DATAGRAM];
