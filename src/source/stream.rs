@@ -451,6 +451,9 @@ where
                 End::Io(_) => {
                     tracing::warn!(%peer, id, error = %e_of(&end), n, "connection failed")
                 }
+                End::Strict(_) => {
+                    tracing::warn!(%peer, id, error = %e_of(&end), n, "closing connection (strict mode)")
+                }
                 _ => tracing::warn!(%peer, id, error = %e_of(&end), n, "closing connection"),
             }
         }
