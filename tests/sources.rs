@@ -336,6 +336,7 @@ async fn tcp_clients_are_separate_streams() {
 async fn tcp_connection_limit_closes_extra_clients() {
     let mut cfg = config(tcp_any(), csv(Some(false)));
     cfg.max_connections = 1;
+    cfg.evict_idle = Duration::from_secs(3600);
     let (mut rx, handle, _t) = start(cfg);
     let addr = tcp_addr(&handle);
     let mut first = TcpStream::connect(addr).await.unwrap();
@@ -800,4 +801,216 @@ fn stdin_source_reads_to_the_end() {
         ],
         "{stdout}"
     );
+}
+
+/// Issue 16, item 1: connections that send a few bytes and then idle took every slot, and a
+/// legitimate sender got nothing in. Now the longest-idle one is closed for it.
+#[tokio::test]
+async fn r16_idle_connections_cannot_take_every_slot() {
+    let mut cfg = config(tcp_any(), csv(Some(false)));
+    cfg.max_connections = 8;
+    cfg.max_connections_per_peer = 100;
+    cfg.evict_idle = Duration::from_millis(50);
+    cfg.idle_timeout = None;
+    let (mut rx, handle, _t) = start(cfg);
+    let addr = tcp_addr(&handle);
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"1,2\n3,4\n5").await.unwrap();
+        idle.push(c);
+    }
+    until_events(&mut rx, 16).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut sender = TcpStream::connect(addr).await.unwrap();
+    let lines: String = (0..400).map(|i| format!("{i},{i}\n")).collect();
+    sender.write_all(lines.as_bytes()).await.unwrap();
+    let items = until_events(&mut rx, 400).await;
+    let from_sender: Vec<_> = values(&items);
+    assert_eq!(from_sender.len(), 400);
+    assert_eq!(from_sender[399], [399.0, 399.0]);
+    assert_eq!(handle.stats().evicted_connections(), 1);
+    assert_eq!(handle.stats().refused_connections(), 0);
+    // One of the idle ones (not the sender, peer 9) was closed and told why.
+    let closed: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            SourceItem::Disconnected { origin, reason } => Some((origin.peer, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert!(closed[0].0 <= 8, "{closed:?}");
+    assert_eq!(
+        closed[0].1.as_deref(),
+        Some("closed to make room for a new connection")
+    );
+}
+
+#[tokio::test]
+async fn r16_a_silent_connection_times_out_and_an_active_one_does_not() {
+    let mut cfg = config(tcp_any(), csv(Some(false)));
+    cfg.idle_timeout = Some(Duration::from_millis(300));
+    let (mut rx, handle, _t) = start(cfg);
+    let addr = tcp_addr(&handle);
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    silent.write_all(b"1\n").await.unwrap();
+    let mut active = TcpStream::connect(addr).await.unwrap();
+    for i in 0..12 {
+        active.write_all(format!("{i}\n").as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut items = Vec::new();
+    while !items
+        .iter()
+        .any(|i| matches!(i, SourceItem::Disconnected { .. }))
+    {
+        items.push(next(&mut rx).await);
+    }
+    let reasons: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            SourceItem::Disconnected { origin, reason } => Some((origin.peer, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [(1, Some("idle for 0.3 s".to_string()))]);
+    assert_eq!(handle.stats().timed_out_connections(), 1);
+    let mut buf = [0_u8; 4];
+    assert_eq!(silent.read(&mut buf).await.unwrap_or(0), 0, "closed");
+    active.write_all(b"99\n").await.unwrap();
+    loop {
+        if let SourceItem::Event(r) = next(&mut rx).await {
+            if r.event.values == [99.0] {
+                break;
+            }
+        }
+    }
+}
+
+/// A TCP client bound to a loopback source address of its own.
+async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((ip, 0)))?;
+    socket.connect(addr).await
+}
+
+#[tokio::test]
+async fn r16_one_address_cannot_take_every_slot() {
+    let mut cfg = config(tcp_any(), csv(Some(false)));
+    cfg.max_connections = 8;
+    cfg.max_connections_per_peer = 2;
+    cfg.evict_idle = Duration::from_secs(3600);
+    let (mut rx, handle, _t) = start(cfg);
+    let addr = tcp_addr(&handle);
+    let _a1 = connect_from([127, 0, 0, 2], addr).await.unwrap();
+    let _a2 = connect_from([127, 0, 0, 2], addr).await.unwrap();
+    let mut a3 = connect_from([127, 0, 0, 2], addr).await.unwrap();
+    let mut buf = [0_u8; 4];
+    let n = timeout(STEP, a3.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "the third from one address is refused");
+    assert_eq!(handle.stats().refused_connections(), 1);
+    let mut b = connect_from([127, 0, 0, 3], addr).await.unwrap();
+    b.write_all(b"7\n").await.unwrap();
+    assert_eq!(values(&until_events(&mut rx, 1).await), [[7.0]]);
+}
+
+/// Issue 16, item 2: strict mode costs the bad peer its connection, not the others theirs.
+#[tokio::test]
+async fn r16_strict_closes_only_the_connection_that_sent_a_bad_record() {
+    let mut cfg = config(tcp_any(), csv(Some(false)));
+    cfg.close_on_reject = true;
+    let (mut rx, handle, _t) = start(cfg);
+    let addr = tcp_addr(&handle);
+    let mut bad = TcpStream::connect(addr).await.unwrap();
+    bad.write_all(b"1\nx\n2\n").await.unwrap();
+    let mut items = Vec::new();
+    while !items
+        .iter()
+        .any(|i| matches!(i, SourceItem::Disconnected { .. }))
+    {
+        items.push(next(&mut rx).await);
+    }
+    assert_eq!(values(&items), [[1.0]], "nothing after the bad line");
+    let reason = items.iter().find_map(|i| match i {
+        SourceItem::Disconnected { reason, .. } => reason.clone(),
+        _ => None,
+    });
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("strict mode: line 2")),
+        "{reason:?}"
+    );
+    let mut good = TcpStream::connect(addr).await.unwrap();
+    good.write_all(b"3\n4\n").await.unwrap();
+    assert_eq!(values(&until_events(&mut rx, 2).await), [[3.0], [4.0]]);
+    assert_eq!(handle.stats().closed_on_error(), 1);
+}
+
+/// Issue 16, item 5: a header claiming a 4 GiB array no longer swallows the connection.
+#[tokio::test]
+async fn r16_a_huge_claimed_msgpack_length_costs_one_frame() {
+    let decoder = DecoderConfig {
+        format: Format::MsgPack,
+        max_frame_len: 1024,
+        ..DecoderConfig::default()
+    };
+    let (mut rx, handle, _t) = start(config(tcp_any(), decoder));
+    let mut c = TcpStream::connect(tcp_addr(&handle)).await.unwrap();
+    let mut bytes = vec![0x91, 0x01];
+    bytes.extend([0xdd, 0xff, 0xff, 0xff, 0xff]); // array of 2^32 - 1 items
+    bytes.extend([0x91, 0x02, 0x91, 0x03]);
+    c.write_all(&bytes).await.unwrap();
+    let items = until_events(&mut rx, 3).await;
+    assert_eq!(values(&items), [[1.0], [2.0], [3.0]]);
+    let rejected: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            SourceItem::Rejected { error, .. } => Some(error.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].starts_with("byte 2: frame of at least"),
+        "{rejected:?}"
+    );
+}
+
+/// Issue 16, item 3: datagrams the kernel drops (receive buffer full) are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_udp_kernel_drops_are_counted() {
+    let mut cfg = config(
+        SourceSpec::Listen(ListenAddr::Udp(SocketAddr::from(([127, 0, 0, 1], 0)))),
+        csv(Some(false)),
+    );
+    cfg.udp_recv_buffer = 4096;
+    let (mut rx, handle, trigger) = start(cfg);
+    let addr = match handle.local_addr() {
+        Some(ListenAddr::Udp(a)) => *a,
+        other => panic!("{other:?}"),
+    };
+    assert!(handle.stats().udp_recv_buffer() > 0);
+    let consumer = tokio::spawn(async move {
+        let mut n = 0_u64;
+        while let Some(item) = rx.recv().await {
+            n += u64::from(matches!(item, SourceItem::Event(_)));
+        }
+        n
+    });
+    let sent = 50_000_u64;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..sent {
+        sock.send_to(format!("{i}\n").as_bytes(), addr).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    trigger.trigger();
+    let stats = std::sync::Arc::clone(handle.stats());
+    timeout(STEP, handle.join()).await.unwrap().unwrap();
+    let events = consumer.await.unwrap();
+    let (kernel, behind) = (stats.kernel_dropped_datagrams(), stats.dropped_datagrams());
+    eprintln!("{sent} sent: {events} events, {behind} dropped (channel full), {kernel} dropped by the kernel");
+    assert!(kernel > 0, "a 4 KiB buffer overflows");
+    assert_eq!(events + behind + kernel, sent);
 }

@@ -28,8 +28,17 @@
 //!
 //! [`write_atomic`]: a temporary file `.NAME.tmp.PID` in the same folder, `fsync`, rotation
 //! of the older files (`PATH.1`, `PATH.2`, ...), `rename` over `PATH`, `fsync` of the folder.
-//! `PATH` always holds a complete checkpoint: the old one until the rename, the new one after.
-//! [`Writer`] does this on its own thread, so the prediction thread only serializes.
+//! `PATH` always holds a complete checkpoint: the old one until the rename, the new one after;
+//! each older generation that exists likewise never goes missing during a rotation.
+//! [`Writer`] does this on its own thread, so the prediction thread only serializes, and
+//! holds an exclusive [`Lock`] on the path (`PATH.lock`) so that a second process cannot
+//! write to it at the same time.
+//!
+//! # Reading
+//!
+//! [`read`] refuses anything but a regular file, reads and checks the 34-byte header first,
+//! then exactly the payload length it announces (at most [`MAX_PAYLOAD`]). [`decode`] also
+//! refuses counters beyond [`MAX_COUNTER`].
 //!
 //! # Example
 //! ```
@@ -69,6 +78,13 @@ pub const SUPPORTED: &[u16] = &[1];
 pub const HEADER_LEN: usize = 34;
 /// Bytes of the magic and the version, the part every version shares.
 const PREFIX_LEN: usize = 10;
+/// The largest payload a checkpoint may announce, in bytes (1 GiB): [`read`] refuses a
+/// larger one before reading it.
+pub const MAX_PAYLOAD: u64 = 1 << 30;
+/// The largest value a saved counter (events, updates, anomalies, optimizer steps) may have:
+/// 2^53, so that a resumed run can count on for centuries at millions of events per second
+/// without overflow, and every count stays exact in JSON.
+pub const MAX_COUNTER: u64 = 1 << 53;
 
 /// Why a checkpoint could not be read, written or used.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +166,55 @@ pub enum CheckpointError {
     /// weights, ...).
     #[error("checkpoint state is invalid: {0}")]
     Invalid(String),
+    /// The path is not a regular file (a FIFO, a device, a directory, a socket), so it is
+    /// not read at all.
+    #[error("checkpoint {}: not a regular file ({kind})", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The header announces a payload larger than [`MAX_PAYLOAD`].
+    #[error(
+        "checkpoint header announces a {len}-byte payload, more than the {max} bytes accepted"
+    )]
+    TooLarge {
+        /// The payload length in the header.
+        len: u64,
+        /// [`MAX_PAYLOAD`].
+        max: u64,
+    },
+    /// A counter of the saved state is beyond [`MAX_COUNTER`]: continuing from it would
+    /// overflow.
+    #[error(
+        "checkpoint state is invalid: counter `{counter}` is {value}, more than the {max} accepted"
+    )]
+    CounterOutOfRange {
+        /// The counter.
+        counter: &'static str,
+        /// Its saved value.
+        value: u64,
+        /// [`MAX_COUNTER`].
+        max: u64,
+    },
+    /// Another process holds the lock of this checkpoint path: two writers would interleave
+    /// their checkpoints and one run's progress would be lost.
+    #[error(
+        "checkpoint {} is in use by another process{} (it holds the lock {}); give each run \
+         its own --checkpoint path, or stop the other run first",
+        path.display(),
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        lock.display()
+    )]
+    Locked {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The process id written in the lock file by its holder, if readable.
+        holder: Option<u32>,
+    },
     /// The checkpoint was made with other settings than the ones requested.
     #[error(
         "checkpoint does not match the requested configuration: {field} is {checkpoint} in the \
@@ -327,38 +392,41 @@ pub fn encode(state: &PipelineState) -> Result<Vec<u8>, CheckpointError> {
 /// [`HashMismatch`]: CheckpointError::HashMismatch
 /// [`Invalid`]: CheckpointError::Invalid
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
-    let got = bytes.len() as u64;
-    let magic_len = bytes.len().min(MAGIC.len());
-    if bytes[..magic_len] != MAGIC[..magic_len] {
-        return Err(CheckpointError::BadMagic {
-            found: String::from_utf8_lossy(&bytes[..magic_len]).into_owned(),
-        });
-    }
-    if bytes.len() < PREFIX_LEN {
-        return Err(CheckpointError::Truncated {
-            expected: HEADER_LEN as u64,
-            got,
-        });
-    }
-    match u16_at(bytes, 8) {
-        1 => decode_v1(bytes),
-        found => Err(CheckpointError::UnsupportedVersion {
-            found,
-            supported: SUPPORTED,
-        }),
-    }
+    check_header(bytes, bytes.len() as u64)?;
+    decode_v1(bytes)
 }
 
-fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
-    let got = bytes.len() as u64;
-    if bytes.len() < HEADER_LEN {
+/// Checks the header at the start of `head` for a file of `got` bytes in all: magic,
+/// version, header checksum, the announced length (at most [`MAX_PAYLOAD`], and equal to
+/// the file's). `head` needs only the header's bytes (fewer if the file is shorter).
+fn check_header(head: &[u8], got: u64) -> Result<(), CheckpointError> {
+    let magic_len = head.len().min(MAGIC.len());
+    if head[..magic_len] != MAGIC[..magic_len] {
+        return Err(CheckpointError::BadMagic {
+            found: String::from_utf8_lossy(&head[..magic_len]).into_owned(),
+        });
+    }
+    if head.len() < PREFIX_LEN {
         return Err(CheckpointError::Truncated {
             expected: HEADER_LEN as u64,
             got,
         });
     }
-    let hcrc = crc32(&bytes[..30]);
-    let want = u32_at(bytes, 30);
+    let version = u16_at(head, 8);
+    if version != 1 {
+        return Err(CheckpointError::UnsupportedVersion {
+            found: version,
+            supported: SUPPORTED,
+        });
+    }
+    if head.len() < HEADER_LEN {
+        return Err(CheckpointError::Truncated {
+            expected: HEADER_LEN as u64,
+            got,
+        });
+    }
+    let hcrc = crc32(&head[..30]);
+    let want = u32_at(head, 30);
     if hcrc != want {
         return Err(CheckpointError::Corrupt {
             region: "header",
@@ -368,9 +436,14 @@ fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
             found: hcrc,
         });
     }
-    let hash = u64_at(bytes, 10);
-    let len = u64_at(bytes, 18);
-    let total = (HEADER_LEN as u64).saturating_add(len);
+    let len = u64_at(head, 18);
+    if len > MAX_PAYLOAD {
+        return Err(CheckpointError::TooLarge {
+            len,
+            max: MAX_PAYLOAD,
+        });
+    }
+    let total = HEADER_LEN as u64 + len;
     if got < total {
         return Err(CheckpointError::Truncated {
             expected: total,
@@ -383,6 +456,13 @@ fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
             extra: got - total,
         });
     }
+    Ok(())
+}
+
+/// Decodes a version-1 checkpoint whose header [`check_header`] accepted.
+fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    let got = bytes.len() as u64;
+    let hash = u64_at(bytes, 10);
     let payload = &bytes[HEADER_LEN..];
     let pcrc = crc32(payload);
     let want = u32_at(bytes, 26);
@@ -390,7 +470,7 @@ fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return Err(CheckpointError::Corrupt {
             region: "payload",
             start: HEADER_LEN as u64,
-            end: total,
+            end: got,
             expected: want,
             found: pcrc,
         });
@@ -404,6 +484,7 @@ fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
             payload: payload_hash,
         });
     }
+    check_counters(&p.state)?;
     let mut probe = p.state.clone();
     probe.config.background = false;
     Pipeline::restore(probe).map_err(|e| CheckpointError::Invalid(e.to_string()))?;
@@ -416,16 +497,102 @@ fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     })
 }
 
-/// Reads and checks the checkpoint at `path` ([`decode`]).
+/// Refuses a state whose counters exceed [`MAX_COUNTER`]: a run resumed from it would
+/// overflow them (an output index of `u64::MAX` restarts at 0).
+fn check_counters(state: &PipelineState) -> Result<(), CheckpointError> {
+    let mut counters = vec![("events", state.events()), ("anomalies", state.anomalies)];
+    if let Some(inner) = &state.inner {
+        let l = &inner.learner;
+        counters.extend([
+            ("updates", l.trainer.updates),
+            ("rejected updates", l.trainer.rejected),
+            ("skipped updates", l.skipped),
+            ("optimizer steps", l.trainer.optimizer.steps()),
+        ]);
+    }
+    match counters.into_iter().find(|(_, v)| *v > MAX_COUNTER) {
+        Some((counter, value)) => Err(CheckpointError::CounterOutOfRange {
+            counter,
+            value,
+            max: MAX_COUNTER,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Reads and checks the checkpoint at `path` ([`decode`]), safely whatever is there: a
+/// path that is not a regular file (after following symlinks: a FIFO, `/dev/zero`, a
+/// directory) is refused without reading it; the header is read and checked first, then
+/// exactly the payload length it announces (at most [`MAX_PAYLOAD`]), so that a large file
+/// that is not a checkpoint costs 34 bytes of reading.
 ///
 /// # Errors
-/// [`CheckpointError::Io`] if the file cannot be read, else as [`decode`].
+/// [`CheckpointError::Io`] if the file cannot be opened or read,
+/// [`CheckpointError::NotAFile`], else as [`decode`].
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    regular(path, &meta)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Should the path become a FIFO after the check, opening it must not wait for a writer.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let mut file = options.open(path).map_err(io(path))?;
+    let meta = file.metadata().map_err(io(path))?;
+    regular(path, &meta)?;
+    let got = meta.len();
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    (&mut file)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    check_header(&bytes, got)?;
+    // The header says the file is `HEADER_LEN + len` bytes and `len <= MAX_PAYLOAD`.
+    let total = usize::try_from(got).map_err(|_| CheckpointError::TooLarge {
+        len: got,
+        max: MAX_PAYLOAD,
     })?;
-    decode(&bytes)
+    bytes.resize(total, 0);
+    file.read_exact(&mut bytes[HEADER_LEN..])
+        .map_err(io(path))?;
+    decode_v1(&bytes)
+}
+
+/// Refuses anything but a regular file.
+fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), CheckpointError> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    let t = meta.file_type();
+    let kind = if t.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        "not a regular file"
+    };
+    Err(CheckpointError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    })
 }
 
 /// The path of the `n`-th older checkpoint: `PATH.n` (`PATH` itself for 0).
@@ -478,11 +645,12 @@ fn remove_stale_temps(path: &Path) {
 /// Writes `bytes` to `path` atomically, keeping `keep` files in all: the previous `PATH`
 /// becomes `PATH.1`, `PATH.1` becomes `PATH.2`, ... up to `PATH.{keep-1}`.
 ///
-/// Steps: write `.NAME.tmp.PID` in the same folder and `fsync` it; shift the older files
-/// (`PATH.{i}` → `PATH.{i+1}`, then `PATH` hard-linked, or copied, to `PATH.1`); `rename`
-/// the temporary file over `PATH`; `fsync` the folder. A crash at any point leaves a
-/// complete checkpoint at `PATH` (the old or the new one), at worst plus a stale temporary
-/// file that the next write replaces.
+/// Steps: write `.NAME.tmp.PID` in the same folder and `fsync` it; shift the older files,
+/// oldest first, each in one rename (`PATH.{i}` is replaced by a hard link, or a copy, of
+/// `PATH.{i-1}`, made at a temporary name first); `rename` the temporary file over `PATH`;
+/// `fsync` the folder. A crash at any point leaves a complete checkpoint at `PATH` (the old
+/// or the new one) and at each `PATH.{i}` that existed before, at worst plus stale
+/// temporary files that the next writer removes.
 ///
 /// # Errors
 /// [`CheckpointError::Io`] naming the file or folder that failed; the temporary file is
@@ -508,16 +676,14 @@ fn write_then_rename(
         f.sync_all().map_err(io(tmp))?;
     }
     if keep > 1 && path.exists() {
-        for i in (1..keep - 1).rev() {
-            let from = rotated(path, i);
+        // Oldest first: `PATH.{i}` is replaced by a link to `PATH.{i-1}` in one rename, so
+        // that every generation that exists keeps existing at every instant (the old file
+        // until the rename, the newer one after).
+        for i in (1..keep).rev() {
+            let from = rotated(path, i - 1);
             if from.exists() {
-                std::fs::rename(&from, rotated(path, i + 1)).map_err(io(&from))?;
+                replace_with_link(&from, &rotated(path, i), tmp)?;
             }
-        }
-        let first = rotated(path, 1);
-        let _ = std::fs::remove_file(&first);
-        if std::fs::hard_link(path, &first).is_err() {
-            std::fs::copy(path, &first).map_err(io(&first))?;
         }
     }
     std::fs::rename(tmp, path).map_err(io(path))?;
@@ -528,6 +694,86 @@ fn write_then_rename(
         .and_then(|d| d.sync_all())
         .map_err(io(&dir))?;
     Ok(())
+}
+
+/// Makes `to` a hard link to `from` (a copy where links are not supported) without a moment
+/// where `to` is missing: the link is made at a temporary name next to `tmp`, then renamed
+/// over `to`.
+fn replace_with_link(from: &Path, to: &Path, tmp: &Path) -> Result<(), CheckpointError> {
+    let mut name = tmp.as_os_str().to_owned();
+    name.push(".link");
+    let link = PathBuf::from(name);
+    let _ = std::fs::remove_file(&link);
+    if std::fs::hard_link(from, &link).is_err() {
+        std::fs::copy(from, &link).map_err(io(&link))?;
+    }
+    std::fs::rename(&link, to).map_err(|e| {
+        let _ = std::fs::remove_file(&link);
+        io(to)(e)
+    })
+}
+
+/// The lock file of a checkpoint path: `PATH.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// An exclusive lock on a checkpoint path, held as long as the value lives (a [`Writer`]
+/// holds one): an advisory `flock` on `PATH.lock`, which records the holder's process id.
+/// The kernel releases it when the process ends, however it ends; the file itself stays.
+#[derive(Debug)]
+pub struct Lock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock of checkpoint path `path` without waiting.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Locked`] if another process (or another [`Lock`] in this one)
+    /// holds it, [`CheckpointError::Io`] if the lock file cannot be created.
+    pub fn acquire(path: &Path) -> Result<Lock, CheckpointError> {
+        use std::io::{Read, Seek};
+        let lock = lock_path(path);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .map_err(io(&lock))?;
+        #[cfg(unix)]
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(CheckpointError::Locked {
+                    path: path.to_path_buf(),
+                    lock,
+                    holder: text.trim().parse().ok(),
+                });
+            }
+            Err(e) => return Err(io(&lock)(e.into())),
+        }
+        // Best effort: the pid only serves the message of a refused second writer.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        Ok(Lock {
+            _file: file,
+            path: lock,
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Checks that `requested` could continue a run saved with `saved`: every setting that shapes
@@ -617,6 +863,7 @@ pub struct WriterStats {
 /// checkpoint is skipped and counted. [`Writer::finish`] writes a last one and waits.
 /// Starting a writer removes temporary files a crashed writer left next to the path.
 pub struct Writer {
+    _lock: Lock,
     path: PathBuf,
     keep: usize,
     tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
@@ -625,13 +872,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for `path`, keeping `keep` files. First checks that the
-    /// folder exists and a file can be created in it.
+    /// Starts the writer thread for `path`, keeping `keep` files. First takes the path's
+    /// [`Lock`] (held until the writer is dropped), then checks that the folder exists and a
+    /// file can be created in it.
     ///
     /// # Errors
-    /// [`CheckpointError::Io`] if the temporary file cannot be created or the thread cannot
-    /// start.
+    /// [`CheckpointError::Locked`] if another process writes checkpoints to `path`,
+    /// [`CheckpointError::Io`] if the lock or temporary file cannot be created or the thread
+    /// cannot start.
     pub fn spawn(path: &Path, keep: usize) -> Result<Self, CheckpointError> {
+        let lock = Lock::acquire(path)?;
         remove_stale_temps(path);
         let tmp = temp_path(path);
         std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -657,6 +907,7 @@ impl Writer {
             })
             .map_err(io(path))?;
         Ok(Writer {
+            _lock: lock,
             path: path.to_path_buf(),
             keep,
             tx: Some(tx),
@@ -683,6 +934,13 @@ impl Writer {
             self.skipped += 1;
         }
         ok
+    }
+
+    /// Hands `bytes` to the writer thread, waiting while an earlier checkpoint is still
+    /// queued (so that none is skipped: a deterministic run checkpoints at exact event
+    /// counts). `false` if the thread is gone.
+    pub fn submit(&mut self, bytes: Vec<u8>) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.send(bytes).is_ok())
     }
 
     /// Lets the pending write finish, writes `last` (if any) synchronously and stops the

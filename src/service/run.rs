@@ -109,7 +109,10 @@ pub struct RunConfig {
     pub output_format: OutputFormat,
     /// Also write each forecast member and its weight in the records.
     pub members: bool,
-    /// Stop at the first rejected record instead of skipping it.
+    /// Stop at the first rejected record instead of skipping it. With a TCP or Unix
+    /// listener, strict mode applies per connection: the connection that sent the record is
+    /// closed and the run goes on. Not with a UDP listener (a datagram has no connection to
+    /// close): the run refuses it.
     pub strict: bool,
     /// Replay pacing.
     pub speed: Speed,
@@ -228,6 +231,19 @@ pub struct Summary {
     pub rejected: u64,
     /// UDP datagrams dropped because the pipeline was behind.
     pub dropped_datagrams: u64,
+    /// UDP datagrams the kernel dropped before they were read (the socket's receive buffer
+    /// was full; Linux).
+    #[serde(default)]
+    pub kernel_dropped_datagrams: u64,
+    /// Connections refused because a connection limit was reached.
+    #[serde(default)]
+    pub refused_connections: u64,
+    /// Idle connections closed to make room for a new one.
+    #[serde(default)]
+    pub evicted_connections: u64,
+    /// Connections closed after sending nothing for the idle timeout.
+    #[serde(default)]
+    pub timed_out_connections: u64,
     /// Events flagged as anomalies.
     pub anomalies: u64,
     /// Mean training loss over the applied updates (normalized units).
@@ -290,8 +306,19 @@ impl std::fmt::Display for Summary {
             )?;
         }
         writeln!(f, "  rejected input    {}", self.rejected)?;
-        if self.dropped_datagrams > 0 {
-            writeln!(f, "  dropped datagrams {}", self.dropped_datagrams)?;
+        if self.dropped_datagrams + self.kernel_dropped_datagrams > 0 {
+            writeln!(
+                f,
+                "  dropped datagrams {} (pipeline behind), {} (kernel buffer full)",
+                self.dropped_datagrams, self.kernel_dropped_datagrams
+            )?;
+        }
+        if self.refused_connections + self.evicted_connections + self.timed_out_connections > 0 {
+            writeln!(
+                f,
+                "  connections       {} refused, {} closed for new ones, {} timed out",
+                self.refused_connections, self.evicted_connections, self.timed_out_connections
+            )?;
         }
         writeln!(f, "  anomalies         {}", self.anomalies)?;
         writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
@@ -498,6 +525,20 @@ impl Runner {
             sink,
             observers,
         } = self;
+        if config.strict {
+            match &config.source.spec {
+                source::SourceSpec::Listen(source::ListenAddr::Udp(_)) => {
+                    return Err(RunError::Config(crate::Error::config(
+                        "strict",
+                        "strict mode cannot apply to a udp:// listener: a datagram has no \
+                         connection to close, and one bad datagram must not stop the service; \
+                         without it bad records are counted and skipped",
+                    )))
+                }
+                source::SourceSpec::Listen(_) => config.source.close_on_reject = true,
+                _ => {}
+            }
+        }
         let resumed = config.resume.take();
         let resumed_from = resumed.as_ref().map(|s| s.events());
         let pipeline = match resumed {
@@ -513,6 +554,7 @@ impl Runner {
         let inbox = Inbox {
             rx,
             pool: handle.pool().clone(),
+            closer: handle.closer(),
         };
         let sink = match sink {
             Some(s) => s,
@@ -532,6 +574,10 @@ impl Runner {
         // output); the source then sees its channel closed and stops.
         let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
         summary.dropped_datagrams = stats.dropped_datagrams();
+        summary.kernel_dropped_datagrams = stats.kernel_dropped_datagrams();
+        summary.refused_connections = stats.refused_connections();
+        summary.evicted_connections = stats.evicted_connections();
+        summary.timed_out_connections = stats.timed_out_connections();
         Ok(summary)
     }
 }
@@ -579,6 +625,9 @@ struct Checkpoints {
     last_time: Instant,
     deferred: u64,
     waiting: bool,
+    /// Inline training (deterministic): wait for the writer instead of deferring, so that
+    /// checkpoints fall at exact event counts.
+    wait: bool,
 }
 
 impl Checkpoints {
@@ -593,7 +642,7 @@ impl Checkpoints {
         if !due {
             return Ok(());
         }
-        if !self.writer.is_idle() {
+        if !self.wait && !self.writer.is_idle() {
             if !self.waiting {
                 self.waiting = true;
                 self.deferred += 1;
@@ -602,7 +651,11 @@ impl Checkpoints {
         }
         self.waiting = false;
         let bytes = checkpoint::encode(&pipeline.snapshot()?)?;
-        self.writer.try_submit(bytes);
+        if self.wait {
+            self.writer.submit(bytes);
+        } else {
+            self.writer.try_submit(bytes);
+        }
         self.last_events = events;
         self.last_time = Instant::now();
         Ok(())
@@ -613,6 +666,8 @@ impl Checkpoints {
 struct Inbox {
     rx: tokio::sync::mpsc::Receiver<SourceItem>,
     pool: source::EventPool,
+    /// Closes a listener's connection (strict mode per connection).
+    closer: source::Closer,
 }
 
 /// The predict thread's state: the pipeline, where its records go and what watches them.
@@ -630,6 +685,8 @@ struct EventLoop {
     /// Pacing: when the loop started and the first event's time.
     started: Instant,
     first_time: Option<f64>,
+    /// Closes a listener's connection (strict mode per connection); set by `drain`.
+    closer: Option<source::Closer>,
 }
 
 impl EventLoop {
@@ -648,6 +705,7 @@ impl EventLoop {
             last_time: Instant::now(),
             deferred: 0,
             waiting: false,
+            wait: !pipeline.config().background,
         });
         let recording = Recording::open(&config, pipeline.events() > 0)?;
         Ok(EventLoop {
@@ -662,6 +720,7 @@ impl EventLoop {
             dirty: false,
             started: Instant::now(),
             first_time: None,
+            closer: None,
         })
     }
 
@@ -723,6 +782,10 @@ impl EventLoop {
             rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
             rejected: self.rejects.count,
             dropped_datagrams: 0,
+            kernel_dropped_datagrams: 0,
+            refused_connections: 0,
+            evicted_connections: 0,
+            timed_out_connections: 0,
             anomalies: self.pipeline.anomalies(),
             mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
             mse_last20: mse,
@@ -746,7 +809,12 @@ impl EventLoop {
 
     /// Processes items until the input ends or the run must stop; returns why it ended.
     fn drain(&mut self, inbox: Inbox) -> Result<EndReason, RunError> {
-        let Inbox { mut rx, pool } = inbox;
+        let Inbox {
+            mut rx,
+            pool,
+            closer,
+        } = inbox;
+        self.closer = Some(closer);
         loop {
             let item = match rx.try_recv() {
                 Ok(item) => item,
@@ -813,7 +881,11 @@ impl EventLoop {
                 }
             }
             Err(e) => {
-                if self.config.strict {
+                if self.per_connection(&rec.origin) {
+                    if let Some(c) = &self.closer {
+                        c.close(rec.origin.peer);
+                    }
+                } else if self.config.strict {
                     return Err(RunError::Strict {
                         origin: rec.origin.to_string(),
                         reason: Box::new(e),
@@ -829,6 +901,11 @@ impl EventLoop {
             .then_some(EndReason::MaxEvents))
     }
 
+    /// Strict mode with a listener: a bad record costs its connection, not the run.
+    fn per_connection(&self, origin: &source::Origin) -> bool {
+        self.config.strict && is_listener(origin)
+    }
+
     /// A record the source could not decode: fatal with `strict` (or when the source says
     /// so), else logged, counted and skipped.
     fn rejected(
@@ -842,7 +919,9 @@ impl EventLoop {
         } else {
             origin.to_string()
         };
-        if self.config.strict || error.is_fatal() {
+        // A listener's connection that sent it is closed by the source.
+        let closed = self.per_connection(origin) || (error.is_fatal() && is_listener(origin));
+        if !closed && (self.config.strict || error.is_fatal()) {
             return Err(RunError::Strict {
                 origin: at,
                 reason: Box::new(error.clone()),
@@ -854,6 +933,14 @@ impl EventLoop {
         }
         Ok(())
     }
+}
+
+/// Whether `origin` is a connection of a TCP or Unix listener.
+fn is_listener(origin: &source::Origin) -> bool {
+    matches!(
+        origin.kind,
+        source::SourceKind::Tcp | source::SourceKind::Unix
+    )
 }
 
 /// Sleeps until an event's time, scaled by the replay speed, is due.

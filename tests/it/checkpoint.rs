@@ -635,3 +635,283 @@ fn a_resumed_run_appends_to_its_recording_and_a_fresh_one_replaces_it() {
     let fresh = learn(lines(80..90), &["--no-resume"]);
     assert_eq!(fresh.lines().count(), 10);
 }
+
+/// A checkpoint of a small pipeline after `events` events.
+fn small_state(events: usize) -> tbptt::PipelineState {
+    let mut config = PipelineConfig::default();
+    config.learner.d_hidden = 4;
+    config.learner.window = 4;
+    config.learner.every = 2;
+    let mut p = Pipeline::new(config).expect("pipeline");
+    let mut ev = Event::new();
+    for t in 0..events {
+        ev.values.clear();
+        ev.values.push((t as f64 * 0.3).sin());
+        p.process(&ev).expect("event");
+    }
+    p.snapshot().expect("snapshot")
+}
+
+/// `checkpoint::read(path)` on a thread; `None` if it has not returned within 5 s (a FIFO
+/// without writer, say).
+fn read_within_5s(path: &Path) -> Option<Result<checkpoint::Checkpoint, CheckpointError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(checkpoint::read(&path));
+    });
+    rx.recv_timeout(Duration::from_secs(5)).ok()
+}
+
+#[test]
+fn r16_the_loader_refuses_fifos_devices_and_huge_files_without_reading_them() {
+    let dir = TempDir::new("loader");
+    // A symlink to /dev/zero: fs::read would grow memory without bound.
+    let zero = dir.join("zero.ckpt");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    let e = read_within_5s(&zero).expect("returns at once").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CheckpointError::NotAFile {
+                kind: "a character device",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A FIFO without writer: opening it for reading would wait for ever.
+    let fifo = dir.join("fifo.ckpt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let e = read_within_5s(&fifo)
+        .expect("a FIFO is refused, not waited on")
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("checkpoint {}: not a regular file (a FIFO)", fifo.display())
+    );
+    let e = read_within_5s(dir.path()).expect("returns").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CheckpointError::NotAFile {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The command names the problem and exits 2.
+    let mut cmd = tbptt(["inspect"]);
+    cmd.arg(&fifo);
+    let done = crate::util::Proc::spawn(cmd, Input::Null).finish(Duration::from_secs(10));
+    done.assert_code(2);
+    assert!(
+        done.stderr.contains("not a regular file (a FIFO)"),
+        "{}",
+        done.stderr
+    );
+
+    // A 4 GiB sparse file of zeros is refused after its first bytes.
+    let sparse = dir.join("sparse.ckpt");
+    std::fs::File::create(&sparse)
+        .and_then(|f| f.set_len(4 << 30))
+        .expect("sparse file");
+    let started = Instant::now();
+    let e = read_within_5s(&sparse).expect("returns").unwrap_err();
+    assert!(matches!(e, CheckpointError::BadMagic { .. }), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // A valid header announcing a 3 GiB payload in a 3 GiB sparse file: refused by size.
+    let mut bytes = checkpoint::encode(&small_state(10)).expect("encode");
+    bytes[18..26].copy_from_slice(&(3u64 << 30).to_le_bytes());
+    reseal(&mut bytes);
+    let huge = dir.join("huge.ckpt");
+    {
+        let mut f = std::fs::File::create(&huge).expect("create");
+        f.write_all(&bytes[..HEADER_LEN]).expect("header");
+        f.set_len(HEADER_LEN as u64 + (3 << 30))
+            .expect("sparse payload");
+    }
+    let e = read_within_5s(&huge).expect("returns").unwrap_err();
+    assert!(
+        matches!(e, CheckpointError::TooLarge { len, .. } if len == 3 << 30),
+        "{e}"
+    );
+    // A good file still reads.
+    let good = dir.join("good.ckpt");
+    std::fs::write(&good, checkpoint::encode(&small_state(10)).expect("encode")).expect("write");
+    assert_eq!(checkpoint::read(&good).expect("loads").state.events(), 10);
+}
+
+#[test]
+fn r16_counters_beyond_2_pow_53_are_refused_not_wrapped() {
+    let dir = TempDir::new("counters");
+    let mut state = small_state(20);
+    state
+        .inner
+        .as_mut()
+        .expect("an event was seen")
+        .learner
+        .events = u64::MAX;
+    let bytes = checkpoint::encode(&state).expect("encode");
+    let e = checkpoint::decode(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CheckpointError::CounterOutOfRange {
+                counter: "events",
+                value: u64::MAX,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let mut state = small_state(20);
+    state.anomalies = checkpoint::MAX_COUNTER + 1;
+    let e = checkpoint::decode(&checkpoint::encode(&state).expect("encode")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CheckpointError::CounterOutOfRange {
+                counter: "anomalies",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The command refuses to resume from it, naming the counter.
+    let path = dir.join("max.ckpt");
+    std::fs::write(&path, &bytes).expect("write");
+    let mut cmd = tbptt(["learn", "--sync", "--resume"]);
+    cmd.arg(&path);
+    let done = run(cmd, Input::Bytes(lines(0..10)));
+    done.assert_code(2);
+    assert!(
+        done.stderr
+            .contains("counter `events` is 18446744073709551615"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn r16_every_kept_generation_exists_at_every_instant_of_a_rotation() {
+    let dir = TempDir::new("rotation");
+    let path = dir.join("ck");
+    for i in 0..3u8 {
+        checkpoint::write_atomic(&path, &[i], 3).expect("write");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (path, stop) = (path.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let (mut looks, mut missing) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for n in 0..3 {
+                    looks += 1;
+                    if !checkpoint::rotated(&path, n).exists() {
+                        missing.push(n);
+                    }
+                }
+            }
+            (looks, missing)
+        })
+    };
+    for i in 0..300u32 {
+        checkpoint::write_atomic(&path, &i.to_le_bytes(), 3).expect("write");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (looks, missing) = watcher.join().expect("watcher");
+    assert!(looks > 1000, "{looks}");
+    assert!(
+        missing.is_empty(),
+        "generations missing at {} of {looks} looks: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(std::fs::read(&path).expect("newest"), 299u32.to_le_bytes());
+    assert_eq!(
+        std::fs::read(checkpoint::rotated(&path, 1)).expect(".1"),
+        298u32.to_le_bytes()
+    );
+    assert_eq!(
+        std::fs::read(checkpoint::rotated(&path, 2)).expect(".2"),
+        297u32.to_le_bytes()
+    );
+    assert!(!checkpoint::rotated(&path, 3).exists());
+}
+
+#[test]
+fn r16_a_second_writer_on_one_checkpoint_path_is_refused() {
+    let dir = TempDir::new("lock");
+    let ck = dir.join("model.ckpt");
+    let mut first = tbptt(["learn", "--sync", "-q", "-o", "none", "--checkpoint"]);
+    first.arg(&ck).args(MODEL);
+    let mut first = crate::util::Proc::spawn(first, Input::Piped);
+    let mut stdin = first.take_stdin();
+    stdin.write_all(&lines(0..200)).expect("write");
+    stdin.flush().expect("flush");
+    let lock = checkpoint::lock_path(&ck);
+    let pid = first.id();
+    crate::util::wait_until("the first run's lock", crate::util::TIMEOUT, || {
+        std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid.to_string())
+    });
+    let mut second = tbptt(["learn", "--sync", "-q", "--checkpoint"]);
+    second.arg(&ck).args(MODEL);
+    let second = run(second, Input::Bytes(lines(0..100)));
+    second.assert_code(2);
+    assert!(
+        second.stderr.contains(&format!(
+            "checkpoint {} is in use by another process (pid {pid})",
+            ck.display()
+        )),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stdout.is_empty(), "the refused run wrote output");
+    // The first run goes on undisturbed and its checkpoint holds all of its events.
+    stdin.write_all(&lines(200..400)).expect("write");
+    drop(stdin);
+    first.finish(crate::util::TIMEOUT).assert_code(0);
+    assert_eq!(inspect(&ck)["events"], 400);
+    // Once it has ended, the path is free again.
+    let mut third = tbptt(["learn", "--sync", "-q", "-o", "none", "--checkpoint"]);
+    third.arg(&ck).args(MODEL);
+    run(third, Input::Bytes(lines(400..450))).assert_code(0);
+    assert_eq!(inspect(&ck)["events"], 450);
+}
+
+#[test]
+fn r16_sync_runs_wait_for_the_writer_instead_of_deferring_checkpoints() {
+    let dir = TempDir::new("syncwait");
+    let ck = dir.join("model.ckpt");
+    let summary = dir.join("summary.json");
+    // A checkpoint is due after every event: the writer (two fsyncs each) is always busy.
+    let mut cmd = tbptt([
+        "learn",
+        "--sync",
+        "-q",
+        "-o",
+        "none",
+        "--checkpoint-every",
+        "1",
+    ]);
+    cmd.arg("--checkpoint")
+        .arg(&ck)
+        .arg("--summary")
+        .arg(&summary)
+        .args(MODEL);
+    run(cmd, Input::Bytes(lines(0..150))).assert_code(0);
+    let s = crate::util::summary(&summary);
+    assert_eq!(s["checkpoints_deferred"], 0, "{s}");
+    // One per event, plus the final one.
+    assert_eq!(s["checkpoints"], 151, "{s}");
+}

@@ -256,3 +256,189 @@ fn the_command_survives_hostile_values_with_finite_output() {
     let s = crate::util::summary(&summary);
     assert_eq!(s["events"], 9062);
 }
+
+// ---- issue 16: a daemon that one peer cannot stall, stop or blind
+
+use crate::util::{wait_until, Proc, TIMEOUT};
+use std::io::{Read, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Starts `learn --sync --listen URL` with a summary file; returns the process and the
+/// address it announced (once, at the default log level).
+fn daemon(url: &str, dir: &TempDir, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut cmd = tbptt([
+        "learn",
+        "--sync",
+        "-o",
+        "none",
+        "--listen",
+        url,
+        "--summary",
+    ]);
+    cmd.arg(dir.join("s.json")).args(extra);
+    let p = Proc::spawn(cmd, Input::Null);
+    let scheme = if url.starts_with("udp://") {
+        "udp"
+    } else {
+        "tcp"
+    };
+    let marker = format!("listening on {scheme}://");
+    wait_until("the announced address", TIMEOUT, || {
+        p.stderr().contains(&marker)
+    });
+    let err = p.stderr();
+    let at = err.find(&marker).expect("announced") + marker.len();
+    let addr = err[at..]
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .parse()
+        .expect("IP:PORT");
+    (p, addr)
+}
+
+fn finish(p: Proc, dir: &TempDir) -> (String, serde_json::Value) {
+    p.sigterm();
+    let done = p.finish(TIMEOUT);
+    done.assert_code(0);
+    (done.stderr, crate::util::summary(&dir.join("s.json")))
+}
+
+#[test]
+fn r16_idle_peers_cannot_blind_the_daemon() {
+    let dir = TempDir::new("idle-peers");
+    // A bare IP:PORT is a TCP listener; port 0 is announced as the port chosen.
+    let (p, addr) = daemon(
+        "127.0.0.1:0",
+        &dir,
+        &[
+            "--max-connections",
+            "8",
+            "--max-connections-per-peer",
+            "64",
+            "--idle-timeout",
+            "0.5",
+        ],
+    );
+    assert_ne!(addr.port(), 0);
+    // 20 peers each send 9 bytes and then idle: 8 get a slot, 12 are refused (the 8 are
+    // younger than the 1 s an idle connection must reach before it can be closed for one).
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(addr).expect("connect");
+        let _ = c.write_all(b"1.0\n2.0\n3");
+        idle.push(c);
+    }
+    // The idle timeout closes the 8.
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut sender = TcpStream::connect(addr).expect("connect");
+    let lines: String = (0..400).map(|i| format!("{}\n", signal(i))).collect();
+    sender.write_all(lines.as_bytes()).expect("send");
+    drop(sender);
+    std::thread::sleep(Duration::from_millis(500));
+    let (stderr, s) = finish(p, &dir);
+    assert_eq!(s["events"], 8 * 2 + 400, "{s}");
+    assert_eq!(s["refused_connections"], 12, "{s}");
+    assert_eq!(s["timed_out_connections"], 8, "{s}");
+    assert!(
+        stderr.contains("12 refused, 0 closed for new ones, 8 timed out"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("listening on tcp://").count(), 1, "{stderr}");
+    drop(idle);
+}
+
+#[test]
+fn r16_refused_connections_are_logged_at_a_limited_rate() {
+    let dir = TempDir::new("refused-log");
+    let (p, addr) = daemon("tcp://127.0.0.1:0", &dir, &["--max-connections", "1"]);
+    // One active sender holds the only slot (it never idles for 1 s).
+    let mut holder = TcpStream::connect(addr).expect("connect");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = {
+        let stop = std::sync::Arc::clone(&stop);
+        let mut h = holder.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let mut t = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = h.write_all(format!("{}\n", signal(t)).as_bytes());
+                t += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let n = 1500;
+    for _ in 0..n {
+        if let Ok(mut c) = TcpStream::connect(addr) {
+            let mut buf = [0u8; 1];
+            let _ = c.read(&mut buf); // closed at once
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    keeper.join().expect("keeper");
+    let _ = holder.flush();
+    let (stderr, s) = finish(p, &dir);
+    assert_eq!(s["refused_connections"], n, "{s}");
+    let lines = stderr.matches("refusing a connection").count();
+    // The first 10, then every 1000th.
+    assert_eq!(lines, 11, "{stderr}");
+}
+
+#[test]
+fn r16_strict_with_a_listener_closes_only_the_bad_connection() {
+    let dir = TempDir::new("strict-listener");
+    let (p, addr) = daemon("tcp://127.0.0.1:0", &dir, &["--strict"]);
+    let mut bad = TcpStream::connect(addr).expect("connect");
+    bad.write_all(b"1.5\nnot-a-number\n2.5\n").expect("send");
+    let mut buf = [0u8; 1];
+    assert_eq!(bad.read(&mut buf).unwrap_or(0), 0, "the bad peer is closed");
+    let mut good = TcpStream::connect(addr).expect("connect");
+    let lines: String = (0..100).map(|i| format!("{}\n", signal(i))).collect();
+    good.write_all(lines.as_bytes()).expect("send");
+    drop(good);
+    std::thread::sleep(Duration::from_millis(500));
+    let (stderr, s) = finish(p, &dir);
+    assert_eq!(s["ended_by"], "shutdown", "{s}");
+    assert_eq!(s["events"], 101, "{s}");
+    assert_eq!(s["rejected"], 1, "{s}");
+    assert!(
+        stderr.contains("closing connection (strict mode)") && stderr.contains("error=line 2"),
+        "{stderr}"
+    );
+
+    // With UDP there is no connection to close: refused with a clear message.
+    let mut cmd = tbptt(["learn", "--strict", "--listen", "udp://127.0.0.1:0"]);
+    cmd.args(["-o", "none"]);
+    let done = run(cmd, Input::Null);
+    done.assert_code(2);
+    assert!(
+        done.stderr
+            .contains("strict mode cannot apply to a udp:// listener"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn r16_kernel_udp_drops_reach_the_summary() {
+    let dir = TempDir::new("udp-drops");
+    let (p, addr) = daemon("udp://127.0.0.1:0", &dir, &["--udp-recv-buffer", "4096"]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sent = 30_000u64;
+    for i in 0..sent {
+        let _ = sock.send_to(format!("{}\n", signal(i as usize)).as_bytes(), addr);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (stderr, s) = finish(p, &dir);
+    let kernel = s["kernel_dropped_datagrams"].as_u64().expect("counted");
+    let accounted = s["events"].as_u64().expect("events")
+        + s["dropped_datagrams"].as_u64().expect("dropped")
+        + s["rejected"].as_u64().expect("rejected")
+        + kernel;
+    eprintln!("{sent} datagrams sent: {s}");
+    assert!(kernel > 0, "{s}");
+    assert_eq!(accounted, sent, "{s}");
+    assert!(stderr.contains("(kernel buffer full)"), "{stderr}");
+}

@@ -280,8 +280,10 @@ pub struct LearnArgs {
     /// Input file ('-' or nothing: standard input). Not with --listen or --connect.
     #[arg(value_name = "FILE", conflicts_with_all = ["listen", "connect"])]
     pub input: Option<PathBuf>,
-    /// Listen for events: tcp://ADDR (many clients, one model), udp://ADDR (one event per
-    /// datagram) or unix://PATH.
+    /// Listen for events: tcp://ADDR (many clients, one model; a bare IP:PORT means tcp),
+    /// udp://ADDR (one event per datagram) or unix://PATH. The bound address is announced on
+    /// stderr. With --strict, a TCP or Unix connection that sends a bad record is closed (the
+    /// run goes on); --strict is refused with udp://.
     #[arg(long, value_name = "URL", conflicts_with = "connect")]
     pub listen: Option<String>,
     /// Connect to a TCP server and read events from it, reconnecting with backoff.
@@ -296,7 +298,64 @@ pub struct LearnArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     #[command(flatten)]
+    pub listener: ListenerArgs,
+    #[command(flatten)]
     pub common: Common,
+}
+
+/// Limits of a `--listen` socket.
+#[derive(Args, Debug)]
+pub struct ListenerArgs {
+    /// Close a TCP or Unix connection that sends nothing for this long; 0: never.
+    #[arg(
+        long,
+        default_value_t = 120.0,
+        value_name = "SECS",
+        help_heading = "Listener"
+    )]
+    pub idle_timeout: f64,
+    /// Most connections open at once; when all are taken, the connection idle longest (at
+    /// least 1 s) is closed for a new one, else the new one is refused.
+    #[arg(
+        long,
+        default_value_t = 64,
+        value_name = "N",
+        help_heading = "Listener"
+    )]
+    pub max_connections: usize,
+    /// Most TCP connections open at once from one IP address.
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_name = "N",
+        help_heading = "Listener"
+    )]
+    pub max_connections_per_peer: usize,
+    /// UDP receive buffer asked of the kernel (SO_RCVBUF), in bytes.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES", help_heading = "Listener")]
+    pub udp_recv_buffer: usize,
+}
+
+impl ListenerArgs {
+    /// Sets these limits in `source`.
+    ///
+    /// # Errors
+    /// A message for a negative or non-finite idle timeout.
+    pub fn apply(
+        &self,
+        source: &mut tbptt::io::source::SourceConfig,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let t = self.idle_timeout;
+        if !(t >= 0.0 && t.is_finite()) {
+            return Err(format!("--idle-timeout must be 0 or positive, got {t}").into());
+        }
+        source.idle_timeout = (t > 0.0).then(|| std::time::Duration::from_secs_f64(t));
+        source.max_connections = self.max_connections;
+        source.max_connections_per_peer = self.max_connections_per_peer;
+        source.udp_recv_buffer = self.udp_recv_buffer;
+        source.validate()?;
+        Ok(())
+    }
 }
 
 /// Flags of `replay`.

@@ -13,14 +13,20 @@ use tbptt::detect::norm::NormMode;
 use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::io::checkpoint::{self, Checkpoint};
 use tbptt::io::format::{ColumnSpec, DecoderConfig};
-use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
 use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Runner, Speed, Summary};
 use tbptt::{CellKind, LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A listener announces its bound address at the default level.
+    if cli.log_level == "warn" {
+        if let Ok(d) = "tbptt::listening=info".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -47,13 +53,7 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         Command::Nab(a) => return nab::run(&a),
         Command::Learn(a) => {
             let spec = if let Some(l) = &a.listen {
-                let spec: SourceSpec = l.parse()?;
-                if !matches!(spec, SourceSpec::Listen(_)) {
-                    return Err(
-                        format!("--listen expects tcp://, udp:// or unix://, got {l:?}").into(),
-                    );
-                }
-                spec
+                SourceSpec::Listen(l.parse::<ListenAddr>()?)
             } else if let Some(c) = &a.connect {
                 let s = if c.contains("://") {
                     c.clone()
@@ -68,6 +68,7 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
                 }
             };
             let mut config = build(&a.common, spec)?;
+            a.listener.apply(&mut config.source)?;
             config.pipeline.background = !a.sync;
             config.record = a.record.clone();
             (config, a.common)

@@ -398,8 +398,11 @@ enum Item {
 /// with [`next_frame`](MsgPackFramer::next_frame) until it returns `Ok(None)` (need more).
 ///
 /// A frame known to exceed the limit (from its declared sizes, or its length so far) is
-/// dropped without being buffered further and its remaining bytes are skipped as they arrive;
-/// it is reported once, in order, as [`ParseError::FrameTooLarge`]. The byte 0xc1, which
+/// dropped at once, before any byte it claims is consumed, and reported, in order, as
+/// [`ParseError::FrameTooLarge`]; framing resumes at the byte after the header that
+/// exceeded the limit. So a header claiming gigabytes costs that one frame, never the rest
+/// of the stream (the bytes of a genuinely over-long frame are then read as further,
+/// mostly rejected, frames). The byte 0xc1, which
 /// MessagePack never uses, drops the frame it occurs in and is reported as
 /// [`ParseError::Malformed`]; framing resumes at the next byte. The buffer is reused.
 ///
@@ -420,14 +423,13 @@ pub struct MsgPackFramer {
     buf: Vec<u8>,
     /// First byte not yet handed out.
     start: usize,
-    /// Start of the frame being scanned (in `buf`; unused while discarding).
+    /// Start of the frame being scanned (in `buf`).
     frame_start: usize,
     /// Stream offset of the frame being scanned.
     frame_offset: u64,
     /// Stream offset just past the last byte pushed.
     stream_len: u64,
     scan: Scan,
-    discarding: bool,
     ready: VecDeque<Item>,
     limit: usize,
 }
@@ -442,7 +444,6 @@ impl MsgPackFramer {
             frame_offset: 0,
             stream_len: 0,
             scan: Scan::new(),
-            discarding: false,
             ready: VecDeque::new(),
             limit: max_frame_len,
         }
@@ -462,49 +463,38 @@ impl MsgPackFramer {
     pub fn push(&mut self, mut bytes: &[u8]) {
         self.compact();
         while !bytes.is_empty() {
-            let limit = if self.discarding {
-                usize::MAX
-            } else {
-                self.limit
-            };
-            let (used, status) = self.scan.feed(bytes, limit);
+            let (used, status) = self.scan.feed(bytes, self.limit);
             let (taken, rest) = bytes.split_at(used.min(bytes.len()));
-            if !self.discarding {
-                self.buf.extend_from_slice(taken);
-            }
+            self.buf.extend_from_slice(taken);
             self.stream_len += taken.len() as u64;
             bytes = rest;
             match status {
                 Status::NeedMore => {}
                 Status::Done => {
-                    if self.discarding {
-                        self.discarding = false;
-                    } else {
-                        self.ready.push_back(Item::Frame {
-                            start: self.frame_start,
-                            end: self.buf.len(),
-                            offset: self.frame_offset,
-                        });
-                    }
+                    self.ready.push_back(Item::Frame {
+                        start: self.frame_start,
+                        end: self.buf.len(),
+                        offset: self.frame_offset,
+                    });
                     self.next_frame_starts();
                 }
                 Status::TooLarge => {
+                    // Stop at the header that made the frame too large, without consuming
+                    // the bytes it claims: a hostile length costs its own frame, not the rest
+                    // of the stream. Framing resumes at the next byte.
                     self.ready.push_back(Item::TooLarge {
                         offset: self.frame_offset,
                         len: self.scan.min_len(),
                     });
                     self.buf.truncate(self.frame_start);
-                    self.discarding = true;
+                    self.next_frame_starts();
                 }
                 Status::Invalid => {
-                    if !self.discarding {
-                        self.ready.push_back(Item::Invalid {
-                            offset: self.frame_offset,
-                            at: self.stream_len - 1,
-                        });
-                    }
+                    self.ready.push_back(Item::Invalid {
+                        offset: self.frame_offset,
+                        at: self.stream_len - 1,
+                    });
                     self.buf.truncate(self.frame_start);
-                    self.discarding = false;
                     self.next_frame_starts();
                 }
             }
@@ -542,11 +532,9 @@ impl MsgPackFramer {
     pub fn finish(&mut self) -> Result<(), ParseError> {
         let partial = self.scan.consumed;
         let offset = self.frame_offset;
-        let discarding = self.discarding;
         self.buf.truncate(self.frame_start);
-        self.discarding = false;
         self.next_frame_starts();
-        if partial > 0 && !discarding {
+        if partial > 0 {
             return Err(ParseError::Malformed {
                 pos: Position::Offset(offset),
                 reason: format!("input ends inside a frame after {partial} bytes"),
@@ -860,32 +848,57 @@ mod tests {
     }
 
     #[test]
-    fn framer_drops_oversized_frames_without_buffering_them() {
+    fn framer_drops_oversized_frames_without_consuming_what_they_claim() {
         let mut f = MsgPackFramer::new(8);
-        f.push(&[0x91, 0x01, 0xdc, 0x01, 0x00]); // [1], then an array of 256 items
-        for _ in 0..10 {
-            f.push(&[0x05; 20]);
-            assert!(f.buffered() <= 8, "{}", f.buffered());
-        }
-        f.push(&[0x05; 56]); // completes the 256 items
+        f.push(&[0x91, 0x01, 0xdc, 0x01, 0x00]); // [1], then a header claiming 256 items
+        assert_eq!(f.buffered(), 2);
         f.push(&[0x92, 0x03, 0x04]);
         assert_eq!(
             frames(&mut f),
             [
                 Ok((0, vec![0x91, 0x01])),
                 Err("byte 2: frame of at least 259 bytes exceeds the limit of 8 bytes".into()),
-                Ok((261, vec![0x92, 0x03, 0x04])),
+                Ok((5, vec![0x92, 0x03, 0x04])),
             ]
         );
-        // A complete but over-long frame inside one push is dropped too.
-        f.push(&[0x9a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x90]);
+        // An array of 10 is known too large from its header; its items become frames.
+        f.push(&[0x9a, 0, 0, 0x90]);
         assert_eq!(
             frames(&mut f),
             [
-                Err("byte 264: frame of at least 11 bytes exceeds the limit of 8 bytes".into()),
-                Ok((275, vec![0x90])),
+                Err("byte 8: frame of at least 11 bytes exceeds the limit of 8 bytes".into()),
+                Ok((9, vec![0])),
+                Ok((10, vec![0])),
+                Ok((11, vec![0x90])),
             ]
         );
+    }
+
+    /// Issue 16, item 5: a header claiming 4 GiB (array, map, str, bin) costs its own frame;
+    /// the records after it are framed at their offsets.
+    #[test]
+    fn r16_huge_claimed_lengths_resynchronize_at_once() {
+        for marker in [0xdd, 0xdf, 0xdb, 0xc6] {
+            let mut f = MsgPackFramer::new(64);
+            let mut stream = vec![0x91, 0x01, marker, 0xff, 0xff, 0xff, 0xff];
+            stream.extend([0x91, 0x02, 0x91, 0x03]);
+            // Byte by byte: nothing of the claimed length is waited for.
+            for b in &stream {
+                f.push(&[*b]);
+            }
+            let got = frames(&mut f);
+            assert_eq!(got.len(), 4, "{marker:#x}: {got:?}");
+            assert_eq!(got[0], Ok((0, vec![0x91, 0x01])));
+            assert!(
+                got[1]
+                    .as_ref()
+                    .is_err_and(|e| e.starts_with("byte 2: frame of at least")),
+                "{marker:#x}: {got:?}"
+            );
+            assert_eq!(got[2], Ok((7, vec![0x91, 0x02])), "{marker:#x}");
+            assert_eq!(got[3], Ok((9, vec![0x91, 0x03])), "{marker:#x}");
+            assert!(f.finish().is_ok());
+        }
     }
 
     #[test]

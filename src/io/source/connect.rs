@@ -44,10 +44,16 @@ pub(crate) async fn run(
                 );
                 tracing::info!(%addr, id = peer, "connected");
                 let conn = ctx.template.conn(origin)?;
-                match stream::serve(socket, conn, &mut ctx).await {
+                match stream::serve(socket, conn, &mut ctx, None).await {
                     End::Shutdown | End::Closed => return Ok(()),
-                    End::Fatal(error) => return Err(SourceError::Parse { name, error }),
-                    End::Eof | End::Io(_) => {}
+                    End::Fatal(error) | End::Strict(error) => {
+                        return Err(SourceError::Parse { name, error })
+                    }
+                    End::Eof
+                    | End::Io(_)
+                    | End::TimedOut(_)
+                    | End::Evicted
+                    | End::ClosedByConsumer => {}
                 }
                 backoff.initial
             }

@@ -75,6 +75,7 @@ use crate::io::shutdown::Shutdown;
 
 mod connect;
 mod file;
+mod slots;
 mod stdin;
 mod stream;
 mod tcp;
@@ -156,7 +157,17 @@ impl From<&Path> for SourceSpec {
 
 /// The address of a listening socket.
 ///
-/// Parses from `tcp://IP:PORT`, `udp://IP:PORT` or `unix://PATH`; see [`SourceSpec`].
+/// Parses from `tcp://IP:PORT`, `udp://IP:PORT` or `unix://PATH`, see [`SourceSpec`]; a bare
+/// `IP:PORT` (or `localhost:PORT`) is a TCP listener.
+///
+/// # Example
+/// ```
+/// use tbptt::source::ListenAddr;
+///
+/// let bare: ListenAddr = "127.0.0.1:9000".parse()?;
+/// assert_eq!(bare, "tcp://127.0.0.1:9000".parse()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum ListenAddr {
@@ -221,10 +232,13 @@ impl FromStr for ListenAddr {
     /// empty path.
     fn from_str(s: &str) -> Result<Self, SpecError> {
         let Some((scheme, rest)) = split_scheme(s) else {
-            return Err(SpecError::new(
-                s,
-                "expected tcp://IP:PORT, udp://IP:PORT or unix://PATH",
-            ));
+            // The scheme defaults to tcp: `127.0.0.1:9000` is `tcp://127.0.0.1:9000`.
+            return socket_addr(s, s).map(ListenAddr::Tcp).map_err(|_| {
+                SpecError::new(
+                    s,
+                    "expected tcp://IP:PORT, udp://IP:PORT, unix://PATH or IP:PORT (TCP)",
+                )
+            });
         };
         match scheme.as_str() {
             "tcp" => Ok(ListenAddr::Tcp(socket_addr(s, rest)?)),
@@ -390,6 +404,24 @@ impl Backoff {
     }
 }
 
+/// Serde helper: an optional [`Duration`] as whole milliseconds or null.
+mod opt_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|v| v.map(Duration::from_millis))
+    }
+}
+
 /// Serde helper: a [`Duration`] as whole milliseconds.
 mod millis {
     use std::time::Duration;
@@ -430,10 +462,34 @@ pub struct SourceConfig {
     /// Bytes asked for per read of a stream (stdin, file, connection); at least 1.
     /// Default: 64 KiB (65536).
     pub read_buffer: usize,
-    /// Most concurrent connections of a TCP or Unix listener; at least 1. Further clients
-    /// are accepted and closed at once, with a log line, and counted in
-    /// [`SourceStats::refused_connections`]. Default: 64.
+    /// Most concurrent connections of a TCP or Unix listener; at least 1. When they are
+    /// open, a new client makes the listener close the connection that has been idle longest,
+    /// if it has been idle for at least `evict_idle` (counted in
+    /// [`SourceStats::evicted_connections`]); otherwise the new client is closed at once
+    /// (counted in [`SourceStats::refused_connections`]). Default: 64.
     pub max_connections: usize,
+    /// Most concurrent connections of a TCP listener from one IP address; at least 1. At the
+    /// limit, that address's own longest-idle connection makes room as above, or the new one
+    /// is refused: one host cannot take every slot. Default: 16.
+    pub max_connections_per_peer: usize,
+    /// A TCP or Unix connection that sends nothing for this long is closed (counted in
+    /// [`SourceStats::timed_out_connections`]); `None`: never. Waiting on a full channel
+    /// does not count as idle. In milliseconds when (de)serialized. Default: 120 s.
+    #[serde(rename = "idle_timeout_ms", with = "opt_millis")]
+    pub idle_timeout: Option<Duration>,
+    /// How long a connection must have been idle before a new client may take its slot; in
+    /// milliseconds when (de)serialized. Default: 1 s.
+    #[serde(rename = "evict_idle_ms", with = "millis")]
+    pub evict_idle: Duration,
+    /// Close a TCP or Unix connection at its first rejected record, instead of skipping the
+    /// record (strict mode per connection: a bad peer costs itself its connection, never the
+    /// others theirs). Default: false.
+    pub close_on_reject: bool,
+    /// Receive buffer asked of the kernel for a UDP socket (`SO_RCVBUF`), in bytes; at
+    /// least 1. The kernel may grant less (Linux caps it at `net.core.rmem_max`, and reports
+    /// twice the granted size); the size granted is [`SourceStats::udp_recv_buffer`].
+    /// Default: 8 MiB (8388608).
+    pub udp_recv_buffer: usize,
     /// Reconnection policy of a connect source. Default: [`Backoff::default`].
     pub reconnect: Backoff,
     /// Longest wait for one connection attempt of a connect source, in milliseconds when
@@ -450,6 +506,11 @@ impl Default for SourceConfig {
             channel_capacity: 1024,
             read_buffer: 64 * 1024,
             max_connections: 64,
+            max_connections_per_peer: 16,
+            idle_timeout: Some(Duration::from_secs(120)),
+            evict_idle: Duration::from_secs(1),
+            close_on_reject: false,
+            udp_recv_buffer: 8 << 20,
             reconnect: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
         }
@@ -481,6 +542,15 @@ impl SourceConfig {
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");
+        }
+        if self.max_connections_per_peer == 0 {
+            return bad("max_connections_per_peer", "must be at least 1");
+        }
+        if self.idle_timeout.is_some_and(|d| d.is_zero()) {
+            return bad("idle_timeout", "must be positive (or None for no timeout)");
+        }
+        if self.udp_recv_buffer == 0 {
+            return bad("udp_recv_buffer", "must be at least 1 byte");
         }
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be positive");
@@ -622,6 +692,11 @@ pub struct SourceStats {
     connections: AtomicU64,
     active_connections: AtomicU64,
     refused_connections: AtomicU64,
+    evicted_connections: AtomicU64,
+    timed_out_connections: AtomicU64,
+    closed_on_error: AtomicU64,
+    kernel_dropped_datagrams: AtomicU64,
+    udp_recv_buffer: AtomicU64,
 }
 
 impl SourceStats {
@@ -651,9 +726,39 @@ impl SourceStats {
         self.active_connections.load(Ordering::Relaxed)
     }
 
-    /// Clients closed at once because `max_connections` were open.
+    /// Clients closed at once because a connection limit was reached and no open
+    /// connection had been idle long enough to make room.
     pub fn refused_connections(&self) -> u64 {
         self.refused_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed, having been idle longest, to make room for a new client.
+    pub fn evicted_connections(&self) -> u64 {
+        self.evicted_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed after sending nothing for the idle timeout.
+    pub fn timed_out_connections(&self) -> u64 {
+        self.timed_out_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed after a read error, a fatal parse error or (strict mode) a
+    /// rejected record.
+    pub fn closed_on_error(&self) -> u64 {
+        self.closed_on_error.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams the kernel dropped for the UDP socket before the source could read them
+    /// (its receive buffer was full): the socket's `drops` in `/proc/net/udp` (Linux; 0
+    /// elsewhere), read every second and when the source ends.
+    pub fn kernel_dropped_datagrams(&self) -> u64 {
+        self.kernel_dropped_datagrams.load(Ordering::Relaxed)
+    }
+
+    /// The UDP receive buffer the kernel granted, in bytes, as `SO_RCVBUF` reports it
+    /// (Linux: twice the usable size); 0 for other sources.
+    pub fn udp_recv_buffer(&self) -> u64 {
+        self.udp_recv_buffer.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -667,7 +772,22 @@ pub struct SourceHandle {
     stats: Arc<SourceStats>,
     pool: EventPool,
     local_addr: Option<ListenAddr>,
+    closer: Closer,
     task: JoinHandle<Result<()>>,
+}
+
+/// Closes single connections of a TCP or Unix listener by their [`Origin::peer`] id (a
+/// strict consumer closes a connection whose record it rejects). Cloning shares it; for
+/// other sources it closes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Closer(Option<Arc<slots::Slots>>);
+
+impl Closer {
+    /// Closes connection `peer` (it then ends with a `Disconnected` item); whether it was
+    /// open.
+    pub fn close(&self, peer: u64) -> bool {
+        self.0.as_ref().is_some_and(|s| s.close(peer))
+    }
 }
 
 impl SourceHandle {
@@ -686,6 +806,11 @@ impl SourceHandle {
     /// port 0; `None` for stdin, files and connect sources.
     pub fn local_addr(&self) -> Option<&ListenAddr> {
         self.local_addr.as_ref()
+    }
+
+    /// A [`Closer`] for this source's connections.
+    pub fn closer(&self) -> Closer {
+        self.closer.clone()
     }
 
     /// Whether the source has ended.
@@ -838,6 +963,12 @@ pub fn spawn(
     let _entered = runtime.enter();
     let (ctx, rx, stats) = context(&config, shutdown)?;
     let ctx_pool = ctx.out.pool.clone();
+    let limits = slots::Limits {
+        max: config.max_connections,
+        per_peer: config.max_connections_per_peer,
+        evict_idle: config.evict_idle,
+    };
+    let mut closer = Closer::default();
     let (task, local_addr) = match config.spec {
         SourceSpec::Stdin => (stdin::spawn(ctx, &runtime)?, None),
         SourceSpec::File(path) => (file::spawn(&path, ctx)?, None),
@@ -851,15 +982,22 @@ pub fn spawn(
             None,
         ),
         SourceSpec::Listen(ListenAddr::Tcp(addr)) => {
-            let (task, local) = tcp::spawn(addr, config.max_connections, ctx)?;
+            let slots = slots::Slots::new(limits);
+            closer = Closer(Some(Arc::clone(&slots)));
+            let (task, local) = tcp::spawn(addr, slots, ctx)?;
             (task, Some(ListenAddr::Tcp(local)))
         }
         SourceSpec::Listen(ListenAddr::Udp(addr)) => {
-            let (task, local) = udp::spawn(addr, ctx)?;
+            let (task, local) = udp::spawn(addr, config.udp_recv_buffer, ctx)?;
             (task, Some(ListenAddr::Udp(local)))
         }
         SourceSpec::Listen(ListenAddr::Unix(path)) => {
-            let task = unix::spawn(&path, config.max_connections, ctx)?;
+            let slots = slots::Slots::new(slots::Limits {
+                per_peer: usize::MAX,
+                ..limits
+            });
+            closer = Closer(Some(Arc::clone(&slots)));
+            let task = unix::spawn(&path, slots, ctx)?;
             (task, Some(ListenAddr::Unix(path)))
         }
     };
@@ -867,6 +1005,7 @@ pub fn spawn(
         stats,
         pool: ctx_pool,
         local_addr,
+        closer,
         task,
     };
     Ok((rx, handle))
@@ -897,6 +1036,7 @@ where
         stats,
         pool: ctx_pool,
         local_addr: None,
+        closer: Closer::default(),
         task,
     };
     Ok((rx, handle))
@@ -918,6 +1058,8 @@ fn context(
         },
         template: Template::new(&config.decoder, pool)?,
         read_buffer: config.read_buffer,
+        idle_timeout: config.idle_timeout,
+        close_on_reject: config.close_on_reject,
         shutdown,
     };
     Ok((ctx, rx, stats))
@@ -993,6 +1135,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected tcp://IP:PORT"));
+        assert_eq!(
+            "localhost:9000".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
         assert!("connect://h:1"
             .parse::<ListenAddr>()
             .unwrap_err()

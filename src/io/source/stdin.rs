@@ -52,7 +52,7 @@ pub(crate) fn spawn(ctx: Ctx, runtime: &Handle) -> Result<JoinHandle<Result<()>>
     let task = runtime.spawn(async move {
         let origin = Origin::new(SourceKind::Stdin, "stdin", 0, ctx.template.start());
         let mut conn = ctx.template.conn(origin)?;
-        let mut end = stream::pump(&mut reader, &mut conn, &mut ctx).await;
+        let mut end = stream::pump(&mut reader, &mut conn, &mut ctx, None).await;
         if let (End::Eof, Ok(e)) = (&end, error_rx.try_recv()) {
             end = End::Io(e);
         }

@@ -3,12 +3,13 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{EventPool, Origin, Result, SourceError, SourceItem, SourceStats};
+use super::slots::{self, Slot};
+use super::{EventPool, Origin, Result, SourceError, SourceItem, SourceKind, SourceStats};
 use crate::event::Event;
 use crate::io::format::{
     Decoded, Decoder, DecoderConfig, LineFramer, MsgPackFramer, ParseError, Position,
@@ -136,6 +137,10 @@ pub(crate) struct Ctx {
     pub(crate) template: Template,
     /// Bytes per read.
     pub(crate) read_buffer: usize,
+    /// Close a listener's connection that sends nothing for this long.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Close a listener's connection at its first rejected record (strict mode).
+    pub(crate) close_on_reject: bool,
     pub(crate) shutdown: Shutdown,
 }
 
@@ -239,6 +244,14 @@ pub(crate) enum End {
     Fatal(ParseError),
     /// A read error.
     Io(io::Error),
+    /// A listener's connection was rejected a record in strict mode (already sent).
+    Strict(ParseError),
+    /// No byte arrived for the idle timeout.
+    TimedOut(Duration),
+    /// Closed to make room for a new connection.
+    Evicted,
+    /// Closed by the consumer.
+    ClosedByConsumer,
 }
 
 impl From<Stop> for End {
@@ -258,23 +271,37 @@ impl End {
             End::Shutdown => Some("shutdown".into()),
             End::Fatal(e) => Some(format!("fatal: {e}")),
             End::Io(e) => Some(e.to_string()),
+            End::Strict(e) => Some(format!("strict mode: {e}")),
+            End::TimedOut(d) => Some(format!("idle for {} s", d.as_secs_f64())),
+            End::Evicted => Some("closed to make room for a new connection".into()),
+            End::ClosedByConsumer => Some("closed by the consumer".into()),
         }
     }
 }
 
 /// Sends the items ready in `conn`, in order; stops after a fatal rejection.
+/// Sends the items ready in `conn`, in order; stops after a fatal rejection, and after any
+/// rejection on a listener's connection in strict mode.
 pub(crate) async fn deliver(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), End> {
+    let strict =
+        ctx.close_on_reject && matches!(conn.origin.kind, SourceKind::Tcp | SourceKind::Unix);
     while let Some(item) = conn.next_item() {
-        let fatal = match &item {
+        let stop = match &item {
             SourceItem::Rejected { error, .. } => {
                 SourceStats::add(&ctx.out.stats.rejected, 1);
-                error.is_fatal().then(|| error.clone())
+                if error.is_fatal() {
+                    Some(End::Fatal(error.clone()))
+                } else if strict {
+                    Some(End::Strict(error.clone()))
+                } else {
+                    None
+                }
             }
             _ => None,
         };
         ctx.out.send(item, &mut ctx.shutdown).await?;
-        if let Some(error) = fatal {
-            return Err(End::Fatal(error));
+        if let Some(end) = stop {
+            return Err(end);
         }
     }
     Ok(())
@@ -283,15 +310,40 @@ pub(crate) async fn deliver(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), End> {
 /// Reads `reader` to its end, sending its items, until shutdown, a read error, a fatal parse
 /// error or the receiver's end. A partial last line is decoded at end of stream (not after a
 /// read error).
-pub(crate) async fn pump<R>(reader: &mut R, conn: &mut Conn, ctx: &mut Ctx) -> End
+pub(crate) async fn pump<R>(
+    reader: &mut R,
+    conn: &mut Conn,
+    ctx: &mut Ctx,
+    slot: Option<&Slot>,
+) -> End
 where
     R: AsyncRead + Unpin,
 {
     let mut buf = vec![0; ctx.read_buffer];
+    // Without a timeout the timer is parked far away and never fires.
+    let idle = slot.and(ctx.idle_timeout);
+    let far = Duration::from_secs(86_400 * 365);
+    let deadline = tokio::time::sleep(idle.unwrap_or(far));
+    tokio::pin!(deadline);
+    let never = tokio_util::sync::CancellationToken::new();
+    let cancel = slot.map_or(&never, |s| &s.cancel);
     loop {
+        // Counted from the end of the last delivery: waiting on a full channel is not idling.
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + idle.unwrap_or(far));
         let read = tokio::select! {
             read = reader.read(&mut buf) => read,
             () = ctx.shutdown.recv() => return End::Shutdown,
+            () = cancel.cancelled() => {
+                return match slot.map(Slot::why) {
+                    Some(slots::EVICTED) => End::Evicted,
+                    _ => End::ClosedByConsumer,
+                };
+            }
+            () = &mut deadline, if idle.is_some() => {
+                return End::TimedOut(idle.unwrap_or(far));
+            }
         };
         match read {
             Ok(0) => break,
@@ -299,8 +351,14 @@ where
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return End::Io(e),
         }
+        if let Some(s) = slot {
+            s.touch();
+        }
         if let Err(end) = deliver(conn, ctx).await {
             return end;
+        }
+        if let Some(s) = slot {
+            s.touch();
         }
     }
     let truncated = conn.finish();
@@ -323,15 +381,20 @@ where
     R: AsyncRead + Unpin,
 {
     let mut conn = ctx.template.conn(origin)?;
-    let end = pump(&mut reader, &mut conn, &mut ctx).await;
+    let end = pump(&mut reader, &mut conn, &mut ctx, None).await;
     end_of_stream(end, &conn.origin)
 }
 
 /// The outcome of a whole-stream source that ended with `end`.
 pub(crate) fn end_of_stream(end: End, origin: &Origin) -> Result<()> {
     match end {
-        End::Eof | End::Shutdown | End::Closed => Ok(()),
-        End::Fatal(error) => Err(SourceError::Parse {
+        End::Eof
+        | End::Shutdown
+        | End::Closed
+        | End::TimedOut(_)
+        | End::Evicted
+        | End::ClosedByConsumer => Ok(()),
+        End::Fatal(error) | End::Strict(error) => Err(SourceError::Parse {
             name: origin.name.to_string(),
             error,
         }),
@@ -343,8 +406,14 @@ pub(crate) fn end_of_stream(end: End, origin: &Origin) -> Result<()> {
 }
 
 /// Serves one connection, decoded by `conn`: `Connected`, its items, `Disconnected`.
-/// Returns how it ended.
-pub(crate) async fn serve<R>(mut reader: R, mut conn: Conn, ctx: &mut Ctx) -> End
+/// `slot` is a listener's connection slot (its idle clock and the cancellation that closes
+/// it); the connection's idle timeout applies only with one. Returns how it ended.
+pub(crate) async fn serve<R>(
+    mut reader: R,
+    mut conn: Conn,
+    ctx: &mut Ctx,
+    slot: Option<Slot>,
+) -> End
 where
     R: AsyncRead + Unpin,
 {
@@ -362,21 +431,41 @@ where
         )
         .await
     {
-        Ok(()) => pump(&mut reader, &mut conn, ctx).await,
+        Ok(()) => pump(&mut reader, &mut conn, ctx, slot.as_ref()).await,
         Err(stop) => stop.into(),
     };
+    drop(slot);
     stats
         .active_connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     let reason = end.reason();
+    let (peer, id) = (&conn.origin.name, conn.origin.peer);
+    let count =
+        |c: &std::sync::atomic::AtomicU64| c.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     match &end {
-        End::Io(e) => {
-            tracing::warn!(peer = %conn.origin.name, id = conn.origin.peer, error = %e, "connection failed")
+        End::Io(_) | End::Fatal(_) | End::Strict(_)
+            if slots::log_this(count(&stats.closed_on_error)) =>
+        {
+            let n = stats.closed_on_error();
+            match &end {
+                End::Io(_) => {
+                    tracing::warn!(%peer, id, error = %e_of(&end), n, "connection failed")
+                }
+                End::Strict(_) => {
+                    tracing::warn!(%peer, id, error = %e_of(&end), n, "closing connection (strict mode)")
+                }
+                _ => tracing::warn!(%peer, id, error = %e_of(&end), n, "closing connection"),
+            }
         }
-        End::Fatal(e) => {
-            tracing::warn!(peer = %conn.origin.name, id = conn.origin.peer, error = %e, "closing connection")
+        End::TimedOut(d) if slots::log_this(count(&stats.timed_out_connections)) => {
+            let n = stats.timed_out_connections();
+            tracing::warn!(%peer, id, idle_secs = d.as_secs_f64(), n, "closing idle connection");
         }
-        _ => tracing::debug!(peer = %conn.origin.name, id = conn.origin.peer, "disconnected"),
+        End::Evicted if slots::log_this(count(&stats.evicted_connections)) => {
+            let n = stats.evicted_connections();
+            tracing::warn!(%peer, id, n, "closing the longest-idle connection to make room for a new one");
+        }
+        _ => tracing::debug!(%peer, id, "disconnected"),
     }
     let item = SourceItem::Disconnected {
         origin: conn.origin.clone(),
@@ -393,4 +482,13 @@ where
         }
     }
     end
+}
+
+/// The error of an `Io`, `Fatal` or `Strict` end, for its log line.
+fn e_of(end: &End) -> String {
+    match end {
+        End::Io(e) => e.to_string(),
+        End::Fatal(e) | End::Strict(e) => e.to_string(),
+        _ => String::new(),
+    }
 }

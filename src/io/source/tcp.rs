@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use tokio::io::AsyncRead;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::slots::{self, Refusal, Slot, Slots};
 use super::stream::{self, Ctx};
 use super::{Origin, Result, SourceError, SourceKind, SourceStats};
 
 /// Binds `addr` (before returning, so that bind errors surface) and spawns the accept loop.
 pub(crate) fn spawn(
     addr: SocketAddr,
-    max_connections: usize,
+    slots: Arc<Slots>,
     ctx: Ctx,
 ) -> Result<(JoinHandle<Result<()>>, SocketAddr)> {
     let bind_error = |source| SourceError::Bind {
@@ -26,24 +26,21 @@ pub(crate) fn spawn(
     listener.set_nonblocking(true).map_err(bind_error)?;
     let local = listener.local_addr().map_err(bind_error)?;
     let listener = TcpListener::from_std(listener).map_err(bind_error)?;
-    tracing::info!(addr = %local, "listening on tcp");
-    Ok((tokio::spawn(run(listener, max_connections, ctx)), local))
+    tracing::info!(target: "tbptt::listening", "listening on tcp://{local}");
+    Ok((tokio::spawn(run(listener, slots, ctx)), local))
 }
 
-async fn run(listener: TcpListener, max_connections: usize, mut ctx: Ctx) -> Result<()> {
-    let slots = Arc::new(Semaphore::new(max_connections));
+async fn run(listener: TcpListener, slots: Arc<Slots>, mut ctx: Ctx) -> Result<()> {
     let mut conns = JoinSet::new();
     let mut next_peer = 0_u64;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, max_connections, "too many connections; closing the new one");
-                        SourceStats::add(&ctx.out.stats.refused_connections, 1);
+                    next_peer += 1;
+                    let Some(slot) = admit(&slots, next_peer, Some(peer.ip()), &peer, &ctx) else {
                         continue;
                     };
-                    next_peer += 1;
                     // Small writes from senders should not wait for Nagle; best effort.
                     let _ = socket.set_nodelay(true);
                     let origin = Origin::new(SourceKind::Tcp, format!("tcp {peer}"), next_peer, ctx.template.start());
@@ -62,13 +59,40 @@ async fn run(listener: TcpListener, max_connections: usize, mut ctx: Ctx) -> Res
     Ok(())
 }
 
+/// A slot for connection `id` from `peer` (`None` for Unix clients), or `None` when it is
+/// refused: counted, and logged at a limited rate.
+pub(crate) fn admit(
+    slots: &Arc<Slots>,
+    id: u64,
+    peer: Option<std::net::IpAddr>,
+    name: &dyn std::fmt::Display,
+    ctx: &Ctx,
+) -> Option<Slot> {
+    match slots.admit(id, peer) {
+        Ok((slot, _)) => Some(slot),
+        Err(refusal) => {
+            let stats = &ctx.out.stats;
+            SourceStats::add(&stats.refused_connections, 1);
+            let n = stats.refused_connections();
+            if slots::log_this(n) {
+                let why = match refusal {
+                    Refusal::Full => "every connection slot is taken by an active connection",
+                    Refusal::PerPeer => "this address has its most connections open, all active",
+                };
+                tracing::warn!(peer = %name, refused = n, "refusing a connection: {why}");
+            }
+            None
+        }
+    }
+}
+
 /// Serves an accepted connection (TCP or Unix) on a task of `conns`, with its own framer and
 /// decoder; its connection slot is freed when it ends. A connection whose decoder cannot be
 /// built is closed at once.
 pub(crate) fn serve_accepted<S>(
     socket: S,
     origin: Origin,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     ctx: &Ctx,
     conns: &mut JoinSet<()>,
 ) where
@@ -83,8 +107,7 @@ pub(crate) fn serve_accepted<S>(
     };
     let mut conn_ctx = ctx.clone();
     conns.spawn(async move {
-        stream::serve(socket, conn, &mut conn_ctx).await;
-        drop(slot);
+        stream::serve(socket, conn, &mut conn_ctx, Some(slot)).await;
     });
 }
 

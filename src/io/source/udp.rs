@@ -19,18 +19,98 @@ use crate::io::format::{Decoded, Decoder, Format, Position};
 /// Sender addresses remembered for their peer ids; the table is cleared when full.
 const MAX_PEERS: usize = 4096;
 
-/// Binds `addr` and spawns the receive loop.
-pub(crate) fn spawn(addr: SocketAddr, ctx: Ctx) -> Result<(JoinHandle<Result<()>>, SocketAddr)> {
+/// Binds `addr` with a receive buffer of `recv_buffer` bytes asked of the kernel, and spawns
+/// the receive loop.
+pub(crate) fn spawn(
+    addr: SocketAddr,
+    recv_buffer: usize,
+    ctx: Ctx,
+) -> Result<(JoinHandle<Result<()>>, SocketAddr)> {
     let bind_error = |source| SourceError::Bind {
         addr: format!("udp://{addr}"),
         source,
     };
-    let socket = std::net::UdpSocket::bind(addr).map_err(bind_error)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .map_err(bind_error)?;
+    // Best effort: the kernel caps the size (and a failure leaves its default).
+    if let Err(e) = socket.set_recv_buffer_size(recv_buffer) {
+        tracing::warn!(error = %e, recv_buffer, "cannot set the udp receive buffer");
+    }
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    socket.bind(&addr.into()).map_err(bind_error)?;
     socket.set_nonblocking(true).map_err(bind_error)?;
+    let socket: std::net::UdpSocket = socket.into();
     let local = socket.local_addr().map_err(bind_error)?;
+    let drops = KernelDrops::of(&socket);
     let socket = UdpSocket::from_std(socket).map_err(bind_error)?;
-    tracing::info!(addr = %local, "listening on udp");
-    Ok((tokio::spawn(run(socket, ctx)), local))
+    SourceStats::add(&ctx.out.stats.udp_recv_buffer, granted as u64);
+    // Linux reports twice the size it grants (the rest is its bookkeeping).
+    let usable = if cfg!(target_os = "linux") {
+        granted / 2
+    } else {
+        granted
+    };
+    if usable < recv_buffer {
+        tracing::warn!(
+            "udp://{local}: the kernel granted a receive buffer of {usable} bytes of the \
+             {recv_buffer} asked; raise net.core.rmem_max for more"
+        );
+    }
+    tracing::info!(
+        target: "tbptt::listening",
+        "listening on udp://{local} (receive buffer {usable} bytes)"
+    );
+    Ok((tokio::spawn(run(socket, drops, ctx)), local))
+}
+
+/// The kernel's count of datagrams dropped for one socket: its `drops` column in
+/// `/proc/net/udp` or `/proc/net/udp6`, found by the socket's inode (Linux only).
+#[derive(Debug, Clone, Copy)]
+struct KernelDrops {
+    inode: Option<u64>,
+}
+
+impl KernelDrops {
+    fn of(socket: &std::net::UdpSocket) -> Self {
+        #[cfg(target_os = "linux")]
+        let inode = rustix::fs::fstat(socket).ok().map(|st| st.st_ino);
+        #[cfg(not(target_os = "linux"))]
+        let inode = {
+            let _ = socket;
+            None
+        };
+        Self { inode }
+    }
+
+    /// The count now, if it can be read.
+    fn read(&self) -> Option<u64> {
+        let inode = self.inode?.to_string();
+        ["/proc/net/udp", "/proc/net/udp6"]
+            .iter()
+            .find_map(|table| {
+                let text = std::fs::read_to_string(table).ok()?;
+                text.lines().skip(1).find_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    if fields.get(9) != Some(&inode.as_str()) {
+                        return None;
+                    }
+                    fields.get(12)?.parse().ok()
+                })
+            })
+    }
+
+    /// Stores the count in `stats`.
+    fn update(&self, stats: &SourceStats) {
+        if let Some(n) = self.read() {
+            stats
+                .kernel_dropped_datagrams
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Peer ids and names of senders.
@@ -65,7 +145,17 @@ enum Flow {
     Stop(Result<()>),
 }
 
-async fn run(socket: UdpSocket, mut ctx: Ctx) -> Result<()> {
+async fn run(socket: UdpSocket, drops: KernelDrops, ctx: Ctx) -> Result<()> {
+    let stats = std::sync::Arc::clone(&ctx.out.stats);
+    let outcome = receive(&socket, drops, ctx).await;
+    // Read while the socket is open: its line leaves the table with it.
+    drops.update(&stats);
+    outcome
+}
+
+async fn receive(socket: &UdpSocket, drops: KernelDrops, mut ctx: Ctx) -> Result<()> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0; MAX_DATAGRAM];
     let mut decoder = ctx.template.decoder()?;
     let mut event = Event::new();
@@ -75,6 +165,10 @@ async fn run(socket: UdpSocket, mut ctx: Ctx) -> Result<()> {
     loop {
         let received = tokio::select! {
             received = socket.recv_from(&mut buf) => received,
+            _ = tick.tick() => {
+                drops.update(&ctx.out.stats);
+                continue;
+            }
             () = ctx.shutdown.recv() => return Ok(()),
         };
         let (n, from) = match received {

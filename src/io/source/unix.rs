@@ -6,20 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::slots::Slots;
 use super::stream::Ctx;
-use super::tcp::{accept_failed, log_panic, serve_accepted};
-use super::{Origin, Result, SourceError, SourceKind, SourceStats};
+use super::tcp::{accept_failed, admit, log_panic, serve_accepted};
+use super::{Origin, Result, SourceError, SourceKind};
 
 /// Binds `path` and spawns the accept loop. A stale socket file at `path` (no one listening)
 /// is removed first; any other file is left alone and is an error.
-pub(crate) fn spawn(
-    path: &Path,
-    max_connections: usize,
-    ctx: Ctx,
-) -> Result<JoinHandle<Result<()>>> {
+pub(crate) fn spawn(path: &Path, slots: Arc<Slots>, ctx: Ctx) -> Result<JoinHandle<Result<()>>> {
     let bind_error = |source| SourceError::Bind {
         addr: format!("unix://{}", path.display()),
         source,
@@ -47,8 +43,8 @@ pub(crate) fn spawn(
     let guard = SocketFile(path.to_path_buf());
     listener.set_nonblocking(true).map_err(bind_error)?;
     let listener = UnixListener::from_std(listener).map_err(bind_error)?;
-    tracing::info!(path = %path.display(), "listening on unix socket");
-    Ok(tokio::spawn(run(listener, guard, max_connections, ctx)))
+    tracing::info!(target: "tbptt::listening", "listening on unix://{}", path.display());
+    Ok(tokio::spawn(run(listener, guard, slots, ctx)))
 }
 
 /// Removes the socket file when dropped (at shutdown, or if the task is cancelled), if it is
@@ -72,10 +68,9 @@ impl Drop for SocketFile {
 async fn run(
     listener: UnixListener,
     socket_file: SocketFile,
-    max_connections: usize,
+    slots: Arc<Slots>,
     mut ctx: Ctx,
 ) -> Result<()> {
-    let slots = Arc::new(Semaphore::new(max_connections));
     let mut conns = JoinSet::new();
     let mut next_peer = 0_u64;
     let path = socket_file.0.display().to_string();
@@ -83,12 +78,10 @@ async fn run(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(path, max_connections, "too many connections; closing the new one");
-                        SourceStats::add(&ctx.out.stats.refused_connections, 1);
+                    next_peer += 1;
+                    let Some(slot) = admit(&slots, next_peer, None, &path, &ctx) else {
                         continue;
                     };
-                    next_peer += 1;
                     let name = format!("unix {path} #{next_peer}");
                     let origin = Origin::new(SourceKind::Unix, name, next_peer, ctx.template.start());
                     serve_accepted(socket, origin, slot, &ctx, &mut conns);
