@@ -34,8 +34,8 @@
 //! service/  run, stream                   the runtime: event loop, async adapter
 //! io/       format, source, sink, record, bytes -> Event, sockets and files,
 //!           checkpoint, shutdown          records out, state on disk
-//! detect/   norm, anomaly, pipeline,      scale, score, the per-series pipeline
-//!           trace
+//! detect/   norm, forecast, anomaly,      scale, the forecaster, score, the per-series
+//!           pipeline, trace               pipeline
 //! train/    ring, trainer, truncation,    last-T window, TBPTT(k1, k2), adaptive T,
 //!           learner, background           predict/train/swap
 //! nn/       scalar, linalg, simd, cell,   cells, model, losses, optimizers, kernels
