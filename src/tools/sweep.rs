@@ -431,9 +431,9 @@ impl Scorer {
 /// trail's blocks.
 ///
 /// ```
-/// assert_eq!(tbptt::sweep::scored_events(100), 19);
+/// assert_eq!(tbptt::tools::sweep::scored_events(100), 19);
 /// // 4,031 forecasts: a fifth is 806, in blocks of 2 (and a last block of 1): 807.
-/// assert_eq!(tbptt::sweep::scored_events(4032), 807);
+/// assert_eq!(tbptt::tools::sweep::scored_events(4032), 807);
 /// ```
 pub fn scored_events(events: usize) -> u64 {
     let mut t = ErrorTrail::default();

@@ -162,7 +162,7 @@ impl From<&Path> for SourceSpec {
 ///
 /// # Example
 /// ```
-/// use tbptt::source::ListenAddr;
+/// use tbptt::io::source::ListenAddr;
 ///
 /// let bare: ListenAddr = "127.0.0.1:9000".parse()?;
 /// assert_eq!(bare, "tcp://127.0.0.1:9000".parse()?);
