@@ -8,8 +8,10 @@
 //! (plus the trend), not at the running mean; and new highs or level shifts move the level, not
 //! the scale of the changes it predicts. Its inputs per value are the normalized level, the
 //! normalized last change and, once a season is known, the change that followed the same phase
-//! one season earlier; with timestamps, also the phase of the day, week and year as sine and
-//! cosine (each cycle only when the events sample it at least 4 and at most 20,000 times).
+//! one season earlier; on request (`time`), with timestamps, also the phase of the day, week
+//! and year as sine and cosine (each cycle only when the events sample it at least 4 and at
+//! most 20,000 times). A second head predicts the normalized next level, which the anomaly
+//! scores judge.
 //!
 //! **The combination.** The record's forecast is a convex combination of up to four members:
 //! the network, the naive forecast `x[t]`, the seasonal naive `x[t+1−P]` and the seasonal
@@ -333,7 +335,9 @@ impl Forecaster {
                 let f = &self.pending[m * self.dim..(m + 1) * self.dim];
                 let mut se = 0.0;
                 for (i, (a, f)) in actual.iter().zip(f).enumerate() {
-                    let e = ((a - f) / self.diffs.std(i)).clamp(-c, c);
+                    // An error too large for f64 (values near f64::MAX) counts as clipped.
+                    let e = (a - f) / self.diffs.std(i);
+                    let e = if e.is_finite() { e.clamp(-c, c) } else { c };
                     se += e * e;
                 }
                 *loss = se / (self.dim as f64 * c * c);
@@ -496,6 +500,18 @@ impl Forecaster {
                 sc.copy_from_slice(actual);
             }
         }
+        // Members (and the level head) beyond the range of f64, possible only for values near
+        // f64::MAX, fall back to the naive forecast so that every state stays finite.
+        for (m, f) in self.pending.iter_mut().enumerate() {
+            if !f.is_finite() {
+                *f = actual[m % d];
+            }
+        }
+        for (f, a) in self.level.iter_mut().zip(actual) {
+            if !f.is_finite() {
+                *f = *a;
+            }
+        }
         self.has_prev = true;
         if !self.config.combine {
             out.copy_from_slice(&self.pending[..d]);
@@ -508,8 +524,8 @@ impl Forecaster {
                 *o += wm * f;
             }
         }
-        // A member far outside the range of f64 could make the sum non-finite; the naive
-        // forecast is then the safe one.
+        // Finite members can still sum beyond the range of f64; the naive forecast is then
+        // the safe one.
         if out.iter().any(|v| !v.is_finite()) {
             out.copy_from_slice(actual);
         }
@@ -570,6 +586,23 @@ mod tests {
             f.hedge(&[0.2, 0.01]);
         }
         assert!(f.weights()[1] > 0.9, "{:?}", f.weights());
+    }
+
+    #[test]
+    fn values_near_f64_max_keep_the_state_finite() {
+        let mut f = Forecaster::new(ForecastConfig::default(), 1, false);
+        let mut levels = Normalizer::new(1, NormMode::Cumulative);
+        let (mut u, mut y, mut out) = (vec![0f32; f.d_input()], vec![0f32; f.d_target()], [0f64]);
+        for x in [1.0, -f64::MAX, f64::MAX, 5e307, 2.0, 3.0] {
+            f.observe(None, &[x]);
+            levels.observe(&[x]);
+            f.inputs_to(None, &[x], &levels, &mut u, &mut y);
+            // A network output as large as f32 allows.
+            f.forecast_to(&[f32::MAX, f32::MAX], &[x], &levels, &mut out);
+            assert!(out[0].is_finite(), "forecast {} after {x}", out[0]);
+        }
+        assert!(f.validate(&ForecastConfig::default(), 1).is_ok());
+        assert!(f.weights().iter().all(|w| w.is_finite()));
     }
 
     #[test]
