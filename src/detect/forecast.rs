@@ -15,8 +15,9 @@
 //!
 //! **The combination.** The record's forecast is a convex combination of up to four members:
 //! the network, the naive forecast `x[t]`, the seasonal naive `x[t+1−P]` and the seasonal
-//! change `x[t] + x[t+1−P] − x[t−P]` (`P`, the events per day — or per year for weekly and
-//! monthly series — comes from the timestamps; the seasonal members exist only then). The
+//! change `x[t] + x[t+1−P] − x[t−P]`. `P` comes from the timestamps: the events per day, week
+//! or year, the shortest of those cycles sampled at least 4 times, when it is at most
+//! `max_season`; the seasonal members exist only then. The
 //! weights follow the exponentially weighted average forecaster with fixed share (Hedge;
 //! Herbster & Warmuth 1998): each member's squared error, in units of the changes' standard
 //! deviation and clipped at `clip` (4) of them, becomes a loss `ℓ ∈ [0, 1]`; its log-weight
