@@ -162,6 +162,33 @@ impl AnomalyConfig {
         }
         self.likelihood.validate()
     }
+
+    /// Checks that the threshold can flag an event with this score: the likelihood and the
+    /// raw score lie in `[0, 1]` (the raw one below 1), so their threshold must be in
+    /// `[0, 1)`; the z-score is unbounded.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] naming the score's range and a threshold that works.
+    pub fn check_threshold(&self) -> crate::Result<()> {
+        let bounded = matches!(self.kind, AnomalyKind::Likelihood | AnomalyKind::Raw);
+        if bounded && !(0.0..1.0).contains(&self.threshold) {
+            return Err(crate::Error::config(
+                "threshold",
+                format!(
+                    "{} is outside [0, 1), where the {} score lies, so it would flag no event \
+                     or every one; use e.g. {} (or the z-score, which is unbounded)",
+                    self.threshold,
+                    if self.kind == AnomalyKind::Raw {
+                        "raw"
+                    } else {
+                        "likelihood"
+                    },
+                    self.kind.default_threshold()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Running residual statistics and the score they give.

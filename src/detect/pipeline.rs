@@ -305,6 +305,7 @@ impl Pipeline {
     /// [`Error::Config`] if a setting is invalid (checked with `D = 1`).
     pub fn new(config: PipelineConfig) -> Result<Self> {
         config.anomaly.validate()?;
+        config.anomaly.check_threshold()?;
         config.forecast.validate()?;
         let mut probe = config.learner.clone();
         probe.d_input = 1;

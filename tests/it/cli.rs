@@ -344,6 +344,50 @@ fn replay_rejects_a_bad_speed() {
     }
 }
 
+/// Issue 16, item 16: a threshold the score can never exceed is refused, with the fix named;
+/// an unbounded score takes it.
+#[test]
+fn r16_thresholds_outside_the_scores_range_are_refused() {
+    let nab = util::data(NAB);
+    for (kind, bad) in [("likelihood", "5"), ("raw", "1"), ("likelihood", "-0.1")] {
+        let threshold = format!("--threshold={bad}");
+        let out = util::run(
+            tbptt([
+                "replay",
+                s(&nab),
+                "--anomaly",
+                kind,
+                &threshold,
+                "-o",
+                "none",
+                "-q",
+            ]),
+            Input::Null,
+        );
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains("threshold") && out.stderr.contains("[0, 1)"),
+            "{kind} {bad}: {}",
+            out.stderr
+        );
+    }
+    let out = util::run(
+        tbptt([
+            "replay",
+            s(&nab),
+            "--anomaly",
+            "zscore",
+            "--threshold",
+            "5",
+            "-o",
+            "none",
+            "-q",
+        ]),
+        Input::Null,
+    );
+    out.assert_code(0);
+}
+
 // ---- 5-8. sockets
 
 /// Waits for the output file to hold `records` records after its header.

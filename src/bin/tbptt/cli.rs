@@ -118,7 +118,7 @@ Examples:
   cat data/co2_mauna_loa_weekly.csv | tbptt learn --missing hold
   tbptt replay data/nab_ec2_cpu_utilization_24ae8d.csv --summary summary.json -o out.csv
   tbptt replay log.csv --speed 60x --cell lstm --hidden 64 -T 48 -k 4
-  tbptt learn --listen tcp://127.0.0.1:9000 --format jsonl --threshold 5
+  tbptt learn --listen tcp://127.0.0.1:9000 --format jsonl --threshold 0.4
   tbptt learn --listen udp://127.0.0.1:9001 --columns cpu,mem --time ts
   tbptt learn --connect 127.0.0.1:9000 --output-format jsonl
   tbptt learn --listen tcp://127.0.0.1:9000 --checkpoint /var/lib/tbptt/model.ckpt --checkpoint-interval 60

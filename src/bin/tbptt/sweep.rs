@@ -108,9 +108,9 @@ pub struct SweepArgs {
     /// Training settings, the same for every run.
     #[command(flatten)]
     pub train: crate::cli::TrainArgs,
-    /// Anomaly threshold (for the forecast plot).
-    #[arg(long, default_value_t = 4.0, help_heading = "Model")]
-    pub threshold: f64,
+    /// Anomaly threshold, for the forecast plot [default: 0.5, the likelihood's].
+    #[arg(long, help_heading = "Model")]
+    pub threshold: Option<f64>,
     /// Half-life of the anomaly score's residual statistics, in events.
     #[arg(
         long,
@@ -157,7 +157,9 @@ fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
         forecast: a.train.forecast(),
         ..Default::default()
     };
-    p.anomaly.threshold = a.threshold;
+    p.anomaly.threshold = a
+        .threshold
+        .unwrap_or_else(|| p.anomaly.kind.default_threshold());
     p.anomaly.half_life = a.anomaly_halflife;
     p.anomaly.validate()?;
     Ok(p)
