@@ -24,11 +24,13 @@
 //! falls by `η ℓ`, and then a fraction `α` of the total weight is shared evenly. With `N`
 //! members, over any `n` events the combination's loss (before clipping binds, where the
 //! squared loss is convex) is at most that of the best sequence of members with `m` switches
-//! plus `((m + 1) ln N + m ln(1/α) + n α) / η + n η / 8` (in clipped-loss units); against the
-//! best single member over the stream (`m = 0`) that is `ln N / η + n (α/η + η/8)`. The
-//! network, which knows nothing at first, therefore costs the forecast little during warm-up.
+//! plus `((m + 1) ln N + m ln(1/α) + n ln(1/(1 − α))) / η + n η / 8` (in clipped-loss units);
+//! against the best single member over the stream (`m = 0`) that is
+//! `ln N / η + n (ln(1/(1 − α))/η + η/8)`. That worst case is loose (`η/8` per event is about
+//! naive's own average clipped loss); measured on real series, the combination keeps the
+//! network, which knows nothing at first, from costing the forecast much during warm-up.
 //!
-//! [`ForecastTarget::Level`] with `combine: false` and `time: false`
+//! [`ForecastTarget::Level`] with `combine`, `time` and `season` false
 //! ([`ForecastConfig::level`]) is the network alone predicting the normalized next value: the
 //! forecaster of earlier versions, which checkpoints written before this one continue with.
 //! It wins where the level itself is predictable from the recent values better than the last
