@@ -291,18 +291,7 @@ impl Forecaster {
     /// The combination's current weights, in [`MEMBER_NAMES`] order (members that do not
     /// exist have weight 0).
     pub fn weights(&self) -> [f64; MEMBERS] {
-        let mut w = [0.0; MEMBERS];
-        let n = self.members();
-        let m = self.log_w[..n]
-            .iter()
-            .fold(f64::NEG_INFINITY, |a, b| a.max(*b));
-        let mut sum = 0.0;
-        for (o, l) in w.iter_mut().zip(&self.log_w[..n]) {
-            *o = (l - m).exp();
-            sum += *o;
-        }
-        w.iter_mut().for_each(|v| *v /= sum);
-        w
+        softmax(&self.log_w[..self.members()])
     }
 
     /// Members in the combination now: the network and naive, and the two seasonal ones
@@ -380,18 +369,10 @@ impl Forecaster {
         for (l, loss) in self.log_w.iter_mut().zip(losses) {
             *l -= self.config.eta * loss;
         }
-        let mut w = [0.0; MEMBERS];
-        let m = self.log_w[..n]
-            .iter()
-            .fold(f64::NEG_INFINITY, |a, b| a.max(*b));
-        let mut sum = 0.0;
-        for (o, l) in w.iter_mut().zip(&self.log_w[..n]) {
-            *o = (l - m).exp();
-            sum += *o;
-        }
+        let w = softmax(&self.log_w[..n]);
         let a = self.config.share;
         for (l, o) in self.log_w.iter_mut().zip(&w[..n]) {
-            *l = ((1.0 - a) * o / sum + a / n as f64).ln();
+            *l = ((1.0 - a) * o + a / n as f64).ln();
         }
     }
 
@@ -567,6 +548,19 @@ impl Forecaster {
         }
         Ok(())
     }
+}
+
+/// Normalized weights `exp(l_i − max l) / Σ` of up to [`MEMBERS`] log-weights (the rest 0).
+fn softmax(log_w: &[f64]) -> [f64; MEMBERS] {
+    let mut w = [0.0; MEMBERS];
+    let m = log_w.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+    let mut sum = 0.0;
+    for (o, l) in w.iter_mut().zip(log_w) {
+        *o = (l - m).exp();
+        sum += *o;
+    }
+    w.iter_mut().for_each(|v| *v /= sum);
+    w
 }
 
 #[cfg(test)]
