@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tbptt::io::format::Selector;
 use tbptt::io::sink::OutputFormat;
 use tbptt::io::source::{SourceConfig, SourceSpec};
+use tbptt::service::keyed::KeyedConfig;
 use tbptt::service::run::{OutputTarget, RunConfig, Speed};
 
 struct Counting;
@@ -36,13 +37,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Allocations made by a whole run over `n` events of a keyed, timestamped CSV file.
-fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
-    let input = dir.join(format!("in-{n}.csv"));
+/// Allocations made by a whole run over `n` events of a keyed, timestamped CSV file, with
+/// `hosts` keys in turn.
+fn run_allocations(
+    dir: &std::path::Path,
+    n: usize,
+    hosts: usize,
+    keyed: Option<KeyedConfig>,
+) -> u64 {
+    let input = dir.join(format!("in-{n}-{hosts}.csv"));
     let mut text = String::from("ts,host,cpu\n");
     for t in 0..n {
         let x = 50.0 + 10.0 * (t as f64 * 0.02).sin() + ((t * 7919) % 101) as f64 / 50.0;
-        text.push_str(&format!("{},web-1,{x:.4}\n", 1_600_000_000 + 60 * t));
+        let (h, step) = (t % hosts, t / hosts);
+        text.push_str(&format!("{},web-{h},{x:.4}\n", 1_600_000_000 + 60 * step));
     }
     std::fs::write(&input, text).unwrap();
     let mut source = SourceConfig::new(SourceSpec::File(input));
@@ -60,6 +68,7 @@ fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
         checkpoint: None,
         resume: None,
         record: None,
+        keyed,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -82,13 +91,38 @@ fn run_allocations(dir: &std::path::Path, n: usize) -> u64 {
 fn a_run_allocates_nothing_per_event_once_warm() {
     let dir = std::env::temp_dir().join(format!("tbptt-alloc-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let short = run_allocations(&dir, 20_000);
-    let long = run_allocations(&dir, 40_000);
+    let short = run_allocations(&dir, 20_000, 1, None);
+    let long = run_allocations(&dir, 40_000, 1, None);
     std::fs::remove_dir_all(&dir).unwrap();
     eprintln!("allocations: {short} for 20,000 events, {long} for 40,000");
     let extra = long.saturating_sub(short);
     assert!(
         extra < 500,
         "20,000 more events cost {extra} more allocations ({short} vs {long})"
+    );
+}
+
+#[test]
+fn keyed_series_allocate_nothing_per_event_once_each_is_warm() {
+    let dir = std::env::temp_dir().join(format!("tbptt-alloc-keyed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keyed = || {
+        Some(KeyedConfig {
+            workers: 2,
+            ..KeyedConfig::default()
+        })
+    };
+    // 100 series on two workers: 200 and then 600 events each. The record and event
+    // buffers in flight between the threads grow with how far the reader gets ahead of the
+    // workers (at most 256 per worker), so the two runs differ by a few thousand allocations
+    // whatever the length; one allocation per event would be 40,000 more.
+    let short = run_allocations(&dir, 20_000, 100, keyed());
+    let long = run_allocations(&dir, 60_000, 100, keyed());
+    std::fs::remove_dir_all(&dir).unwrap();
+    eprintln!("keyed allocations: {short} for 20,000 events, {long} for 60,000");
+    let extra = long.saturating_sub(short);
+    assert!(
+        extra < 4_000,
+        "40,000 more events over 100 series cost {extra} more allocations ({short} vs {long})"
     );
 }

@@ -11,9 +11,10 @@
 //! Nothing is allocated per event once the first event has set the sizes.
 
 use crate::detect::anomaly::{AnomalyConfig, AnomalyKind, Likelihood, ZScore};
-use crate::detect::forecast::{ForecastConfig, Forecaster, MEMBERS};
+use crate::detect::forecast::{ForecastConfig, Forecaster};
 use crate::detect::norm::{NormMode, Normalizer};
 use crate::event::Event;
+use crate::nn::model::Window;
 use crate::train::learner::{Learner, LearnerConfig, LearnerState, Targets};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -85,14 +86,32 @@ pub struct OutputRecord {
 /// Errors of at most `2048` blocks of consecutive events, merged pairwise as the stream grows,
 /// so the error over the last 20% of any stream is known in bounded memory (to within 1/1024
 /// of the stream's length).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorTrail {
     block: u64,
     sums: Vec<(f64, f64, u64)>,
     events: u64,
+    /// Blocks kept at most (even, at least 2); checkpoints without it kept 2,048.
+    #[serde(default = "default_trail_blocks")]
+    max_blocks: usize,
+}
+
+impl Default for ErrorTrail {
+    fn default() -> Self {
+        ErrorTrail {
+            block: 0,
+            sums: Vec::new(),
+            events: 0,
+            max_blocks: TRAIL_BLOCKS,
+        }
+    }
 }
 
 const TRAIL_BLOCKS: usize = 2048;
+
+fn default_trail_blocks() -> usize {
+    TRAIL_BLOCKS
+}
 
 impl ErrorTrail {
     /// Checks a deserialized trail: at most 2048 blocks, a positive block size, finite sums
@@ -101,10 +120,17 @@ impl ErrorTrail {
     /// # Errors
     /// A message naming the problem.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.sums.len() > TRAIL_BLOCKS {
+        if self.max_blocks < 2 || self.max_blocks > TRAIL_BLOCKS || self.max_blocks % 2 != 0 {
             return Err(format!(
-                "error trail has {} blocks, at most {TRAIL_BLOCKS}",
-                self.sums.len()
+                "error trail keeps {} blocks, expected an even number in 2..={TRAIL_BLOCKS}",
+                self.max_blocks
+            ));
+        }
+        if self.sums.len() > self.max_blocks {
+            return Err(format!(
+                "error trail has {} blocks, at most {}",
+                self.sums.len(),
+                self.max_blocks
             ));
         }
         if !self.sums.is_empty() && self.block == 0 {
@@ -128,9 +154,10 @@ impl ErrorTrail {
 
     /// Adds the model's and the naive forecast's squared error of one event.
     pub fn push(&mut self, model: f64, naive: f64) {
+        let max = self.max_blocks;
         if self.block == 0 {
             self.block = 1;
-            self.sums.reserve(TRAIL_BLOCKS);
+            self.sums.reserve_exact(max);
         }
         match self.sums.last_mut() {
             Some(last) if last.2 < self.block => {
@@ -139,12 +166,12 @@ impl ErrorTrail {
                 last.2 += 1;
             }
             _ => {
-                if self.sums.len() == TRAIL_BLOCKS {
-                    for i in 0..TRAIL_BLOCKS / 2 {
+                if self.sums.len() >= max {
+                    for i in 0..max / 2 {
                         let (a, b) = (self.sums[2 * i], self.sums[2 * i + 1]);
                         self.sums[i] = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
                     }
-                    self.sums.truncate(TRAIL_BLOCKS / 2);
+                    self.sums.truncate(max / 2);
                     self.block *= 2;
                 }
                 self.sums.push((model, naive, 1));
@@ -205,6 +232,50 @@ impl ErrorTrail {
     /// Events pushed.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Sums of the model's and the naive forecast's squared errors over every event pushed,
+    /// and the number of events: `(model, naive, events)`.
+    pub fn sums(&self) -> (f64, f64, u64) {
+        let (m, n) = self
+            .sums
+            .iter()
+            .fold((0.0, 0.0), |a, s| (a.0 + s.0, a.1 + s.1));
+        (m, n, self.events)
+    }
+
+    /// The sums of [`ErrorTrail::last20`]: `(model, naive, events)` over the events it
+    /// averages.
+    pub fn last20_sums(&self) -> (f64, f64, u64) {
+        let want = (self.events / 5).max(1);
+        let (mut m, mut n, mut c) = (0.0, 0.0, 0u64);
+        for s in self.sums.iter().rev() {
+            if c >= want {
+                break;
+            }
+            m += s.0;
+            n += s.1;
+            c += s.2;
+        }
+        (m, n, c)
+    }
+
+    /// Keeps at most `blocks` blocks from now on (rounded down to even, at least 2, at most
+    /// 2,048); blocks already kept beyond that are merged.
+    pub fn set_max_blocks(&mut self, blocks: usize) {
+        let max = (blocks.clamp(2, TRAIL_BLOCKS)) & !1;
+        while self.sums.len() > max {
+            let half = self.sums.len().div_ceil(2);
+            for i in 0..half {
+                let a = self.sums[2 * i];
+                let b = self.sums.get(2 * i + 1).copied().unwrap_or((0.0, 0.0, 0));
+                self.sums[i] = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+            }
+            self.sums.truncate(half);
+            self.block *= 2;
+        }
+        self.max_blocks = max;
+        self.sums.shrink_to(max);
     }
 }
 
@@ -359,11 +430,6 @@ impl Pipeline {
         } else {
             self.config.normalize
         };
-        self.out.residual = Vec::with_capacity(dy);
-        self.out.forecast = vec![0.0; dy];
-        self.out.members = Vec::with_capacity(MEMBERS * dy);
-        self.out.weights = Vec::with_capacity(MEMBERS);
-        self.out.key.reserve(64);
         self.inner = Some(Inner {
             learner,
             norm_x: Normalizer::new(d, mode),
@@ -398,6 +464,19 @@ impl Pipeline {
     /// rejected and nothing changes), [`Error::NonFinite`] for a NaN or infinite value,
     /// [`Error::Config`] if the learner cannot be built.
     pub fn process(&mut self, ev: &Event) -> Result<&OutputRecord> {
+        let mut out = std::mem::take(&mut self.out);
+        let result = self.process_into(ev, &mut out);
+        self.out = out;
+        result.map(|()| &self.out)
+    }
+
+    /// [`Pipeline::process`], writing the record into `out` (a caller's buffer, reused from
+    /// event to event and from pipeline to pipeline: its vectors grow to the widest stream
+    /// once, then nothing is allocated). On error `out` holds nothing meaningful.
+    ///
+    /// # Errors
+    /// As [`Pipeline::process`].
+    pub fn process_into(&mut self, ev: &Event, out: &mut OutputRecord) -> Result<()> {
         if self.inner.is_none() {
             self.init(ev)?;
         }
@@ -423,12 +502,14 @@ impl Pipeline {
                 index: i,
             });
         }
-        let out = &mut self.out;
+        out.forecast.resize(dy, 0.0);
         out.index = inner.learner.events();
         out.time = ev.time;
         out.key.clear();
         out.key.push_str(&ev.key);
         out.residual.clear();
+        out.members.clear();
+        out.weights.clear();
         out.error = None;
         out.score = 0.0;
         out.anomaly = false;
@@ -535,7 +616,29 @@ impl Pipeline {
         if out.anomaly {
             self.anomalies += 1;
         }
-        Ok(&self.out)
+        Ok(())
+    }
+
+    /// Hands out the learner's window buffers, for a caller that lends one set to many
+    /// pipelines of one shape in turn ([`crate::train::trainer::Trainer::take_window`]);
+    /// `None` before the first event or with a background trainer.
+    pub fn take_window(&mut self) -> Option<Window<f32>> {
+        self.inner.as_mut().and_then(|i| i.learner.take_window())
+    }
+
+    /// Lends window buffers to the learner ([`Learner::swap_window`]): whether they fit (false
+    /// before the first event, for another shape or with a background trainer).
+    pub fn swap_window(&mut self, window: &mut Window<f32>) -> bool {
+        self.inner
+            .as_mut()
+            .is_some_and(|i| i.learner.swap_window(window))
+    }
+
+    /// Keeps the error trail's figures in at most `blocks` blocks (default 2,048; at least
+    /// 2): the summary's last-20% error is then exact to within `1 / (blocks / 2)` of the
+    /// stream's length, in `24 · blocks` bytes. Many small series need fewer.
+    pub fn set_trail_blocks(&mut self, blocks: usize) {
+        self.trail.set_max_blocks(blocks);
     }
 
     /// Everything needed to continue exactly from here ([`Pipeline::restore`]). Allocates;
@@ -699,10 +802,6 @@ impl Pipeline {
         }
         let mut anomaly = s.anomaly;
         anomaly.set_threshold(p.config.anomaly.threshold);
-        p.out.residual = Vec::with_capacity(dy);
-        p.out.forecast = vec![0.0; dy];
-        p.out.members = Vec::with_capacity(MEMBERS * dy);
-        p.out.weights = Vec::with_capacity(MEMBERS);
         p.out.key.reserve(64);
         p.inner = Some(Inner {
             learner,

@@ -8,3 +8,4 @@ pub mod record;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod store;

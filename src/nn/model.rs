@@ -495,6 +495,29 @@ impl<T: Float> Window<T> {
         })
     }
 
+    /// A window that holds nothing (capacity 0) and allocates nothing: the place holder a
+    /// trainer keeps while its buffers are lent out (see [`crate::train::trainer::Trainer::take_window`]).
+    pub fn empty(config: &ModelConfig) -> Self {
+        Window {
+            config: *config,
+            cap: 0,
+            layers: Vec::new(),
+            x: Vec::new(),
+            targets: Vec::new(),
+            y: Vec::new(),
+            dy: Vec::new(),
+            dh_top: Vec::new(),
+            grads: DVector::zeros(0),
+            n: 0,
+            first_loss_step: 0,
+        }
+    }
+
+    /// The model shape the buffers are for.
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.config
+    }
+
     /// The most steps a window can hold.
     pub fn capacity(&self) -> usize {
         self.cap

@@ -1,5 +1,6 @@
 //! The service layer: the streaming runtime (a source, the pipeline on its own thread, a
 //! sink) and the async stream adapter for embedding. Builds on [`crate::io`] and below.
 
+pub mod keyed;
 pub mod run;
 pub mod stream;

@@ -31,6 +31,7 @@ use crate::io::record::{Recorder, WallClock};
 use crate::io::shutdown::Shutdown;
 use crate::io::sink::{OutputFormat, RecordWriter, Sink};
 use crate::io::source::{self, SourceConfig, SourceItem};
+use crate::service::keyed::{Done, KeyedConfig, KeyedStats, SeriesError, Workers};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::PathBuf;
@@ -127,6 +128,11 @@ pub struct RunConfig {
     /// replay reads back ([`crate::io::record`]). A fresh run truncates it; a run resumed from a
     /// checkpoint appends to it.
     pub record: Option<PathBuf>,
+    /// A pipeline per event key, on worker threads ([`crate::service::keyed`]); `None`: one
+    /// pipeline for every event. Its `pipeline` is replaced by [`RunConfig::pipeline`].
+    /// Records come out in input order either way. Not with `checkpoint` or `resume` (the
+    /// keyed series keep their state in [`KeyedConfig::store`]).
+    pub keyed: Option<KeyedConfig>,
 }
 
 impl RunConfig {
@@ -146,6 +152,7 @@ impl RunConfig {
             checkpoint: None,
             resume: None,
             record: None,
+            keyed: None,
         }
     }
 }
@@ -280,6 +287,9 @@ pub struct Summary {
     /// With `-T auto`: the window length now and its min, mean and max over the updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncation: Option<crate::train::truncation::TruncationReport>,
+    /// With keyed series: their counters (series, evictions, restores, store writes, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<KeyedStats>,
 }
 
 impl std::fmt::Display for Summary {
@@ -320,8 +330,25 @@ impl std::fmt::Display for Summary {
                 self.refused_connections, self.evicted_connections, self.timed_out_connections
             )?;
         }
+        if let Some(k) = &self.series {
+            writeln!(
+                f,
+                "  series            {} in memory: {} created, {} restored, {} evicted, {} \
+                 expired, {} events refused (--max-series)",
+                k.series, k.created, k.restored, k.evicted, k.expired, k.refused
+            )?;
+            if k.store_writes + k.store_failures > 0 {
+                writeln!(
+                    f,
+                    "  store             {} writes, {} failed",
+                    k.store_writes, k.store_failures
+                )?;
+            }
+        }
         writeln!(f, "  anomalies         {}", self.anomalies)?;
-        writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
+        if self.series.is_none() {
+            writeln!(f, "  mean loss         {:.6}", self.mean_loss)?;
+        }
         if let Some(t) = &self.truncation {
             writeln!(f, "  window            {t}")?;
         }
@@ -357,6 +384,46 @@ impl std::fmt::Display for Summary {
             "  throughput        {:.0} events/s over {:.3} s",
             self.events_per_sec, self.wall_seconds
         )
+    }
+}
+
+impl Summary {
+    /// The figures of one pipeline (events, wall time, end and the source's counters are
+    /// the run's).
+    fn of_pipeline(p: &Pipeline) -> Summary {
+        let (mse_last20, naive_mse_last20) = p.last20();
+        let (mse_all, naive_mse_all) = p.trail().all();
+        let learner = p.learner();
+        Summary {
+            updates: learner.map_or(0, |l| l.updates()),
+            skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
+            rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
+            anomalies: p.anomalies(),
+            mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
+            mse_last20,
+            naive_mse_last20,
+            mse_all,
+            naive_mse_all,
+            truncation: learner.map(|l| l.truncation()).filter(|t| t.adaptive),
+            ..Summary::default()
+        }
+    }
+
+    /// The figures of keyed series: errors over every series' events, each against its own
+    /// naive forecast.
+    fn of_series(k: KeyedStats) -> Summary {
+        let (mse_last20, naive_mse_last20) = k.mse_last20();
+        let (mse_all, naive_mse_all) = k.mse_all();
+        Summary {
+            updates: k.updates,
+            anomalies: k.anomalies,
+            mse_last20,
+            naive_mse_last20,
+            mse_all,
+            naive_mse_all,
+            series: Some(k),
+            ..Summary::default()
+        }
     }
 }
 
@@ -403,6 +470,9 @@ pub enum RunError {
     /// An [`Observer`] failed to finish (e.g. the command's plot could not be written).
     #[error(transparent)]
     Observer(ObserverError),
+    /// The keyed series could not start (store, threads).
+    #[error(transparent)]
+    Series(#[from] SeriesError),
 }
 
 /// The recording of accepted events, when [`RunConfig::record`] asks for one.
@@ -541,9 +611,21 @@ impl Runner {
         }
         let resumed = config.resume.take();
         let resumed_from = resumed.as_ref().map(|s| s.events());
-        let pipeline = match resumed {
-            Some(state) => Pipeline::restore(*state)?,
-            None => Pipeline::new(config.pipeline.clone())?,
+        let engine = match (config.keyed.take(), resumed) {
+            (Some(mut k), resumed) => {
+                if resumed.is_some() || config.checkpoint.is_some() {
+                    return Err(RunError::Config(crate::Error::config(
+                        "checkpoint",
+                        "keyed series keep their state in the store (--store), not in a \
+                         checkpoint file; with --shared-model one pipeline serves every key \
+                         and checkpoints work as usual",
+                    )));
+                }
+                k.pipeline = config.pipeline.clone();
+                Engine::Keyed(Box::new(Workers::spawn(&k)?))
+            }
+            (None, Some(state)) => Engine::Single(Box::new(Pipeline::restore(*state)?)),
+            (None, None) => Engine::Single(Box::new(Pipeline::new(config.pipeline.clone())?)),
         };
         let writer = match &config.checkpoint {
             Some(c) => Some(checkpoint::Writer::spawn(&c.path, c.keep)?),
@@ -564,7 +646,7 @@ impl Runner {
             ),
         };
         let worker = tokio::task::spawn_blocking(move || {
-            let looper = EventLoop::new(config, pipeline, sink, observers, writer)?;
+            let looper = EventLoop::new(config, engine, sink, observers, writer)?;
             looper.run(inbox, &shutdown)
         });
         let result = worker.await.map_err(RunError::Internal)?;
@@ -670,10 +752,18 @@ struct Inbox {
     closer: source::Closer,
 }
 
+/// What turns events into records: one pipeline, or a pipeline per key on workers.
+enum Engine {
+    Single(Box<Pipeline>),
+    Keyed(Box<Workers<source::Record>>),
+    /// After the keyed workers have stopped.
+    Finished,
+}
+
 /// The predict thread's state: the pipeline, where its records go and what watches them.
 struct EventLoop {
     config: RunConfig,
-    pipeline: Pipeline,
+    engine: Engine,
     sink: Box<dyn Sink + Send>,
     observers: Vec<Box<dyn Observer>>,
     rejects: RejectLog,
@@ -687,30 +777,38 @@ struct EventLoop {
     first_time: Option<f64>,
     /// Closes a listener's connection (strict mode per connection); set by `drain`.
     closer: Option<source::Closer>,
+    /// The record buffer of the single pipeline, reused.
+    out: OutputRecord,
+    /// Events handed to keyed workers.
+    submitted: u64,
 }
 
 impl EventLoop {
     fn new(
         config: RunConfig,
-        pipeline: Pipeline,
+        engine: Engine,
         sink: Box<dyn Sink + Send>,
         observers: Vec<Box<dyn Observer>>,
         ckpt_writer: Option<checkpoint::Writer>,
     ) -> Result<Self, RunError> {
+        let (events_before, background) = match &engine {
+            Engine::Single(p) => (p.events(), p.config().background),
+            Engine::Keyed(_) | Engine::Finished => (0, false),
+        };
         let checkpoints = ckpt_writer.map(|writer| Checkpoints {
             writer,
             every: config.checkpoint.as_ref().and_then(|c| c.every),
             interval: config.checkpoint.as_ref().and_then(|c| c.interval),
-            last_events: pipeline.events(),
+            last_events: events_before,
             last_time: Instant::now(),
             deferred: 0,
             waiting: false,
-            wait: !pipeline.config().background,
+            wait: !background,
         });
-        let recording = Recording::open(&config, pipeline.events() > 0)?;
+        let recording = Recording::open(&config, events_before > 0)?;
         Ok(EventLoop {
             config,
-            pipeline,
+            engine,
             sink,
             observers,
             rejects: RejectLog { count: 0 },
@@ -721,6 +819,8 @@ impl EventLoop {
             started: Instant::now(),
             first_time: None,
             closer: None,
+            out: OutputRecord::default(),
+            submitted: 0,
         })
     }
 
@@ -739,15 +839,28 @@ impl EventLoop {
         for o in &mut self.observers {
             o.stopped();
         }
-        let joined = self.pipeline.finish();
+        let (joined, keyed) = match std::mem::replace(&mut self.engine, Engine::Finished) {
+            Engine::Single(mut p) => {
+                let joined = p.finish();
+                self.engine = Engine::Single(p);
+                (joined, None)
+            }
+            Engine::Keyed(w) => (Ok(()), Some(w.finish())),
+            Engine::Finished => (Ok(()), None),
+        };
         // The final checkpoint is written whatever ended the run: the state is consistent
         // after every event (a rejected record changes nothing).
         let mut ck_stats = checkpoint::WriterStats::default();
         let mut deferred = 0;
         if let Some(c) = self.checkpoints.take() {
             deferred = c.deferred;
-            let last = self
-                .pipeline
+            let Engine::Single(pipeline) = &mut self.engine else {
+                return Err(RunError::Config(crate::Error::config(
+                    "checkpoint",
+                    "only a single pipeline writes checkpoints",
+                )));
+            };
+            let last = pipeline
                 .snapshot()
                 .map_err(RunError::from)
                 .and_then(|s| checkpoint::encode(&s).map_err(RunError::from));
@@ -771,27 +884,15 @@ impl EventLoop {
         }
         joined?;
         let wall = started.elapsed().as_secs_f64();
-        let (mse, naive) = self.pipeline.last20();
-        let (mse_all, naive_mse_all) = self.pipeline.trail().all();
-        let learner = self.pipeline.learner();
+        let mut summary = match (&self.engine, keyed) {
+            (_, Some(k)) => Summary::of_series(k),
+            (Engine::Single(p), None) => Summary::of_pipeline(p),
+            _ => Summary::default(),
+        };
         let events = self.events;
         Ok(Summary {
             events,
-            updates: learner.map_or(0, |l| l.updates()),
-            skipped_updates: learner.map_or(0, |l| l.skipped_updates()),
-            rejected_updates: learner.map_or(0, |l| l.rejected_updates()),
             rejected: self.rejects.count,
-            dropped_datagrams: 0,
-            kernel_dropped_datagrams: 0,
-            refused_connections: 0,
-            evicted_connections: 0,
-            timed_out_connections: 0,
-            anomalies: self.pipeline.anomalies(),
-            mean_loss: learner.map_or(0.0, |l| l.mean_loss()),
-            mse_last20: mse,
-            naive_mse_last20: naive,
-            mse_all,
-            naive_mse_all,
             events_per_sec: if wall > 0.0 {
                 events as f64 / wall
             } else {
@@ -803,7 +904,7 @@ impl EventLoop {
             checkpoints: ck_stats.written,
             checkpoints_deferred: deferred,
             checkpoint_failures: ck_stats.failed,
-            truncation: learner.map(|l| l.truncation()).filter(|t| t.adaptive),
+            ..std::mem::take(&mut summary)
         })
     }
 
@@ -815,11 +916,43 @@ impl EventLoop {
             closer,
         } = inbox;
         self.closer = Some(closer);
+        let end = self.drain_items(&mut rx, &pool);
+        // Keyed series: the records of the events still in flight (unless the output is
+        // gone or the run failed).
+        if matches!(end, Ok(EndReason::EndOfInput | EndReason::Shutdown)) {
+            while let Some(d) = self.workers().and_then(|w| w.wait_done()) {
+                if let Some(end) = self.done(d, &pool)? {
+                    return Ok(end);
+                }
+            }
+        }
+        end
+    }
+
+    fn workers(&mut self) -> Option<&mut Workers<source::Record>> {
+        match &mut self.engine {
+            Engine::Keyed(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn drain_items(
+        &mut self,
+        rx: &mut tokio::sync::mpsc::Receiver<SourceItem>,
+        pool: &source::EventPool,
+    ) -> Result<EndReason, RunError> {
         loop {
             let item = match rx.try_recv() {
                 Ok(item) => item,
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                    // Nothing queued: flush what was written, then wait.
+                    // Nothing queued: take the keyed records in flight, flush what was
+                    // written, then wait.
+                    if let Some(d) = self.workers().and_then(|w| w.wait_done()) {
+                        if let Some(end) = self.done(d, pool)? {
+                            return Ok(end);
+                        }
+                        continue;
+                    }
                     if self.dirty {
                         if let Some(end) = judge_output(self.sink.flush())? {
                             return Ok(end);
@@ -837,9 +970,7 @@ impl EventLoop {
             };
             match item {
                 SourceItem::Event(rec) => {
-                    let end = self.event(&rec);
-                    pool.give(rec.event);
-                    if let Some(end) = end? {
+                    if let Some(end) = self.dispatch(rec, pool)? {
                         return Ok(end);
                     }
                 }
@@ -853,52 +984,146 @@ impl EventLoop {
         }
     }
 
-    /// One decoded event: predict, write, observe, checkpoint. `Some` when the run ends.
-    fn event(&mut self, rec: &source::Record) -> Result<Option<EndReason>, RunError> {
+    /// One decoded event: processed here with one pipeline, or handed to its series'
+    /// worker (the records that are ready are then written). `Some` when the run ends.
+    fn dispatch(
+        &mut self,
+        rec: source::Record,
+        pool: &source::EventPool,
+    ) -> Result<Option<EndReason>, RunError> {
         pace(
             &self.config.speed,
             &rec.event,
             &mut self.first_time,
             self.started,
         );
-        match self.pipeline.process(&rec.event) {
-            Ok(r) => {
-                if let Some(t) = self.recording.as_mut() {
-                    t.recorder
-                        .write(&rec.event, t.clock.epoch_of(rec.received))
-                        .map_err(RunError::Output)?;
-                }
-                for o in &mut self.observers {
-                    o.accepted(&rec.event, r);
-                }
-                if let Some(end) = judge_output(self.sink.write(r))? {
+        if !matches!(self.engine, Engine::Keyed(_)) {
+            let end = self.event(&rec);
+            pool.give(rec.event);
+            return end;
+        }
+        while let Some(d) = self
+            .workers()
+            .filter(|w| !w.ready_for(&rec.event))
+            .and_then(|w| w.wait_done())
+        {
+            if let Some(end) = self.done(d, pool)? {
+                return Ok(Some(end));
+            }
+        }
+        if let Some(w) = self.workers() {
+            w.submit(rec);
+            self.submitted += 1;
+        }
+        while let Some(d) = self.workers().and_then(|w| w.try_done()) {
+            if let Some(end) = self.done(d, pool)? {
+                return Ok(Some(end));
+            }
+        }
+        if self.config.max_events.is_some_and(|m| self.submitted >= m) {
+            while let Some(d) = self.workers().and_then(|w| w.wait_done()) {
+                if let Some(end) = self.done(d, pool)? {
                     return Ok(Some(end));
                 }
-                self.dirty = true;
-                self.events += 1;
-                if let Some(c) = self.checkpoints.as_mut() {
-                    c.after_event(&mut self.pipeline)?;
-                }
             }
-            Err(e) => {
-                if self.per_connection(&rec.origin) {
-                    if let Some(c) = &self.closer {
-                        c.close(rec.origin.peer);
-                    }
-                } else if self.config.strict {
-                    return Err(RunError::Strict {
-                        origin: rec.origin.to_string(),
-                        reason: Box::new(e),
-                    });
-                }
-                self.rejects.note(&rec.origin, &e);
-            }
+            return Ok(Some(EndReason::MaxEvents));
+        }
+        Ok(None)
+    }
+
+    /// A keyed event's result: written, observed, or rejected as with one pipeline.
+    fn done(
+        &mut self,
+        d: Done<source::Record>,
+        pool: &source::EventPool,
+    ) -> Result<Option<EndReason>, RunError> {
+        let Done {
+            item: rec,
+            record,
+            result,
+        } = d;
+        let end = match result {
+            Ok(()) => self.accepted(&rec, &record),
+            Err(e) => self.refused(&rec, e).map(|()| None),
+        };
+        pool.give(rec.event);
+        if let Some(w) = self.workers() {
+            w.recycle(record);
+        }
+        end
+    }
+
+    /// One decoded event with one pipeline: predict, write, observe, checkpoint. `Some` when
+    /// the run ends.
+    fn event(&mut self, rec: &source::Record) -> Result<Option<EndReason>, RunError> {
+        let Engine::Single(pipeline) = &mut self.engine else {
+            return Ok(None);
+        };
+        let mut out = std::mem::take(&mut self.out);
+        let result = pipeline.process_into(&rec.event, &mut out);
+        let ok = result.is_ok();
+        let end = match result {
+            Ok(()) => self.accepted(rec, &out),
+            Err(e) => self.refused(rec, e).map(|()| None),
+        };
+        self.out = out;
+        let end = end?;
+        if end.is_some() {
+            return Ok(end);
+        }
+        if let (true, Some(c), Engine::Single(p)) =
+            (ok, self.checkpoints.as_mut(), &mut self.engine)
+        {
+            c.after_event(p)?;
         }
         Ok(self
             .config
             .max_events
             .is_some_and(|m| self.events >= m)
             .then_some(EndReason::MaxEvents))
+    }
+
+    /// A processed event's record: recorded, observed, written.
+    fn accepted(
+        &mut self,
+        rec: &source::Record,
+        r: &OutputRecord,
+    ) -> Result<Option<EndReason>, RunError> {
+        if let Some(t) = self.recording.as_mut() {
+            t.recorder
+                .write(&rec.event, t.clock.epoch_of(rec.received))
+                .map_err(RunError::Output)?;
+        }
+        for o in &mut self.observers {
+            o.accepted(&rec.event, r);
+        }
+        if let Some(end) = judge_output(self.sink.write(r))? {
+            return Ok(Some(end));
+        }
+        self.dirty = true;
+        self.events += 1;
+        Ok(None)
+    }
+
+    /// An event its pipeline refused: fatal with `strict` (per connection with a listener),
+    /// else logged, counted and skipped.
+    fn refused(
+        &mut self,
+        rec: &source::Record,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Result<(), RunError> {
+        if self.per_connection(&rec.origin) {
+            if let Some(c) = &self.closer {
+                c.close(rec.origin.peer);
+            }
+        } else if self.config.strict {
+            return Err(RunError::Strict {
+                origin: rec.origin.to_string(),
+                reason: Box::new(e),
+            });
+        }
+        self.rejects.note(&rec.origin, &e);
+        Ok(())
     }
 
     /// Strict mode with a listener: a bad record costs its connection, not the run.

@@ -13,7 +13,7 @@
 //! at once and the prediction made from `x[t]` is scored against `y[t]`.
 
 use crate::nn::loss::Loss;
-use crate::nn::model::{Model, ModelConfig, StepWorkspace};
+use crate::nn::model::{Model, ModelConfig, StepWorkspace, Window};
 use crate::nn::optim::OptimizerConfig;
 use crate::train::background::Background;
 use crate::train::ring::{Ring, RingState};
@@ -393,6 +393,24 @@ impl<T: Float> Learner<T> {
         match &self.mode {
             Mode::Inline(t) => Some(t),
             Mode::Background(_) | Mode::Switching => None,
+        }
+    }
+
+    /// Hands out the inline trainer's window buffers ([`Trainer::take_window`]); `None` with a
+    /// background trainer (its buffers live on its thread).
+    pub fn take_window(&mut self) -> Option<Window<T>> {
+        match &mut self.mode {
+            Mode::Inline(t) => Some(t.take_window()),
+            Mode::Background(_) | Mode::Switching => None,
+        }
+    }
+
+    /// Lends window buffers to the inline trainer ([`Trainer::swap_window`]): whether they
+    /// fit (false with a background trainer).
+    pub fn swap_window(&mut self, window: &mut Window<T>) -> bool {
+        match &mut self.mode {
+            Mode::Inline(t) => t.swap_window(window),
+            Mode::Background(_) | Mode::Switching => false,
         }
     }
 

@@ -368,6 +368,42 @@ impl<T: Float> Trainer<T> {
         &self.window
     }
 
+    /// Hands out the window buffers (the largest part of a trainer's memory), leaving an
+    /// empty place holder: many learners of one shape that train one at a time can share one
+    /// set of buffers (a worker of many keyed series lends its set to each series in turn,
+    /// with [`Trainer::put_window`]). An update without buffers allocates new ones.
+    pub fn take_window(&mut self) -> Window<T> {
+        let empty = Window::empty(self.window.model_config());
+        std::mem::replace(&mut self.window, empty)
+    }
+
+    /// Lends `window` to this trainer: swaps it with the trainer's own buffers (the empty
+    /// place holder after [`Trainer::take_window`]) and returns true, when it fits; buffers of
+    /// another shape, or too short for the configured `T`, are left where they are (false).
+    pub fn swap_window(&mut self, window: &mut Window<T>) -> bool {
+        if window.model_config() != self.window.model_config()
+            || window.capacity() < self.config.window
+        {
+            return false;
+        }
+        std::mem::swap(&mut self.window, window);
+        true
+    }
+
+    /// Whether the trainer holds window buffers (not lent out).
+    pub fn has_window(&self) -> bool {
+        self.window.capacity() > 0
+    }
+
+    /// Allocates window buffers if they were lent out and not given back.
+    fn ensure_window(&mut self) -> Result<()> {
+        if self.window.capacity() == 0 {
+            let shape = *self.window.model_config();
+            self.window = Window::new(&shape, self.config.window)?;
+        }
+        Ok(())
+    }
+
     /// One TBPTT update of `model` on the newest `T` pairs of `ring` (`T` =
     /// [`Trainer::window_len`]). No allocation.
     ///
@@ -378,6 +414,7 @@ impl<T: Float> Trainer<T> {
         if ring.len() < t {
             return Err(Error::len("update (ring pairs)", t, ring.len()));
         }
+        self.ensure_window()?;
         let (xs, ys) = self.window.io_mut();
         let start = ring.copy_newest_to(t, xs, ys);
         let loss =
@@ -404,6 +441,7 @@ impl<T: Float> Trainer<T> {
         let mc = model.config();
         let (d_in, d_out) = (mc.d_input, mc.d_output);
         let t = xs.len() / d_in;
+        self.ensure_window()?;
         let (wx, wy) = self.window.io_mut();
         if xs.len() != t * d_in || ys.len() != t * d_out || xs.len() > wx.len() {
             return Err(Error::len(

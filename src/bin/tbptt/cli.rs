@@ -645,6 +645,64 @@ pub struct Common {
 
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
+
+    #[command(flatten)]
+    pub series: SeriesArgs,
+}
+
+/// Flags of keyed series (`--key`), shared by `learn` and `replay`.
+#[derive(Args, Debug)]
+pub struct SeriesArgs {
+    /// With --key: one model for every key (the events of all keys form one sequence),
+    /// instead of a pipeline per key.
+    #[arg(long, requires = "key", help_heading = "Series")]
+    pub shared_model: bool,
+    /// With --key: worker threads the series are spread over, by key hash [default: the
+    /// number of cores].
+    #[arg(long, value_name = "N", requires = "key", value_parser = clap::value_parser!(u64).range(1..=1024), help_heading = "Series")]
+    pub workers: Option<u64>,
+    /// With --key: series kept in memory at most. Past it the least recently seen series is
+    /// evicted to --store (and restored on its next event); without a store, events of new
+    /// keys are refused and counted.
+    #[arg(long, value_name = "N", requires = "key", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Series")]
+    pub max_series: u64,
+    /// With --key: forget a series not seen for this long (seconds, or with a unit: 90s,
+    /// 15m, 2h, 7d), also in the store [default: never].
+    #[arg(long, value_name = "DURATION", requires = "key", value_parser = duration, help_heading = "Series")]
+    pub series_ttl: Option<std::time::Duration>,
+    /// With --key: keep every series' state in this database file (created if missing;
+    /// series are restored from it on their first event).
+    #[arg(long, value_name = "PATH", requires = "key", help_heading = "Series")]
+    pub store: Option<PathBuf>,
+    /// How often the series that changed are written to --store.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, requires = "store", help_heading = "Series")]
+    pub store_interval: std::time::Duration,
+}
+
+/// Parses a duration: seconds (`2.5`), or a number with a unit `ms`, `s`, `m`, `h`, `d`.
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a duration like 30, 90s, 15m, 2h or 7d, got {s:?}"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        u => return Err(format!("unknown unit {u:?} in {s:?}: use ms, s, m, h or d")),
+    };
+    let secs = n * scale;
+    if !(secs > 0.0 && secs <= 1e9) {
+        return Err(format!(
+            "the duration must be positive (and at most 1e9 s), got {s:?}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Parses `--likelihood`: a JSON object of likelihood settings, the rest at their defaults.

@@ -14,6 +14,7 @@ use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::io::checkpoint::{self, Checkpoint};
 use tbptt::io::format::{ColumnSpec, DecoderConfig};
 use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
+use tbptt::service::keyed::KeyedConfig;
 use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Runner, Speed, Summary};
 use tbptt::{CellKind, LearnerConfig, Truncation};
 
@@ -69,7 +70,8 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
             };
             let mut config = build(&a.common, spec)?;
             a.listener.apply(&mut config.source)?;
-            config.pipeline.background = !a.sync;
+            // Keyed series train inline on their workers.
+            config.pipeline.background = !a.sync && config.keyed.is_none();
             config.record = a.record.clone();
             (config, a.common)
         }
@@ -226,7 +228,27 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         checkpoint: None,
         resume: None,
         record: None,
+        keyed: keyed(c),
     })
+}
+
+/// A pipeline per key: with `--key`, unless `--shared-model`.
+fn keyed(c: &Common) -> Option<KeyedConfig> {
+    let s = &c.series;
+    if c.input.key.is_none() || s.shared_model {
+        return None;
+    }
+    let mut k = KeyedConfig {
+        max_series: usize::try_from(s.max_series).unwrap_or(usize::MAX),
+        series_ttl: s.series_ttl,
+        store: s.store.clone(),
+        store_interval: s.store_interval,
+        ..KeyedConfig::default()
+    };
+    if let Some(w) = s.workers {
+        k.workers = w as usize;
+    }
+    Some(k)
 }
 
 /// `-T` with the `--t-*` settings of `-T auto`.
