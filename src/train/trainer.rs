@@ -229,7 +229,12 @@ impl<T: Float> Trainer<T> {
         Ok(Trainer {
             loss_steps: config.loss_steps.resolve(config.window, config.every),
             optimizer: Optimizer::new(config.optimizer.clone(), model.n_params())?,
-            window: Window::new(model, config.window)?,
+            // The buffers are allocated at the first update (a learner that is lent a
+            // worker's buffers never allocates its own).
+            window: {
+                model.validate()?;
+                Window::empty(model)
+            },
             adaptive: config
                 .auto_truncation
                 .clone()
@@ -371,7 +376,7 @@ impl<T: Float> Trainer<T> {
     /// Hands out the window buffers (the largest part of a trainer's memory), leaving an
     /// empty place holder: many learners of one shape that train one at a time can share one
     /// set of buffers (a worker of many keyed series lends its set to each series in turn,
-    /// with [`Trainer::put_window`]). An update without buffers allocates new ones.
+    /// with [`Trainer::swap_window`]). An update without buffers allocates new ones.
     pub fn take_window(&mut self) -> Window<T> {
         let empty = Window::empty(self.window.model_config());
         std::mem::replace(&mut self.window, empty)
