@@ -127,6 +127,35 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing store whatever its settings (to inspect it).
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] if the file is missing, held by another process or not a
+    /// database.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::open(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The settings the store's series were created with; `None` for an empty store.
+    ///
+    /// # Errors
+    /// As a read.
+    pub fn settings(&self) -> Result<Option<PipelineConfig>, StoreError> {
+        self.template()
+    }
+
+    /// Whether `bytes` (a file's start) look like a store file.
+    pub fn sniff(bytes: &[u8]) -> bool {
+        bytes.starts_with(b"redb")
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path

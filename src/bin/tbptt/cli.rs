@@ -216,7 +216,7 @@ pub struct NabArgs {
 /// Flags of `inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The checkpoint file.
+    /// The checkpoint file, or a state store (--store): each series is then listed.
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
     /// Print one JSON object instead of the human-readable form.

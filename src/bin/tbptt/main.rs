@@ -14,6 +14,7 @@ use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::io::checkpoint::{self, Checkpoint};
 use tbptt::io::format::{ColumnSpec, DecoderConfig};
 use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
+use tbptt::io::store::Store;
 use tbptt::service::keyed::KeyedConfig;
 use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Runner, Speed, Summary};
 use tbptt::{CellKind, LearnerConfig, Truncation};
@@ -398,7 +399,65 @@ fn load_for_resume(path: &Path) -> Result<Checkpoint, AnyError> {
 }
 
 /// `tbptt inspect PATH [--json]`.
+/// `inspect STORE`: every series' key, events, updates, anomalies and size; each entry is
+/// decoded, so a damaged one fails the command naming its key.
+fn inspect_store(a: &InspectArgs) -> Result<(), AnyError> {
+    let store = Store::open_existing(&a.path)?;
+    let mut rows = Vec::new();
+    store.for_each(|key, bytes| {
+        let s = store.decode(key, bytes)?;
+        let updates = s.inner.as_ref().map_or(0, |i| i.learner.trainer.updates);
+        rows.push((
+            key.to_string(),
+            s.events(),
+            updates,
+            s.anomalies,
+            bytes.len(),
+        ));
+        Ok(())
+    })?;
+    let total: usize = rows.iter().map(|r| r.4).sum();
+    if a.json {
+        let series: Vec<_> = rows
+            .iter()
+            .map(|(k, e, u, an, b)| {
+                serde_json::json!({"key": k, "events": e, "updates": u, "anomalies": an, "bytes": b})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "path": a.path,
+            "series": rows.len(),
+            "bytes": total,
+            "settings": store.settings()?,
+            "entries": series,
+        });
+        return print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"));
+    }
+    use std::fmt::Write;
+    let mut out = format!(
+        "state store {}: {} series, {total} bytes of state\n{:<24} {:>10} {:>9} {:>9} {:>8}\n",
+        a.path.display(),
+        rows.len(),
+        "key",
+        "events",
+        "updates",
+        "anomalies",
+        "bytes"
+    );
+    for (k, e, u, an, b) in &rows {
+        writeln!(out, "{k:<24} {e:>10} {u:>9} {an:>9} {b:>8}")?;
+    }
+    print_stdout(&out)
+}
+
 fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
+    let mut head = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open(&a.path) {
+        use std::io::Read;
+        if f.read(&mut head).is_ok_and(|n| n >= 4) && Store::sniff(&head) {
+            return inspect_store(a);
+        }
+    }
     let c = checkpoint::read(&a.path).map_err(|e| match e {
         checkpoint::CheckpointError::Io { .. } => e.to_string(),
         e => format!("{}: {e}", a.path.display()),
