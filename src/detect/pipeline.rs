@@ -19,6 +19,10 @@ use crate::train::learner::{Learner, LearnerConfig, LearnerState, Targets};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+fn yes() -> bool {
+    true
+}
+
 /// Settings of a pipeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +33,12 @@ pub struct PipelineConfig {
     pub normalize: NormMode,
     /// Anomaly score settings.
     pub anomaly: AnomalyConfig,
+    /// With `background`: skip a due update when the trainer is still busy (prediction never
+    /// waits; the skipped updates are counted), instead of waiting for it (no update lost, the
+    /// input slowed to the trainer's pace). Default: true. The command waits unless
+    /// `--lossy`.
+    #[serde(default = "yes")]
+    pub skip_busy_updates: bool,
     /// Train on a background thread (predictions never wait). Default: false (inline,
     /// deterministic).
     pub background: bool,
@@ -46,6 +56,7 @@ impl Default for PipelineConfig {
             normalize: NormMode::Cumulative,
             anomaly: AnomalyConfig::default(),
             background: false,
+            skip_busy_updates: true,
             forecast: ForecastConfig::default(),
         }
     }
@@ -422,6 +433,7 @@ impl Pipeline {
         let mut learner = Learner::new(lc)?;
         if self.config.background {
             learner.spawn_trainer()?;
+            learner.set_wait_for_trainer(!self.config.skip_busy_updates);
         }
         let dy = if explicit { ev.targets.len() } else { d };
         // Class probabilities (one-hot inputs or targets) are not normalized.
@@ -799,6 +811,7 @@ impl Pipeline {
         let mut learner = Learner::restore(s.learner)?;
         if p.config.background {
             learner.spawn_trainer()?;
+            learner.set_wait_for_trainer(!p.config.skip_busy_updates);
         }
         let mut anomaly = s.anomaly;
         anomaly.set_threshold(p.config.anomaly.threshold);

@@ -120,10 +120,16 @@ impl<T: Float> Background<T> {
         }
     }
 
-    /// Hands the newest window to the trainer; `false` if it is busy (the update is skipped).
-    pub(super) fn submit(&mut self, ring: &Ring<T>) -> bool {
+    /// Hands the newest window to the trainer; `false` if it is busy (the update is skipped),
+    /// unless `wait`: then it waits for the trainer to free a window buffer.
+    pub(super) fn submit(&mut self, ring: &Ring<T>, wait: bool) -> bool {
         let Some(jobs) = &self.jobs else { return false };
-        match self.free_jobs.try_recv() {
+        let free = if wait {
+            self.free_jobs.recv().map_err(|_| ())
+        } else {
+            self.free_jobs.try_recv().map_err(|_| ())
+        };
+        match free {
             Ok(mut job) => {
                 let t = self.truncation.current;
                 let start = ring.copy_newest_to(t, &mut job.xs, &mut job.ys);

@@ -320,6 +320,8 @@ pub struct Learner<T: Float = f32> {
     has_pending: bool,
     events: u64,
     skipped: u64,
+    /// With a background trainer: wait for it when it is busy instead of skipping the update.
+    wait: bool,
 }
 
 impl<T: Float> Learner<T> {
@@ -366,6 +368,7 @@ impl<T: Float> Learner<T> {
             has_pending: false,
             events: 0,
             skipped: 0,
+            wait: false,
             model,
             mode: Mode::Inline(Box::new(trainer)),
             config,
@@ -412,6 +415,14 @@ impl<T: Float> Learner<T> {
             Mode::Inline(t) => t.swap_window(window),
             Mode::Background(_) | Mode::Switching => false,
         }
+    }
+
+    /// With a background trainer: whether a due update waits for the trainer when it is still
+    /// busy with the previous ones (`true`: no update is lost and the caller is slowed to the
+    /// trainer's pace, back-pressure) or is skipped and counted (`false`, the default:
+    /// prediction never waits).
+    pub fn set_wait_for_trainer(&mut self, wait: bool) {
+        self.wait = wait;
     }
 
     /// Whether training runs on a background thread.
@@ -772,7 +783,7 @@ impl<T: Float> Learner<T> {
             (_, false) => None,
             (Mode::Inline(t), true) => Some(t.update(&mut self.model, &self.ring)?),
             (Mode::Background(b), true) => {
-                if !b.submit(&self.ring) {
+                if !b.submit(&self.ring, self.wait) {
                     self.skipped += 1;
                 }
                 None

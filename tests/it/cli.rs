@@ -910,3 +910,36 @@ fn likelihood_settings_change_when_an_alarm_is_reported_and_bad_ones_are_refused
         assert!(out.stderr.contains(says), "{bad}: {}", out.stderr);
     }
 }
+
+#[test]
+fn r16_a_piped_file_learns_as_well_as_replay() {
+    // `cat file | tbptt learn` trains in the background; a busy trainer slows the pipe
+    // instead of skipping updates, so it learns what `replay` learns.
+    let dir = TempDir::new("piped");
+    let input = dir.join("in.csv");
+    let values: Vec<f64> = (0..20_000)
+        .map(|i| 50.0 + 10.0 * (0.3 * i as f64).sin() + ((i * 7919) % 101) as f64 / 50.0)
+        .collect();
+    let bytes = csv_input("cpu", &values);
+    std::fs::write(&input, &bytes).unwrap();
+    let mut learn = tbptt(["learn", "-q", "-o", "none", "--summary"]);
+    learn.arg(dir.join("learn.json"));
+    util::run(learn, Input::Bytes(bytes)).assert_code(0);
+    let mut replay = tbptt(["replay", "-q", "-o", "none", "--summary"]);
+    replay.arg(dir.join("replay.json")).arg(&input);
+    util::run(replay, Input::Null).assert_code(0);
+    let (l, r) = (
+        util::summary(&dir.join("learn.json")),
+        util::summary(&dir.join("replay.json")),
+    );
+    assert_eq!(l["skipped_updates"], 0, "{l}");
+    assert_eq!(l["updates"], r["updates"], "{l}\n{r}");
+    let (ml, mr) = (
+        l["mse_last20"].as_f64().unwrap(),
+        r["mse_last20"].as_f64().unwrap(),
+    );
+    assert!(
+        ml <= mr * 1.05,
+        "piped learn MSE {ml} against replay's {mr}"
+    );
+}

@@ -144,7 +144,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Read events (stdin, a file or a socket), forecast each at once, learn, write one record
-    /// per event. Trains on a background thread unless --sync.
+    /// per event. Trains on a background thread unless --sync; a busy trainer slows the
+    /// input (no update is lost) unless --lossy.
     #[command(after_help = EXAMPLES)]
     Learn(LearnArgs),
     /// Replay a recorded log: like `learn` on a file, deterministic (--sync) by default,
@@ -292,6 +293,10 @@ pub struct LearnArgs {
     /// Train inline, deterministically (predictions wait for updates).
     #[arg(long)]
     pub sync: bool,
+    /// Skip a due update when the background trainer is still busy (predictions never wait;
+    /// skipped updates are counted), instead of slowing the input to the trainer's pace.
+    #[arg(long, conflicts_with = "sync")]
+    pub lossy: bool,
     /// Record every accepted event with its arrival time to FILE (JSON lines; read it back
     /// with `replay FILE --format jsonl`, or `sweep`; `--time arrival` paces by arrival). A
     /// run resumed from a checkpoint appends to FILE; a fresh run replaces it.

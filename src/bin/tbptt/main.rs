@@ -73,6 +73,9 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
             a.listener.apply(&mut config.source)?;
             // Keyed series train inline on their workers.
             config.pipeline.background = !a.sync && config.keyed.is_none();
+            // A stream that can wait is slowed to the trainer's pace rather than losing
+            // updates, unless --lossy.
+            config.pipeline.skip_busy_updates = a.lossy;
             config.record = a.record.clone();
             (config, a.common)
         }
@@ -364,6 +367,7 @@ fn setup_checkpoints(config: &mut RunConfig, common: &Common) -> Result<(), AnyE
         .map_err(|e| format!("cannot resume from {}: {e}", from.display()))?;
     let mut state = ckp.state;
     state.config.background = flags.background;
+    state.config.skip_busy_updates = flags.skip_busy_updates;
     if t.threshold.is_some() {
         state.config.anomaly.threshold = flags.anomaly.threshold;
     }
