@@ -175,6 +175,9 @@ pub enum EndReason {
     /// [`RunConfig::max_events`] events were accepted.
     #[serde(rename = "max events")]
     MaxEvents,
+    /// The run failed ([`Summary::error`] says why).
+    #[serde(rename = "error")]
+    Error,
 }
 
 impl EndReason {
@@ -185,6 +188,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::OutputClosed => "output closed",
             EndReason::MaxEvents => "max events",
+            EndReason::Error => "error",
         }
     }
 }
@@ -269,8 +273,12 @@ pub struct Summary {
     pub events_per_sec: f64,
     /// Wall time of the run, in seconds.
     pub wall_seconds: f64,
-    /// Why the run ended: `end of input`, `shutdown`, `output closed`, `max events`.
+    /// Why the run ended: `end of input`, `shutdown`, `output closed`, `max events` or
+    /// `error`.
     pub ended_by: EndReason,
+    /// With `ended_by: error`: what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Events seen before this run, when it resumed from a checkpoint (its first output
     /// index).
     #[serde(default)]
@@ -295,6 +303,9 @@ pub struct Summary {
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "tbptt summary ({})", self.ended_by)?;
+        if let Some(e) = &self.error {
+            writeln!(f, "  error             {e}")?;
+        }
         match self.resumed_from {
             Some(n) => writeln!(
                 f,
@@ -590,6 +601,28 @@ impl Runner {
     /// record with `strict`, an output error other than a closed output, an observer that
     /// failed to finish.
     pub async fn run(self, shutdown: Shutdown) -> Result<Summary, RunError> {
+        let (summary, result) = self.run_summarized(shutdown).await;
+        result.map(|()| summary)
+    }
+
+    /// [`Runner::run`], with the summary of what was done also when the run fails (its
+    /// `ended_by` is then [`EndReason::Error`] and its `error` the error's message): what
+    /// the command writes on every exit.
+    pub async fn run_summarized(self, shutdown: Shutdown) -> (Summary, Result<(), RunError>) {
+        match self.start(shutdown).await {
+            Ok(x) => x,
+            Err(e) => (
+                Summary {
+                    ended_by: EndReason::Error,
+                    error: Some(e.to_string()),
+                    ..Summary::default()
+                },
+                Err(e),
+            ),
+        }
+    }
+
+    async fn start(self, shutdown: Shutdown) -> Result<(Summary, Result<(), RunError>), RunError> {
         let Runner {
             mut config,
             sink,
@@ -647,10 +680,9 @@ impl Runner {
         };
         let worker = tokio::task::spawn_blocking(move || {
             let looper = EventLoop::new(config, engine, sink, observers, writer)?;
-            looper.run(inbox, &shutdown)
+            Ok::<_, RunError>(looper.run(inbox, &shutdown))
         });
-        let result = worker.await.map_err(RunError::Internal)?;
-        let mut summary = result?;
+        let (mut summary, result) = worker.await.map_err(RunError::Internal)??;
         summary.resumed_from = resumed_from;
         // The predict loop may stop before the source ends (strict, max events, closed
         // output); the source then sees its channel closed and stops.
@@ -660,7 +692,7 @@ impl Runner {
         summary.refused_connections = stats.refused_connections();
         summary.evicted_connections = stats.evicted_connections();
         summary.timed_out_connections = stats.timed_out_connections();
-        Ok(summary)
+        Ok((summary, result))
     }
 }
 
@@ -826,15 +858,17 @@ impl EventLoop {
 
     /// Processes the inbox until the run ends, then writes the final checkpoint and makes
     /// the summary.
-    fn run(mut self, inbox: Inbox, shutdown: &Shutdown) -> Result<Summary, RunError> {
+    fn run(mut self, inbox: Inbox, shutdown: &Shutdown) -> (Summary, Result<(), RunError>) {
         let started = Instant::now();
-        let result = self.drain(inbox).map(|end| {
-            if shutdown.is_shutdown() && end == EndReason::EndOfInput {
-                EndReason::Shutdown
-            } else {
-                end
+        let mut error = None;
+        let mut ended_by = match self.drain(inbox) {
+            Ok(EndReason::EndOfInput) if shutdown.is_shutdown() => EndReason::Shutdown,
+            Ok(end) => end,
+            Err(e) => {
+                note(&mut error, e);
+                EndReason::Error
             }
-        });
+        };
         let flushed = self.sink.flush();
         for o in &mut self.observers {
             o.stopped();
@@ -850,39 +884,31 @@ impl EventLoop {
         };
         // The final checkpoint is written whatever ended the run: the state is consistent
         // after every event (a rejected record changes nothing).
-        let mut ck_stats = checkpoint::WriterStats::default();
-        let mut deferred = 0;
-        if let Some(c) = self.checkpoints.take() {
-            deferred = c.deferred;
-            let Engine::Single(pipeline) = &mut self.engine else {
-                return Err(RunError::Config(crate::Error::config(
-                    "checkpoint",
-                    "only a single pipeline writes checkpoints",
-                )));
-            };
-            let last = pipeline
-                .snapshot()
-                .map_err(RunError::from)
-                .and_then(|s| checkpoint::encode(&s).map_err(RunError::from));
-            match last {
-                Ok(bytes) => ck_stats = c.writer.finish(Some(&bytes))?,
-                Err(e) => {
-                    let _ = c.writer.finish(None);
-                    return Err(e);
-                }
+        let (ck_stats, deferred) = self.final_checkpoint().unwrap_or_else(|e| {
+            note(&mut error, e);
+            Default::default()
+        });
+        if let Some(r) = self.recording.as_mut() {
+            if let Err(e) = r.recorder.flush() {
+                note(&mut error, RunError::Output(e));
             }
         }
-        let mut ended_by = result?;
-        if let Some(r) = self.recording.as_mut() {
-            r.recorder.flush().map_err(RunError::Output)?;
-        }
         for o in &mut self.observers {
-            o.finished().map_err(RunError::Observer)?;
+            if let Err(e) = o.finished() {
+                note(&mut error, RunError::Observer(e));
+            }
         }
-        if let Some(closed) = judge_output(flushed)? {
-            ended_by = closed;
+        match judge_output(flushed) {
+            Ok(Some(closed)) if error.is_none() => ended_by = closed,
+            Ok(_) => {}
+            Err(e) => note(&mut error, e),
         }
-        joined?;
+        if let Err(e) = joined {
+            note(&mut error, e.into());
+        }
+        if error.is_some() {
+            ended_by = EndReason::Error;
+        }
         let wall = started.elapsed().as_secs_f64();
         let mut summary = match (&self.engine, keyed) {
             (_, Some(k)) => Summary::of_series(k),
@@ -890,7 +916,7 @@ impl EventLoop {
             _ => Summary::default(),
         };
         let events = self.events;
-        Ok(Summary {
+        let summary = Summary {
             events,
             rejected: self.rejects.count,
             events_per_sec: if wall > 0.0 {
@@ -900,12 +926,38 @@ impl EventLoop {
             },
             wall_seconds: wall,
             ended_by,
+            error: error.as_ref().map(|e| e.to_string()),
             resumed_from: None,
             checkpoints: ck_stats.written,
             checkpoints_deferred: deferred,
             checkpoint_failures: ck_stats.failed,
             ..std::mem::take(&mut summary)
-        })
+        };
+        (summary, error.map_or(Ok(()), Err))
+    }
+
+    /// Writes the final checkpoint, if the run writes checkpoints: the writer's figures and
+    /// the checkpoints deferred.
+    fn final_checkpoint(&mut self) -> Result<(checkpoint::WriterStats, u64), RunError> {
+        let Some(c) = self.checkpoints.take() else {
+            return Ok(Default::default());
+        };
+        let deferred = c.deferred;
+        let Engine::Single(pipeline) = &mut self.engine else {
+            let _ = c.writer.finish(None);
+            return Ok((Default::default(), deferred));
+        };
+        let last = pipeline
+            .snapshot()
+            .map_err(RunError::from)
+            .and_then(|s| checkpoint::encode(&s).map_err(RunError::from));
+        match last {
+            Ok(bytes) => Ok((c.writer.finish(Some(&bytes))?, deferred)),
+            Err(e) => {
+                let _ = c.writer.finish(None);
+                Err(e)
+            }
+        }
     }
 
     /// Processes items until the input ends or the run must stop; returns why it ended.
@@ -1157,6 +1209,15 @@ impl EventLoop {
             o.rejected();
         }
         Ok(())
+    }
+}
+
+/// Keeps the first error of the run's end.
+fn note(first: &mut Option<RunError>, e: RunError) {
+    if first.is_none() {
+        *first = Some(e);
+    } else {
+        tracing::error!("{e}");
     }
 }
 

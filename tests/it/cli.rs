@@ -943,3 +943,58 @@ fn r16_a_piped_file_learns_as_well_as_replay() {
         "piped learn MSE {ml} against replay's {mr}"
     );
 }
+
+#[test]
+fn r16_error_exits_still_write_the_summary_with_the_reason() {
+    let dir = TempDir::new("error-summary");
+    let s = dir.join("s.json");
+    let mut cmd = tbptt(["learn", "--sync", "--strict", "-o", "none", "--summary"]);
+    cmd.arg(&s);
+    let f = util::run(cmd, Input::Bytes(b"x\n1\n2\nthree\n4\n".to_vec()));
+    f.assert_code(2);
+    assert!(f.stderr.contains("tbptt summary (error)"), "{}", f.stderr);
+    let v = util::summary(&s);
+    assert_eq!(v["ended_by"], "error", "{v}");
+    assert_eq!(v["events"], 2, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("line 4"), "{v}");
+}
+
+#[test]
+fn r16_an_unwritable_summary_path_fails_before_the_run() {
+    let dir = TempDir::new("bad-summary");
+    let mut cmd = tbptt(["replay", "-o", "none", "--summary"]);
+    cmd.arg(dir.join("missing").join("s.json"))
+        .arg(util::data(NAB));
+    let t0 = Instant::now();
+    let f = util::run(cmd, Input::Null);
+    f.assert_code(2);
+    assert!(f.stderr.contains("cannot write summary"), "{}", f.stderr);
+    assert!(
+        !f.stderr.contains("tbptt summary"),
+        "it ran first: {}",
+        f.stderr
+    );
+    assert!(t0.elapsed() < TIMEOUT);
+}
+
+#[test]
+fn r16_ctrl_c_exits_130_after_the_summary() {
+    let mut child = Proc::spawn(tbptt(["learn", "-o", "none"]), Input::Piped);
+    let mut stdin = child.take_stdin();
+    stdin.write_all(b"x\n1\n2\n3\n").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let f = child.finish(TIMEOUT);
+    drop(stdin);
+    assert_eq!(f.status.code(), Some(130), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("tbptt summary (shutdown)"),
+        "{}",
+        f.stderr
+    );
+}

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         .init();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Interrupted>() => ExitCode::from(130),
         Err(e) => {
             eprintln!("tbptt: {e}");
             ExitCode::from(2)
@@ -46,6 +47,18 @@ fn main() -> ExitCode {
 }
 
 type AnyError = Box<dyn std::error::Error>;
+
+/// Ctrl-C ended an otherwise successful run: exit 130.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 fn real_main(cli: Cli) -> Result<(), AnyError> {
     let mut progress = None;
@@ -112,15 +125,31 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let summary: Summary = runtime.block_on(async move {
+    // A --summary file that cannot be written is found before the run, not after it.
+    if let Some(path) = &common.summary {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| format!("cannot write summary {}: {e}", path.display()))?;
+    }
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let (summary, result): (Summary, _) = runtime.block_on(async move {
         let (trigger, shutdown) = tbptt::io::shutdown::channel();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            let signal = wait_for_signal().await;
+            flag.store(
+                signal == Signal::Interrupt,
+                std::sync::atomic::Ordering::SeqCst,
+            );
             tracing::info!("shutting down");
             trigger.trigger();
         });
-        runner.run(shutdown).await
-    })?;
+        runner.run_summarized(shutdown).await
+    });
+    // The summary is written on every exit, with the reason when the run failed.
     if !common.quiet {
         eprintln!("{summary}");
     }
@@ -129,31 +158,47 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         std::fs::write(path, json + "\n")
             .map_err(|e| format!("cannot write summary {}: {e}", path.display()))?;
     }
+    result?;
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        return Err(Box::new(Interrupted));
+    }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
 }
 
 /// Ctrl-C or SIGTERM.
-async fn wait_for_signal() {
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+                    _ = term.recv() => Signal::Terminate,
                 }
             }
             Err(_) => {
                 let _ = tokio::signal::ctrl_c().await;
+                Signal::Interrupt
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Interrupt
     }
+}
+
+/// Which signal stopped the run.
+#[derive(Clone, Copy, PartialEq)]
+enum Signal {
+    /// Ctrl-C (SIGINT): the command exits with 130, as shells expect.
+    Interrupt,
+    /// SIGTERM: a service's normal stop, exit 0.
+    Terminate,
 }
 
 fn count_lines(path: &std::path::Path) -> Option<u64> {
@@ -456,7 +501,10 @@ fn inspect_store(a: &InspectArgs) -> Result<(), AnyError> {
 
 fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
     let mut head = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open(&a.path) {
+    // Only a regular file is sniffed (opening a FIFO would wait for a writer); the checkpoint
+    // loader refuses the rest by name.
+    let regular = std::fs::metadata(&a.path).is_ok_and(|m| m.is_file());
+    if let Some(mut f) = regular.then(|| std::fs::File::open(&a.path).ok()).flatten() {
         use std::io::Read;
         if f.read(&mut head).is_ok_and(|n| n >= 4) && Store::sniff(&head) {
             return inspect_store(a);
