@@ -458,6 +458,16 @@ pub enum RunError {
         #[source]
         reason: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A record the source cannot read past (an unknown column, a stream that cannot be
+    /// resynchronized): the run stops, `strict` or not.
+    #[error("{origin}: {reason}")]
+    Fatal {
+        /// Where the record came from.
+        origin: String,
+        /// What was wrong with it.
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A file the run writes (`output`, `record`) could not be created or opened.
     #[error("cannot open {} ({what}): {source}", path.display())]
     Open {
@@ -1198,8 +1208,14 @@ impl EventLoop {
         };
         // A listener's connection that sent it is closed by the source.
         let closed = self.per_connection(origin) || (error.is_fatal() && is_listener(origin));
-        if !closed && (self.config.strict || error.is_fatal()) {
+        if !closed && self.config.strict {
             return Err(RunError::Strict {
+                origin: at,
+                reason: Box::new(error.clone()),
+            });
+        }
+        if !closed && error.is_fatal() {
+            return Err(RunError::Fatal {
                 origin: at,
                 reason: Box::new(error.clone()),
             });
@@ -1232,7 +1248,17 @@ fn is_listener(origin: &source::Origin) -> bool {
 /// Sleeps until an event's time, scaled by the replay speed, is due.
 fn pace(speed: &Speed, ev: &Event, first: &mut Option<f64>, started: Instant) {
     let Speed::Factor(f) = *speed else { return };
-    let Some(t) = ev.time else { return };
+    let Some(t) = ev.time else {
+        if first.is_none() {
+            tracing::warn!(
+                "cannot pace the replay: the events have no time (name the column with \
+                 --time); replaying at full speed"
+            );
+            // Warned once: the first time is set to a value no timed event reaches.
+            *first = Some(f64::NAN);
+        }
+        return;
+    };
     let t0 = *first.get_or_insert(t);
     let due = ((t - t0) / f).max(0.0);
     if !due.is_finite() {

@@ -998,3 +998,72 @@ fn r16_ctrl_c_exits_130_after_the_summary() {
         f.stderr
     );
 }
+
+#[test]
+fn r16_delimiters_and_formats_are_guessed_and_named() {
+    let dir = TempDir::new("guess");
+    let run_on = |name: &str, body: &str, flags: &[&str]| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let mut cmd = tbptt(["replay", "-o", "-", "-q"]);
+        cmd.args(flags).arg(&path);
+        util::run(cmd, Input::Null)
+    };
+    let rows = |f: &util::Finished| f.stdout_str().lines().count().saturating_sub(1);
+    // `;` without --delimiter: found from the first line, and said.
+    let f = run_on("semi.csv", "a;b\n1;2\n3;4\n", &[]);
+    f.assert_code(0);
+    assert_eq!(rows(&f), 2);
+    assert!(f.stderr.contains("CSV delimiter ';'"), "{}", f.stderr);
+    // JSON lines in a .jsonl file without --format.
+    let f = run_on("e.jsonl", "{\"v\": 1}\n{\"v\": 2}\n", &[]);
+    f.assert_code(0);
+    assert_eq!(rows(&f), 2, "{}", f.stderr);
+    // Tab, by name or escape.
+    for d in ["tab", "\\t"] {
+        let f = run_on("t.tsv", "1\t2\n3\t4\n", &["--delimiter", d]);
+        f.assert_code(0);
+        assert_eq!(rows(&f), 2, "--delimiter {d}: {}", f.stderr);
+        assert!(
+            f.stdout_str().starts_with(&format!("{HEADER_2}\n")),
+            "{}",
+            f.stdout_str()
+        );
+    }
+    // An unknown column is not a strict-mode error.
+    let f = run_on("u.csv", "a,b\n1,2\n", &["--columns", "nope"]);
+    f.assert_code(2);
+    assert!(f.stderr.contains("unknown column `nope`"), "{}", f.stderr);
+    assert!(!f.stderr.contains("strict"), "{}", f.stderr);
+}
+
+/// The CSV header of a two-value stream.
+const HEADER_2: &str =
+    "index,time,key,error,score,anomaly,updates,residual_0,residual_1,forecast_0,forecast_1";
+
+#[test]
+fn r16_a_run_that_accepts_nothing_fails_with_a_hint() {
+    let dir = TempDir::new("nothing");
+    let path = dir.join("names.csv");
+    std::fs::write(&path, "host,cpu\nweb-1,3\nweb-2,4\n").unwrap();
+    let mut cmd = tbptt(["replay", "-o", "none", "--columns", "0,1"]);
+    cmd.arg(&path);
+    let f = util::run(cmd, Input::Null);
+    f.assert_code(2);
+    assert!(
+        f.stderr.contains("no record was accepted (2 rejected"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stderr.contains("--key COL"), "{}", f.stderr);
+}
+
+#[test]
+fn r16_replay_reads_stdin_and_says_when_it_cannot_pace() {
+    let mut cmd = tbptt(["replay", "-", "-o", "-", "-q", "--speed", "realtime"]);
+    cmd.arg("--no-progress");
+    let f = util::run(cmd, Input::Bytes(csv_input("x", &sine(50))));
+    f.assert_code(0);
+    assert_eq!(f.stdout_str().lines().count(), 51);
+    assert!(f.stderr.contains("cannot pace the replay"), "{}", f.stderr);
+}

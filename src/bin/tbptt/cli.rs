@@ -366,7 +366,7 @@ impl ListenerArgs {
 /// Flags of `replay`.
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The recorded log.
+    /// The recorded log ('-': standard input).
     #[arg(value_name = "FILE")]
     pub input: PathBuf,
     /// Pacing: max, realtime, or a factor such as 10x (uses the --time column).
@@ -386,9 +386,10 @@ pub struct ReplayArgs {
 #[derive(Args, Debug)]
 pub struct InputArgs {
     // ---- input format
-    /// Input format.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = FormatArg::Csv, help_heading = "Input")]
-    pub format: FormatArg,
+    /// Input format [default: from the file's name (.jsonl, .ndjson, .json, .msgpack, .mpk)
+    /// or first line, else csv].
+    #[arg(long, value_enum, ignore_case = true, help_heading = "Input")]
+    pub format: Option<FormatArg>,
     /// Input columns, by name or 0-based index, comma-separated (default: all but time/key).
     #[arg(long, value_name = "COLS", help_heading = "Input")]
     pub columns: Option<String>,
@@ -410,9 +411,10 @@ pub struct InputArgs {
         help_heading = "Input"
     )]
     pub missing: MissingArg,
-    /// CSV delimiter.
-    #[arg(long, default_value = ",", help_heading = "Input")]
-    pub delimiter: char,
+    /// CSV delimiter: one character, or tab ('\t' also works) [default: ',', or ';', tab or
+    /// '|' when a file's first line has one of those and no comma].
+    #[arg(long, value_parser = delimiter, help_heading = "Input")]
+    pub delimiter: Option<char>,
     /// Longest accepted line or frame, in bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", help_heading = "Input")]
     pub max_line: usize,
@@ -682,6 +684,22 @@ pub struct SeriesArgs {
     /// How often the series that changed are written to --store.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, requires = "store", help_heading = "Series")]
     pub store_interval: std::time::Duration,
+}
+
+/// Parses `--delimiter`: one character, `tab` or `\t`.
+fn delimiter(s: &str) -> Result<char, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok('\t'),
+        _ => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c != '\n' && c != '\r' && c != '"' => Ok(c),
+                _ => Err(format!(
+                    "expected one character (or tab) as the delimiter, got {s:?}"
+                )),
+            }
+        }
+    }
 }
 
 /// Parses a duration: seconds (`2.5`), or a number with a unit `ms`, `s`, `m`, `h`, `d`.

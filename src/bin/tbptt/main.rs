@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use tbptt::detect::norm::NormMode;
 use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::io::checkpoint::{self, Checkpoint};
-use tbptt::io::format::{ColumnSpec, DecoderConfig};
+use tbptt::io::format::{ColumnSpec, DecoderConfig, Format};
 use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
 use tbptt::io::store::Store;
 use tbptt::service::keyed::KeyedConfig;
@@ -25,8 +25,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // A listener announces its bound address at the default level.
     if cli.log_level == "warn" {
-        if let Ok(d) = "tbptt::listening=info".parse() {
-            filter = filter.add_directive(d);
+        for d in ["tbptt::listening=info", "tbptt::announce=info"] {
+            if let Ok(d) = d.parse() {
+                filter = filter.add_directive(d);
+            }
         }
     }
     tracing_subscriber::fmt()
@@ -93,13 +95,19 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
             (config, a.common)
         }
         Command::Replay(a) => {
-            let mut config = build(&a.common, SourceSpec::File(a.input.clone()))?;
+            let spec = if a.input.as_os_str() == "-" {
+                SourceSpec::Stdin
+            } else {
+                SourceSpec::File(a.input.clone())
+            };
+            let stdin = spec == SourceSpec::Stdin;
+            let mut config = build(&a.common, spec)?;
             config.speed = a.speed;
             if config.speed != Speed::Max && a.common.input.time.is_none() {
                 tracing::info!("pacing by the detected time column");
             }
             config.pipeline.background = a.background;
-            if !a.no_progress {
+            if !a.no_progress && !stdin {
                 progress = observe::Progress::new(count_lines(&a.input));
             }
             (config, a.common)
@@ -114,6 +122,10 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         );
         observe::Plot::new(path.clone(), title)
     });
+    let read_as = (
+        config.source.decoder.format,
+        config.source.decoder.delimiter,
+    );
     let mut runner = Runner::new(config);
     if let Some(p) = progress {
         runner = runner.observer(p);
@@ -159,12 +171,34 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
             .map_err(|e| format!("cannot write summary {}: {e}", path.display()))?;
     }
     result?;
+    if summary.events == 0 && summary.rejected > 0 {
+        return Err(nothing_accepted(&summary, &common, read_as).into());
+    }
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         return Err(Box::new(Interrupted));
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
+}
+
+/// The error of a run that rejected every record, with the likely fixes.
+fn nothing_accepted(s: &Summary, c: &Common, (format, delimiter): (Format, char)) -> String {
+    let mut hint = format!(
+        "no record was accepted ({} rejected; the first are shown above). The input was read \
+         as {format}",
+        s.rejected
+    );
+    if format == Format::Csv {
+        hint.push_str(&format!(" with delimiter {delimiter:?}"));
+    }
+    hint.push_str(": check --format and --delimiter against its first line");
+    if c.input.key.is_none() {
+        hint.push_str(
+            "; a column of names (a host, a metric) needs --key COL, or --columns to leave it out",
+        );
+    }
+    hint
 }
 
 /// Ctrl-C or SIGTERM.
@@ -210,9 +244,77 @@ fn memchr_count(data: &[u8]) -> u64 {
     data.iter().filter(|b| **b == b'\n').count() as u64
 }
 
-/// The decoder the input flags describe.
-fn decoder(c: &cli::InputArgs) -> Result<DecoderConfig, AnyError> {
-    let format = c.format.into();
+/// What a file's name and first line suggest when `--format` or `--delimiter` is not given.
+#[derive(Default)]
+struct Guess {
+    format: Option<Format>,
+    delimiter: Option<char>,
+}
+
+/// Guesses the format from a file's extension, then from its first line (a JSON object or
+/// array), and the CSV delimiter from its first line (`;`, tab or `|` when it has no comma).
+fn guess(path: &Path) -> Guess {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let mut g = Guess {
+        format: match ext.as_deref() {
+            Some("jsonl" | "ndjson" | "json") => Some(Format::JsonLines),
+            Some("msgpack" | "mpk" | "msgp") => Some(Format::MsgPack),
+            _ => None,
+        },
+        delimiter: None,
+    };
+    if g.format.is_some() || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return g;
+    }
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&head[..n]);
+    let Some(line) = text.lines().find(|l| !l.trim().is_empty()) else {
+        return g;
+    };
+    let t = line.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        g.format = Some(Format::JsonLines);
+    } else if !line.contains(',') {
+        g.delimiter = [';', '\t', '|'].into_iter().find(|d| line.contains(*d));
+    }
+    g
+}
+
+/// The decoder the input flags describe; with a file, what `--format` and `--delimiter` do not
+/// say is guessed from it (and said on stderr).
+fn decoder(c: &cli::InputArgs, file: Option<&Path>) -> Result<DecoderConfig, AnyError> {
+    let g = file
+        .filter(|_| c.format.is_none() || c.delimiter.is_none())
+        .map(guess)
+        .unwrap_or_default();
+    let format = match (c.format, g.format) {
+        (Some(f), _) => f.into(),
+        (None, Some(f)) => {
+            tracing::info!(
+                target: "tbptt::announce",
+                "reading the input as {f} (from its name or first line; --format to choose)"
+            );
+            f
+        }
+        (None, None) => Format::Csv,
+    };
+    let delimiter = match (c.delimiter, g.delimiter) {
+        (Some(d), _) => d,
+        (None, Some(d)) if format == Format::Csv => {
+            tracing::info!(
+                target: "tbptt::announce",
+                "CSV delimiter {d:?} (from the first line; --delimiter to choose)"
+            );
+            d
+        }
+        _ => ',',
+    };
     let missing = c.missing.into();
     let columns = ColumnSpec::from_flags(
         c.columns.as_deref(),
@@ -226,13 +328,17 @@ fn decoder(c: &cli::InputArgs) -> Result<DecoderConfig, AnyError> {
         missing,
         max_line_len: c.max_line,
         max_frame_len: c.max_line,
-        delimiter: c.delimiter,
+        delimiter,
         header: None,
     })
 }
 
 fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
-    let decoder = decoder(&c.input)?;
+    let file = match &spec {
+        SourceSpec::File(p) => Some(p.clone()),
+        _ => None,
+    };
+    let decoder = decoder(&c.input, file.as_deref())?;
     let mut source = SourceConfig::new(spec);
     source.decoder = decoder;
     source.validate()?;

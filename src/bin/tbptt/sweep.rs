@@ -167,7 +167,7 @@ fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
 
 fn source(a: &SweepArgs) -> Result<SourceConfig, AnyError> {
     let mut s = SourceConfig::new(SourceSpec::File(a.input.clone()));
-    s.decoder = crate::decoder(&a.decode)?;
+    s.decoder = crate::decoder(&a.decode, Some(&a.input))?;
     s.validate()?;
     Ok(s)
 }
