@@ -37,6 +37,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is global: the tests of this file run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Allocations made by a whole run over `n` events of a keyed, timestamped CSV file, with
 /// `hosts` keys in turn.
 fn run_allocations(
@@ -89,6 +92,7 @@ fn run_allocations(
 
 #[test]
 fn a_run_allocates_nothing_per_event_once_warm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("tbptt-alloc-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let short = run_allocations(&dir, 20_000, 1, None);
@@ -104,6 +108,7 @@ fn a_run_allocates_nothing_per_event_once_warm() {
 
 #[test]
 fn keyed_series_allocate_nothing_per_event_once_each_is_warm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("tbptt-alloc-keyed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let keyed = || {
