@@ -10,7 +10,7 @@ use tbptt::io::format::Selector;
 use tbptt::io::sink::OutputFormat;
 use tbptt::io::source::{SourceConfig, SourceSpec};
 use tbptt::service::keyed::KeyedConfig;
-use tbptt::service::run::{OutputTarget, RunConfig, Speed};
+use tbptt::service::run::{Keys, OutputTarget, RunConfig, Speed};
 
 struct Counting;
 
@@ -42,12 +42,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Allocations made by a whole run over `n` events of a keyed, timestamped CSV file, with
 /// `hosts` keys in turn.
-fn run_allocations(
-    dir: &std::path::Path,
-    n: usize,
-    hosts: usize,
-    keyed: Option<KeyedConfig>,
-) -> u64 {
+fn run_allocations(dir: &std::path::Path, n: usize, hosts: usize, keys: Keys) -> u64 {
     let input = dir.join(format!("in-{n}-{hosts}.csv"));
     let mut text = String::from("ts,host,cpu\n");
     for t in 0..n {
@@ -71,7 +66,7 @@ fn run_allocations(
         checkpoint: None,
         resume: None,
         record: None,
-        keyed,
+        keys,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -95,8 +90,8 @@ fn a_run_allocates_nothing_per_event_once_warm() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("tbptt-alloc-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let short = run_allocations(&dir, 20_000, 1, None);
-    let long = run_allocations(&dir, 40_000, 1, None);
+    let short = run_allocations(&dir, 20_000, 1, Keys::Shared);
+    let long = run_allocations(&dir, 40_000, 1, Keys::Shared);
     std::fs::remove_dir_all(&dir).unwrap();
     eprintln!("allocations: {short} for 20,000 events, {long} for 40,000");
     let extra = long.saturating_sub(short);
@@ -112,7 +107,7 @@ fn keyed_series_allocate_nothing_per_event_once_each_is_warm() {
     let dir = std::env::temp_dir().join(format!("tbptt-alloc-keyed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let keyed = || {
-        Some(KeyedConfig {
+        Keys::PerKey(KeyedConfig {
             workers: 2,
             ..KeyedConfig::default()
         })

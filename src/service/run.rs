@@ -128,11 +128,24 @@ pub struct RunConfig {
     /// replay reads back ([`crate::io::record`]). A fresh run truncates it; a run resumed from a
     /// checkpoint appends to it.
     pub record: Option<PathBuf>,
-    /// A pipeline per event key, on worker threads ([`crate::service::keyed`]); `None`: one
-    /// pipeline for every event. Its `pipeline` is replaced by [`RunConfig::pipeline`].
-    /// Records come out in input order either way. Not with `checkpoint` or `resume` (the
-    /// keyed series keep their state in [`KeyedConfig::store`]).
-    pub keyed: Option<KeyedConfig>,
+    /// Whether each event key gets its own pipeline ([`crate::service::keyed`]). Default:
+    /// [`Keys::Auto`].
+    pub keys: Keys,
+}
+
+/// Whether events of different keys get their own pipelines. With one, the keyed settings'
+/// `pipeline` is replaced by [`RunConfig::pipeline`] (trained inline on the workers), and
+/// records come out in input order as with one pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Keys {
+    /// One pipeline for every event, whatever its key.
+    Shared,
+    /// A pipeline per key, on worker threads. Not with `checkpoint` or `resume`: keyed series
+    /// keep their state in [`KeyedConfig::store`].
+    PerKey(KeyedConfig),
+    /// A pipeline per key when the first event has a key, else one pipeline; one pipeline
+    /// with `checkpoint` or `resume`.
+    Auto(KeyedConfig),
 }
 
 impl RunConfig {
@@ -152,7 +165,7 @@ impl RunConfig {
             checkpoint: None,
             resume: None,
             record: None,
-            keyed: None,
+            keys: Keys::Auto(KeyedConfig::default()),
         }
     }
 }
@@ -302,10 +315,9 @@ pub struct Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // With `ended_by: error` the error itself is the caller's to report (the command
+        // prints it last); the JSON form carries it in `error`.
         writeln!(f, "tbptt summary ({})", self.ended_by)?;
-        if let Some(e) = &self.error {
-            writeln!(f, "  error             {e}")?;
-        }
         match self.resumed_from {
             Some(n) => writeln!(
                 f,
@@ -654,8 +666,16 @@ impl Runner {
         }
         let resumed = config.resume.take();
         let resumed_from = resumed.as_ref().map(|s| s.events());
-        let engine = match (config.keyed.take(), resumed) {
-            (Some(mut k), resumed) => {
+        let checkpointed = resumed.is_some() || config.checkpoint.is_some();
+        let mut inline = config.pipeline.clone();
+        inline.background = false;
+        let keys = std::mem::replace(&mut config.keys, Keys::Shared);
+        let engine = match (keys, resumed) {
+            (Keys::Auto(mut k), None) if !checkpointed => {
+                k.pipeline = inline;
+                Engine::Pending(Box::new(k))
+            }
+            (Keys::PerKey(mut k), resumed) => {
                 if resumed.is_some() || config.checkpoint.is_some() {
                     return Err(RunError::Config(crate::Error::config(
                         "checkpoint",
@@ -664,11 +684,11 @@ impl Runner {
                          and checkpoints work as usual",
                     )));
                 }
-                k.pipeline = config.pipeline.clone();
+                k.pipeline = inline;
                 Engine::Keyed(Box::new(Workers::spawn(&k)?))
             }
-            (None, Some(state)) => Engine::Single(Box::new(Pipeline::restore(*state)?)),
-            (None, None) => Engine::Single(Box::new(Pipeline::new(config.pipeline.clone())?)),
+            (_, Some(state)) => Engine::Single(Box::new(Pipeline::restore(*state)?)),
+            (_, None) => Engine::Single(Box::new(Pipeline::new(config.pipeline.clone())?)),
         };
         let writer = match &config.checkpoint {
             Some(c) => Some(checkpoint::Writer::spawn(&c.path, c.keep)?),
@@ -798,6 +818,9 @@ struct Inbox {
 enum Engine {
     Single(Box<Pipeline>),
     Keyed(Box<Workers<source::Record>>),
+    /// Decided by the first event: keyed workers with these settings if it has a key, else
+    /// one pipeline.
+    Pending(Box<KeyedConfig>),
     /// After the keyed workers have stopped.
     Finished,
 }
@@ -835,7 +858,7 @@ impl EventLoop {
     ) -> Result<Self, RunError> {
         let (events_before, background) = match &engine {
             Engine::Single(p) => (p.events(), p.config().background),
-            Engine::Keyed(_) | Engine::Finished => (0, false),
+            Engine::Keyed(_) | Engine::Pending(_) | Engine::Finished => (0, false),
         };
         let checkpoints = ckpt_writer.map(|writer| Checkpoints {
             writer,
@@ -890,7 +913,7 @@ impl EventLoop {
                 (joined, None)
             }
             Engine::Keyed(w) => (Ok(()), Some(w.finish())),
-            Engine::Finished => (Ok(()), None),
+            Engine::Pending(_) | Engine::Finished => (Ok(()), None),
         };
         // The final checkpoint is written whatever ended the run: the state is consistent
         // after every event (a rejected record changes nothing).
@@ -1059,6 +1082,17 @@ impl EventLoop {
             &mut self.first_time,
             self.started,
         );
+        if let Engine::Pending(k) = &self.engine {
+            self.engine = if rec.event.key.is_empty() {
+                Engine::Single(Box::new(Pipeline::new(self.config.pipeline.clone())?))
+            } else {
+                tracing::info!(
+                    target: "tbptt::announce",
+                    "the events carry keys: a pipeline per key (--shared-model for one)"
+                );
+                Engine::Keyed(Box::new(Workers::spawn(k)?))
+            };
+        }
         if !matches!(self.engine, Engine::Keyed(_)) {
             let end = self.event(&rec);
             pool.give(rec.event);

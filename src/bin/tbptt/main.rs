@@ -16,7 +16,9 @@ use tbptt::io::format::{ColumnSpec, DecoderConfig, Format};
 use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
 use tbptt::io::store::Store;
 use tbptt::service::keyed::KeyedConfig;
-use tbptt::service::run::{CheckpointConfig, OutputTarget, RunConfig, Runner, Speed, Summary};
+use tbptt::service::run::{
+    CheckpointConfig, Keys, OutputTarget, RunConfig, Runner, Speed, Summary,
+};
 use tbptt::{CellKind, LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
@@ -87,7 +89,7 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
             let mut config = build(&a.common, spec)?;
             a.listener.apply(&mut config.source)?;
             // Keyed series train inline on their workers.
-            config.pipeline.background = !a.sync && config.keyed.is_none();
+            config.pipeline.background = !a.sync;
             // A stream that can wait is slowed to the trainer's pace rather than losing
             // updates, unless --lossy.
             config.pipeline.skip_busy_updates = a.lossy;
@@ -383,15 +385,16 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         checkpoint: None,
         resume: None,
         record: None,
-        keyed: keyed(c),
+        keys: keys(c),
     })
 }
 
-/// A pipeline per key: with `--key`, unless `--shared-model`.
-fn keyed(c: &Common) -> Option<KeyedConfig> {
+/// A pipeline per key: with `--key` (or when the first event has a key), unless
+/// `--shared-model`.
+fn keys(c: &Common) -> Keys {
     let s = &c.series;
-    if c.input.key.is_none() || s.shared_model {
-        return None;
+    if s.shared_model {
+        return Keys::Shared;
     }
     let mut k = KeyedConfig {
         max_series: usize::try_from(s.max_series).unwrap_or(usize::MAX),
@@ -403,7 +406,11 @@ fn keyed(c: &Common) -> Option<KeyedConfig> {
     if let Some(w) = s.workers {
         k.workers = w as usize;
     }
-    Some(k)
+    if c.input.key.is_some() {
+        Keys::PerKey(k)
+    } else {
+        Keys::Auto(k)
+    }
 }
 
 /// `-T` with the `--t-*` settings of `-T auto`.
