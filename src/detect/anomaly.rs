@@ -19,11 +19,10 @@
 //! burst of huge residuals is flagged without masking the anomalies that follow it.
 
 pub mod likelihood;
-mod ordered;
 mod tail;
 
 pub use likelihood::{Likelihood, LikelihoodConfig};
-pub use tail::Tail;
+pub use tail::{Grid, Tail};
 
 use serde::{Deserialize, Serialize};
 

@@ -10,6 +10,7 @@
 //!
 //! Nothing is allocated per event once the first event has set the sizes.
 
+use crate::detect::anomaly::likelihood::SATURATED;
 use crate::detect::anomaly::{AnomalyConfig, AnomalyKind, Likelihood, ZScore};
 use crate::detect::forecast::{ForecastConfig, Forecaster, MEMBERS};
 use crate::detect::norm::{NormMode, Normalizer};
@@ -93,6 +94,10 @@ pub struct ErrorTrail {
 }
 
 const TRAIL_BLOCKS: usize = 2048;
+
+/// The largest squared error an [`OutputRecord`] reports (and the error trail adds up), so
+/// that an error beyond f64 saturates instead of becoming infinite.
+pub const ERROR_LIMIT: f64 = 1e300;
 
 impl ErrorTrail {
     /// Checks a deserialized trail: at most 2048 blocks, a positive block size, finite sums
@@ -481,7 +486,8 @@ impl Pipeline {
         if inner.has_prev || inner.explicit {
             let (mut se, mut zse, mut naive) = (0.0, 0.0, 0.0);
             for (i, (a, f)) in actual.iter().zip(&inner.prev_forecast).enumerate() {
-                let r = a - f;
+                // Saturated: a residual beyond f64 (values near f64::MAX) stays finite.
+                let r = (a - f).clamp(-f64::MAX, f64::MAX);
                 out.residual.push(r);
                 se += r * r;
                 // The anomaly scores judge the network's level forecast (with a forecaster,
@@ -496,9 +502,11 @@ impl Pipeline {
                 naive += n * n;
             }
             let k = actual.len() as f64;
-            let mse = se / k;
+            // Squares beyond f64 saturate: the errors stay finite, and so do their sums.
+            let mse = (se / k).min(ERROR_LIMIT);
             out.error = Some(mse);
             let r = (zse / k).sqrt();
+            let r = if r < SATURATED { r } else { SATURATED };
             norm_error = Some(r);
             let z = inner.anomaly.score(r);
             out.score = match self.config.anomaly.kind {
@@ -508,7 +516,7 @@ impl Pipeline {
                 AnomalyKind::Likelihood => 0.0,
             };
             if inner.has_prev {
-                self.trail.push(mse, naive / k);
+                self.trail.push(mse, (naive / k).min(ERROR_LIMIT));
             }
         }
         if let Some(l) = inner.likelihood.as_mut() {

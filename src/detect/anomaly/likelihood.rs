@@ -37,16 +37,33 @@
 //! 0 for the first event and stays small during warm-up: a tail gives no surprise before it
 //! holds 30 values, and records are weak early.
 
-use super::tail::Tail;
+use super::tail::{Grid, Tail, TailRepr, FLOOR};
 use crate::detect::norm::{NormMode, Normalizer};
 use serde::{Deserialize, Serialize};
+
+/// A forecast error, in normalized units, at or beyond which an event is beyond measure
+/// (`1e150` standard deviations, or an error too large for `f64`): it is reported at once
+/// with a score of 1 and leaves the statistics as they were.
+pub const SATURATED: f64 = 1e150;
+
+/// The surprise, in decades, of a saturated event (finite, and within `f32`).
+const SATURATED_SURPRISE: f64 = 1e30;
+
+/// Values beyond `±VALUE_LIMIT` count as `±VALUE_LIMIT` in the statistics, so that their
+/// sums and squares stay finite.
+const VALUE_LIMIT: f64 = 1e150;
+
+/// The most blocks of a day the seasonal statistic keeps (see [`Likelihood`]).
+const MAX_BLOCKS: usize = 64;
 
 /// Settings of the anomaly likelihood.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LikelihoodConfig {
-    /// Values of each statistic its tail probability is judged against, in events. Default:
-    /// 16384.
+    /// Memory of each statistic's tail, in events: the value seen `j` events ago weighs
+    /// `e^(−j/history)` in it, so a tail holds the equivalent of at most `history` values
+    /// (exponential forgetting with this time constant; earlier versions kept the last
+    /// `history` values exactly). Default: 16384.
     pub history: usize,
     /// Fraction of the history in the fitted exponential tail. Default: 0.02.
     pub tail: f64,
@@ -56,7 +73,7 @@ pub struct LikelihoodConfig {
     pub shift_base: usize,
     /// Recent events `w_s` of the seasonal statistic. Default: 6.
     pub season_recent: usize,
-    /// Longest day, in events, the seasonal statistic keeps. Default: 4096.
+    /// Longest day, in events, the seasonal statistic uses. Default: 4096.
     pub max_period: usize,
     /// Previous events a score must beat to be reported (the onset filter); 0 disables it.
     /// Default: 100.
@@ -66,8 +83,9 @@ pub struct LikelihoodConfig {
     /// those `confirm + 1` events. 0 reports at once. Used with the onset filter only.
     /// Default: 5.
     pub confirm: usize,
-    /// Reported episodes remembered as precedents: an episode's tail probability is multiplied
-    /// by one plus the number of them at least as surprising, so that a kind of event seen
+    /// Memory of the reported episodes, in episodes: an episode's tail probability is
+    /// multiplied by one plus the weight of the earlier episodes at least as surprising, an
+    /// episode `j` episodes back weighing `e^(−j/precedents)`, so that a kind of event seen
     /// before alarms less each time. 0 disables it. Default: 1024.
     pub precedents: usize,
     /// Surprise, in decades of probability, that scores 1. Default: 10.
@@ -150,26 +168,87 @@ impl LikelihoodConfig {
         Ok(())
     }
 
+    /// Values each series keeps exactly: the shift statistic's `w + W`, and the seasonal
+    /// statistic's recent `w_s`.
     fn ring_len(&self) -> usize {
-        (self.shift_recent + self.shift_base).max(self.max_period + self.season_recent)
+        (self.shift_recent + self.shift_base).max(self.season_recent)
+    }
+
+    /// How the seasonal statistic reads the values a day back, with `period` rows per day.
+    fn day(&self, period: usize) -> Day {
+        let ws = self.season_recent;
+        if period == 0 {
+            Day::Off
+        } else if period + ws <= self.ring_len() {
+            Day::Ring
+        } else {
+            let size = ws.max(period.div_ceil(MAX_BLOCKS)).min(period).max(1);
+            Day::Blocks {
+                size,
+                count: (period + ws - 1) / size + 1,
+            }
+        }
     }
 }
 
-/// Per value: recent values, extremes and the tails of the shift and seasonal statistics.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Where the values a day back come from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Day {
+    /// No seasonal statistic (no period).
+    Off,
+    /// The exact values, from the ring (a day short enough to fit in it).
+    Ring,
+    /// Means of blocks of `size` consecutive values, the last `count` blocks.
+    Blocks { size: usize, count: usize },
+}
+
+/// Per value: recent values, extremes, the block means of the last day and the tails of the
+/// shift and seasonal statistics.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 struct Series {
+    /// The last values, newest at `head − 1`.
     ring: Vec<f64>,
     head: usize,
-    len: usize,
+    /// Values pushed (saturating).
+    seen: u64,
     min: f64,
     max: f64,
     shift: Tail,
     season: Tail,
+    /// Means of the last complete blocks, newest at `day_head − 1` (with [`Day::Blocks`]).
+    day: Vec<f64>,
+    day_head: usize,
+    /// Complete blocks in `day`.
+    blocks: usize,
+    /// Sum and count of the block being filled.
+    block_sum: f64,
+    block_len: usize,
 }
 
 impl Series {
-    /// The value `lag` events back (0: the newest); `lag < len`.
+    fn new(c: &LikelihoodConfig) -> Self {
+        Series {
+            ring: vec![0.0; c.ring_len()],
+            head: 0,
+            seen: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            shift: Tail::new(c.history, c.tail),
+            season: Tail::new(c.history, c.tail),
+            day: Vec::new(),
+            day_head: 0,
+            blocks: 0,
+            block_sum: 0.0,
+            block_len: 0,
+        }
+    }
+
+    /// Values in the ring.
+    fn kept(&self) -> usize {
+        self.seen.min(self.ring.len() as u64) as usize
+    }
+
+    /// The value `lag` events back (0: the newest); `lag < kept()`.
     fn at(&self, lag: usize) -> f64 {
         let n = self.ring.len();
         self.ring[(self.head + n - 1 - lag) % n]
@@ -179,6 +258,120 @@ impl Series {
         let k = lags.len() as f64;
         lags.map(|j| self.at(j)).sum::<f64>() / k
     }
+
+    /// Starts the block means of a day (allocates them), from the values in the ring.
+    fn start_day(&mut self, day: Day) {
+        if let Day::Blocks { size, count } = day {
+            self.day = vec![0.0; count];
+            (self.day_head, self.blocks, self.block_sum, self.block_len) = (0, 0, 0.0, 0);
+            for lag in (0..self.kept()).rev() {
+                let x = self.at(lag);
+                self.add_to_day(x, size);
+            }
+        }
+    }
+
+    fn add_to_day(&mut self, x: f64, size: usize) {
+        if self.day.is_empty() {
+            return;
+        }
+        self.block_sum += x;
+        self.block_len += 1;
+        if self.block_len == size {
+            self.day[self.day_head] = self.block_sum / size as f64;
+            self.day_head = (self.day_head + 1) % self.day.len();
+            self.blocks = (self.blocks + 1).min(self.day.len());
+            (self.block_sum, self.block_len) = (0.0, 0);
+        }
+    }
+
+    /// Adds the newest value.
+    fn push(&mut self, x: f64, day: Day) {
+        let cap = self.ring.len();
+        self.ring[self.head] = x;
+        self.head = (self.head + 1) % cap;
+        self.seen = self.seen.saturating_add(1);
+        if let Day::Blocks { size, .. } = day {
+            self.add_to_day(x, size);
+        }
+    }
+
+    /// The mean of the `ws` values `p` to `p + ws − 1` events back, when known: exact from
+    /// the ring, or from the block means it overlaps, each weighted by its overlap.
+    fn day_ago(&self, p: usize, ws: usize, day: Day) -> Option<f64> {
+        match day {
+            Day::Off => None,
+            Day::Ring => (self.kept() >= p + ws).then(|| self.mean(p..p + ws)),
+            Day::Blocks { size, .. } => {
+                // Block k (0: the newest complete one) holds the values `bl + k·size` to
+                // `bl + (k + 1)·size − 1` events back; `p ≥ size > bl`.
+                let (bl, first, last) = (self.block_len, p, p + ws - 1);
+                let (k_lo, k_hi) = ((first - bl) / size, (last - bl) / size);
+                if k_hi >= self.blocks {
+                    return None;
+                }
+                let d = self.day.len();
+                let mut sum = 0.0;
+                for k in k_lo..=k_hi {
+                    let start = bl + k * size;
+                    let overlap = (start + size - 1).min(last) + 1 - start.max(first);
+                    sum += overlap as f64 * self.day[(self.day_head + d - 1 - k) % d];
+                }
+                Some(sum / ws as f64)
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        (self.ring.capacity() + self.day.capacity()) * std::mem::size_of::<f64>()
+            + self.shift.heap_bytes()
+            + self.season.heap_bytes()
+    }
+
+    /// Checks a deserialized series against the settings and the period.
+    fn validate(&self, c: &LikelihoodConfig, day: Day, events: u64) -> Result<(), String> {
+        let bad = || Err("likelihood value history is inconsistent".to_string());
+        if self.ring.len() != c.ring_len()
+            || self.head >= self.ring.len()
+            || self.seen > events
+            || !self.ring.iter().all(|v| v.abs() <= VALUE_LIMIT)
+            || self.min.is_nan()
+            || self.max.is_nan()
+        {
+            return bad();
+        }
+        match day {
+            Day::Blocks { size, count } => {
+                if self.day.len() != count
+                    || self.day_head >= count
+                    || self.blocks > count
+                    || self.block_len >= size
+                    || !self.block_sum.is_finite()
+                    || !self.day.iter().all(|v| v.is_finite())
+                {
+                    return bad();
+                }
+            }
+            _ => {
+                if !self.day.is_empty() || self.blocks != 0 || self.block_len != 0 {
+                    return bad();
+                }
+            }
+        }
+        for t in [&self.shift, &self.season] {
+            check_tail(t, Grid::Log, c.history, c.tail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a deserialized tail and that it has the grid and settings expected.
+fn check_tail(t: &Tail, grid: Grid, history: usize, tail: f64) -> Result<(), String> {
+    t.validate()?;
+    if t.grid() != grid || t.history() != history.max(1) as f64 || t.fraction() != tail {
+        return Err("likelihood tail has the wrong grid, history or tail fraction".into());
+    }
+    Ok(())
 }
 
 /// State of the anomaly likelihood (see the module docs).
@@ -200,9 +393,11 @@ impl Series {
 /// }
 /// assert_eq!(reported[..5], [0.0; 5]);
 /// assert!(reported[5] > 0.9);
+/// // The whole state, one value per event, timestamps every 5 minutes: a few KiB.
+/// assert!(l.heap_bytes() < 5 * 1024, "{}", l.heap_bytes());
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "LikelihoodRepr")]
 pub struct Likelihood {
     config: LikelihoodConfig,
     events: u64,
@@ -211,15 +406,136 @@ pub struct Likelihood {
     norm: Normalizer,
     series: Vec<Series>,
     error: Tail,
-    recent: Vec<f64>,
+    /// Surprises of the last `onset` events (`f32`: the onset filter compares them only).
+    recent: Vec<f32>,
     recent_head: usize,
     /// The episode being confirmed: its peak surprise so far and the events left before it is
     /// reported.
+    pending: Option<(f64, usize)>,
+    /// Peak surprises of the reported episodes, on [`Grid::Decades`].
+    episodes: Tail,
+}
+
+/// A stored likelihood as read: this version's, or one of earlier versions (exact histories
+/// and a ring of a day per value), converted on load.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LikelihoodRepr {
+    config: LikelihoodConfig,
+    events: u64,
+    first_time: Option<f64>,
+    period: usize,
+    norm: Normalizer,
+    series: Vec<SeriesRepr>,
+    error: TailRepr,
+    recent: Vec<f32>,
+    recent_head: usize,
     #[serde(default)]
     pending: Option<(f64, usize)>,
-    /// Peak surprises of the last `precedents` reported episodes (from the first one on).
     #[serde(default)]
-    episodes: Option<Tail>,
+    episodes: Option<TailRepr>,
+}
+
+/// A stored series: this version's (with `seen`), or earlier versions' (with `len`: a ring
+/// of `max(w + W, max_period + w_s)` values).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesRepr {
+    ring: Vec<f64>,
+    head: usize,
+    #[serde(default)]
+    seen: Option<u64>,
+    #[serde(default)]
+    len: Option<usize>,
+    min: f64,
+    max: f64,
+    shift: TailRepr,
+    season: TailRepr,
+    #[serde(default)]
+    day: Vec<f64>,
+    #[serde(default)]
+    day_head: usize,
+    #[serde(default)]
+    blocks: usize,
+    #[serde(default)]
+    block_sum: f64,
+    #[serde(default)]
+    block_len: usize,
+}
+
+impl SeriesRepr {
+    fn into_series(self, c: &LikelihoodConfig, day: Day) -> Result<Series, String> {
+        let shift = self.shift.into_tail(Grid::Log)?;
+        let season = self.season.into_tail(Grid::Log)?;
+        if let Some(seen) = self.seen {
+            return Ok(Series {
+                ring: self.ring,
+                head: self.head,
+                seen,
+                min: self.min,
+                max: self.max,
+                shift,
+                season,
+                day: self.day,
+                day_head: self.day_head,
+                blocks: self.blocks,
+                block_sum: self.block_sum,
+                block_len: self.block_len,
+            });
+        }
+        // Earlier versions: the newest value at `head − 1`, `len` of them kept.
+        let Some(len) = self.len else {
+            return Err("likelihood value history misses its length".into());
+        };
+        let cap = self.ring.len();
+        if len > cap || (cap > 0 && self.head >= cap) || !self.ring.iter().all(|v| v.is_finite())
+        {
+            return Err("likelihood value history is inconsistent".into());
+        }
+        let mut s = Series::new(c);
+        s.start_day(day);
+        for lag in (0..len).rev() {
+            let x = self.ring[(self.head + cap - 1 - lag) % cap];
+            s.push(x.clamp(-VALUE_LIMIT, VALUE_LIMIT), day);
+        }
+        (s.min, s.max, s.shift, s.season) = (self.min, self.max, shift, season);
+        Ok(s)
+    }
+}
+
+impl TryFrom<LikelihoodRepr> for Likelihood {
+    type Error = String;
+
+    fn try_from(r: LikelihoodRepr) -> Result<Self, String> {
+        let c = r.config;
+        c.validate().map_err(|e| e.to_string())?;
+        if r.period > c.max_period {
+            return Err(format!("likelihood period {} is out of range", r.period));
+        }
+        let day = c.day(r.period);
+        let series = r
+            .series
+            .into_iter()
+            .map(|s| s.into_series(&c, day))
+            .collect::<Result<Vec<_>, _>>()?;
+        let episodes = match r.episodes {
+            Some(e) => e.into_tail(Grid::Decades)?,
+            None => Tail::with_grid(Grid::Decades, c.precedents, 1.0),
+        };
+        Ok(Likelihood {
+            config: c,
+            events: r.events,
+            first_time: r.first_time,
+            period: r.period,
+            norm: r.norm,
+            series,
+            error: r.error.into_tail(Grid::Log)?,
+            recent: r.recent,
+            recent_head: r.recent_head,
+            pending: r.pending,
+            episodes,
+        })
+    }
 }
 
 /// Adds one statistic's surprise `v` to the running largest and total.
@@ -228,9 +544,11 @@ fn note(best: &mut f64, total: &mut f64, v: f64) {
     *total += v;
 }
 
-/// Offset inside the logarithm of each statistic: statistics are in standard deviations, so
-/// anything below a thousandth of one counts as nothing.
-const FLOOR: f64 = 1e-3;
+/// A surprise as the onset filter keeps it (`f32`), so that comparisons with kept ones are
+/// exact.
+fn kept_surprise(s: f64) -> f32 {
+    s.min(f64::from(f32::MAX)) as f32
+}
 
 impl Likelihood {
     /// Fresh state; the number of values is fixed by the first event scored.
@@ -246,7 +564,7 @@ impl Likelihood {
             recent: Vec::new(),
             recent_head: 0,
             pending: None,
-            episodes: None,
+            episodes: Tail::with_grid(Grid::Decades, config.precedents, 1.0),
         }
     }
 
@@ -265,26 +583,34 @@ impl Likelihood {
         self.period
     }
 
+    /// Heap bytes held: the capacities of every buffer (tails' bins, rings, block means,
+    /// onset history, normalizer), not counting the `Likelihood` value itself.
+    pub fn heap_bytes(&self) -> usize {
+        let f64s = std::mem::size_of::<f64>();
+        self.series.capacity() * std::mem::size_of::<Series>()
+            + self.series.iter().map(Series::heap_bytes).sum::<usize>()
+            + self.error.heap_bytes()
+            + self.episodes.heap_bytes()
+            + self.recent.capacity() * std::mem::size_of::<f32>()
+            // The normalizer's mean and second moment per value.
+            + 2 * self.norm.dim() * f64s
+    }
+
     fn init(&mut self, d: usize) {
         let c = &self.config;
         self.norm = Normalizer::new(d, NormMode::Cumulative);
-        self.series = (0..d)
-            .map(|_| Series {
-                ring: vec![0.0; c.ring_len()],
-                head: 0,
-                len: 0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-                shift: Tail::new(c.history, c.tail),
-                season: Tail::new(c.history, c.tail),
-            })
-            .collect();
+        self.series = (0..d).map(|_| Series::new(c)).collect();
         self.recent = Vec::with_capacity(c.onset);
     }
 
     /// Scores one event: its values (`actual`, always the same number of them; finite) and
     /// the forecast error made for it in normalized units (`None` when there was no
     /// forecast). Returns the score in `[0, 1]`; no allocation after the first events.
+    ///
+    /// An error of at least [`SATURATED`] (or infinite) makes the event beyond measure: it
+    /// scores 1 at once (unless an earlier one did within the last `onset` events: the same
+    /// episode), and its values are taken as the previous ones, so that the statistics stay
+    /// as they were.
     pub fn score(&mut self, time: Option<f64>, actual: &[f64], error: Option<f64>) -> f64 {
         if self.series.is_empty() {
             self.init(actual.len());
@@ -297,28 +623,39 @@ impl Likelihood {
                     let per_day = 86_400.0 / dt;
                     if dt > 0.0 && per_day >= 2.0 && per_day <= self.config.max_period as f64 {
                         self.period = per_day.round() as usize;
+                        let day = self.config.day(self.period);
+                        self.series.iter_mut().for_each(|s| s.start_day(day));
                     }
                 }
             }
             _ => {}
         }
-        self.norm.observe(actual);
+        let c = self.config;
+        let day = c.day(self.period);
+        let error = error.filter(|e| !e.is_nan());
+        let saturated = error.is_some_and(|e| !(e.abs() < SATURATED));
         let ln = |s: f64| (s + FLOOR).ln();
         let (mut best, mut total) = (0.0f64, 0.0f64);
-        if let Some(e) = error.filter(|e| e.is_finite()) {
-            let s = ln(e.abs());
-            note(&mut best, &mut total, self.error.surprise(s));
-            self.error.push(s);
+        if saturated {
+            for s in &mut self.series {
+                let held = if s.seen > 0 { s.at(0) } else { 0.0 };
+                s.push(held, day);
+            }
+        } else {
+            self.norm.observe(actual);
+            if let Some(e) = error {
+                let s = ln(e.abs());
+                note(&mut best, &mut total, self.error.surprise(s));
+                self.error.push(s);
+            }
         }
-        let c = self.config;
-        for (i, (series, &x)) in self.series.iter_mut().zip(actual).enumerate() {
+        let judged = if saturated { 0 } else { actual.len() };
+        for (i, (series, &x)) in self.series.iter_mut().zip(actual).enumerate().take(judged) {
+            let x = x.clamp(-VALUE_LIMIT, VALUE_LIMIT);
             let std = self.norm.std(i);
-            let cap = series.ring.len();
-            series.ring[series.head] = x;
-            series.head = (series.head + 1) % cap;
-            series.len = (series.len + 1).min(cap);
+            series.push(x, day);
             let (w, base) = (c.shift_recent, c.shift_base);
-            if series.len >= w + base {
+            if series.kept() >= w + base {
                 let recent = series.mean(0..w);
                 let past = series.mean(w..w + base);
                 let var = (w..w + base)
@@ -329,9 +666,9 @@ impl Likelihood {
                 note(&mut best, &mut total, series.shift.surprise(stat));
                 series.shift.push(stat);
             }
-            let (p, ws) = (self.period, c.season_recent);
-            if p > 0 && series.len >= p + ws {
-                let stat = ln((series.mean(0..ws) - series.mean(p..p + ws)).abs() / std);
+            let ws = c.season_recent;
+            if let Some(past) = series.day_ago(self.period, ws, day) {
+                let stat = ln((series.mean(0..ws) - past).abs() / std);
                 note(&mut best, &mut total, series.season.surprise(stat));
                 series.season.push(stat);
             }
@@ -342,19 +679,33 @@ impl Likelihood {
             series.min = series.min.min(x);
         }
         self.events += 1;
-        let surprise = best + c.others * (total - best);
+        let surprise = if saturated {
+            SATURATED_SURPRISE
+        } else {
+            best + c.others * (total - best)
+        };
         let unit = |s: f64| (s / c.decades).clamp(0.0, 1.0);
         if c.onset == 0 {
             return unit(surprise);
         }
-        let before = self.recent.iter().fold(0.0f64, |a, b| a.max(*b));
+        let kept = kept_surprise(surprise);
+        let surprise = f64::from(kept);
+        let before = self.recent.iter().fold(0.0f64, |a, b| a.max(f64::from(*b)));
         if self.recent.len() < c.onset {
-            self.recent.push(surprise);
+            self.recent.push(kept);
         } else {
-            self.recent[self.recent_head] = surprise;
+            self.recent[self.recent_head] = kept;
             self.recent_head = (self.recent_head + 1) % c.onset;
         }
+        if saturated {
+            // Reported at once, ending any episode being confirmed (the same one).
+            if surprise <= before {
+                return 0.0;
+            }
+            self.pending = None;
+        }
         let peak = match &mut self.pending {
+            _ if saturated => surprise,
             Some((peak, left)) => {
                 *peak = peak.max(surprise);
                 *left -= 1;
@@ -375,14 +726,11 @@ impl Likelihood {
         if c.precedents == 0 {
             return unit(peak);
         }
-        // The episode's tail probability times one plus its precedents: earlier episodes at
-        // least as surprising.
-        let episodes = self
-            .episodes
-            .get_or_insert_with(|| Tail::new(c.precedents, 1.0));
-        let seen = episodes.len() - episodes.count_below(peak);
-        episodes.push(peak);
-        unit(peak - (1.0 + seen as f64).log10())
+        // The episode's tail probability times one plus its precedents: the weight of earlier
+        // episodes at least as surprising.
+        let seen = self.episodes.at_least(peak);
+        self.episodes.push(peak);
+        unit(peak - (1.0 + seen).log10())
     }
 
     /// Checks a deserialized state against its settings: sizes, indices and finite values, so
@@ -412,25 +760,11 @@ impl Likelihood {
         {
             return Err("likelihood onset history is inconsistent".into());
         }
-        self.error.validate()?;
-        if let Some(e) = &self.episodes {
-            e.validate()?;
-            if e.capacity() != c.precedents.max(1) {
-                return Err("likelihood episode history has the wrong capacity".into());
-            }
-        }
+        check_tail(&self.error, Grid::Log, c.history, c.tail)?;
+        check_tail(&self.episodes, Grid::Decades, c.precedents, 1.0)?;
+        let day = c.day(self.period);
         for s in &self.series {
-            if s.ring.len() != c.ring_len()
-                || s.head >= s.ring.len()
-                || s.len > s.ring.len()
-                || !s.ring.iter().all(|v| v.is_finite())
-                || s.min.is_nan()
-                || s.max.is_nan()
-            {
-                return Err("likelihood value history is inconsistent".into());
-            }
-            s.shift.validate()?;
-            s.season.validate()?;
+            s.validate(c, day, self.events)?;
         }
         Ok(())
     }
