@@ -49,12 +49,13 @@ pub const SATURATED: f64 = 1e150;
 /// The surprise, in decades, of a saturated event (finite, and within `f32`).
 const SATURATED_SURPRISE: f64 = 1e30;
 
-/// Values beyond `±VALUE_LIMIT` count as `±VALUE_LIMIT` in the statistics, so that their
-/// sums and squares stay finite.
-const VALUE_LIMIT: f64 = 1e150;
+/// Values beyond `±VALUE_LIMIT` count as `±VALUE_LIMIT` in the statistics, so that the
+/// differences the rings keep fit in `f32` and every sum and square stays finite.
+const VALUE_LIMIT: f64 = 1e37;
 
-/// The most blocks of a day the seasonal statistic keeps (see [`Likelihood`]).
-const MAX_BLOCKS: usize = 64;
+/// Values of a ring block: the first is kept as `f64`, the others as `f32` differences from
+/// it.
+const BLOCK: usize = 16;
 
 /// Settings of the anomaly likelihood.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,90 +169,74 @@ impl LikelihoodConfig {
         Ok(())
     }
 
-    /// Values each series keeps exactly: the shift statistic's `w + W`, and the seasonal
-    /// statistic's recent `w_s`.
-    fn ring_len(&self) -> usize {
-        (self.shift_recent + self.shift_base).max(self.season_recent)
-    }
-
-    /// How the seasonal statistic reads the values a day back, with `period` rows per day.
-    fn day(&self, period: usize) -> Day {
-        let ws = self.season_recent;
-        if period == 0 {
-            Day::Off
-        } else if period + ws <= self.ring_len() {
-            Day::Ring
+    /// Values each series keeps, with `period` rows per day (0: none): the shift statistic's
+    /// `w + W`, and the seasonal statistic's `w_s` and the `w_s` a day back.
+    fn ring_len(&self, period: usize) -> usize {
+        let day = if period > 0 {
+            period + self.season_recent
         } else {
-            let size = ws.max(period.div_ceil(MAX_BLOCKS)).min(period).max(1);
-            Day::Blocks {
-                size,
-                count: (period + ws - 1) / size + 1,
-            }
-        }
+            self.season_recent
+        };
+        (self.shift_recent + self.shift_base).max(day)
     }
 }
 
-/// Where the values a day back come from.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Day {
-    /// No seasonal statistic (no period).
-    Off,
-    /// The exact values, from the ring (a day short enough to fit in it).
-    Ring,
-    /// Means of blocks of `size` consecutive values, the last `count` blocks.
-    Blocks { size: usize, count: usize },
-}
-
-/// Per value: recent values, extremes, the block means of the last day and the tails of the
-/// shift and seasonal statistics.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-struct Series {
-    /// The last values, newest at `head − 1`.
-    ring: Vec<f64>,
+/// The last values of a series, in blocks of [`BLOCK`]: the first value of a block as `f64`,
+/// the others as `f32` differences from it, so a value costs about 4.5 bytes and comes back
+/// exact to `6·10⁻⁸` of its difference from the block's first value (a level of `10^9` with a
+/// noise of 1 keeps its noise, which `f32` values would round away). The ring holds one block
+/// more than the values it serves, because writing a block's first value invalidates the
+/// rest of that block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ring {
+    base: Vec<f64>,
+    delta: Vec<f32>,
+    /// The next slot.
     head: usize,
     /// Values pushed (saturating).
     seen: u64,
-    min: f64,
-    max: f64,
-    shift: Tail,
-    season: Tail,
-    /// Means of the last complete blocks, newest at `day_head − 1` (with [`Day::Blocks`]).
-    day: Vec<f64>,
-    day_head: usize,
-    /// Complete blocks in `day`.
-    blocks: usize,
-    /// Sum and count of the block being filled.
-    block_sum: f64,
-    block_len: usize,
 }
 
-impl Series {
-    fn new(c: &LikelihoodConfig) -> Self {
-        Series {
-            ring: vec![0.0; c.ring_len()],
+impl Ring {
+    /// A ring serving the last `len` values.
+    fn new(len: usize) -> Self {
+        let cap = len + BLOCK;
+        Ring {
+            base: vec![0.0; cap.div_ceil(BLOCK)],
+            delta: vec![0.0; cap],
             head: 0,
             seen: 0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            shift: Tail::new(c.history, c.tail),
-            season: Tail::new(c.history, c.tail),
-            day: Vec::new(),
-            day_head: 0,
-            blocks: 0,
-            block_sum: 0.0,
-            block_len: 0,
         }
     }
 
-    /// Values in the ring.
+    /// The values it serves.
+    fn len(&self) -> usize {
+        self.delta.len() - BLOCK
+    }
+
+    /// Values that can be read: `at(lag)` for `lag < kept()`.
     fn kept(&self) -> usize {
-        self.seen.min(self.ring.len() as u64) as usize
+        self.seen.min(self.len() as u64) as usize
+    }
+
+    fn push(&mut self, x: f64) {
+        let s = self.head;
+        if s % BLOCK == 0 {
+            self.base[s / BLOCK] = x;
+            self.delta[s] = 0.0;
+        } else {
+            self.delta[s] = (x - self.base[s / BLOCK]) as f32;
+        }
+        self.head = (s + 1) % self.delta.len();
+        self.seen = self.seen.saturating_add(1);
     }
 
     /// The value `lag` events back (0: the newest); `lag < kept()`.
     fn at(&self, lag: usize) -> f64 {
-        let n = self.ring.len();
-        self.ring[(self.head + n - 1 - lag) % n]
+        let cap = self.delta.len();
+        let s = (self.head + cap - 1 - lag) % cap;
+        self.base[s / BLOCK] + f64::from(self.delta[s])
     }
 
     fn mean(&self, lags: std::ops::Range<usize>) -> f64 {
@@ -259,104 +244,64 @@ impl Series {
         lags.map(|j| self.at(j)).sum::<f64>() / k
     }
 
-    /// Starts the block means of a day (allocates them), from the values in the ring.
-    fn start_day(&mut self, day: Day) {
-        if let Day::Blocks { size, count } = day {
-            self.day = vec![0.0; count];
-            (self.day_head, self.blocks, self.block_sum, self.block_len) = (0, 0, 0.0, 0);
-            for lag in (0..self.kept()).rev() {
-                let x = self.at(lag);
-                self.add_to_day(x, size);
-            }
+    /// The same values in a ring serving `len` (the newest `len` of them).
+    fn resized(&self, len: usize) -> Ring {
+        let mut r = Ring::new(len);
+        for lag in (0..self.kept().min(len)).rev() {
+            r.push(self.at(lag));
         }
+        r.seen = self.seen;
+        r
     }
 
-    fn add_to_day(&mut self, x: f64, size: usize) {
-        if self.day.is_empty() {
-            return;
-        }
-        self.block_sum += x;
-        self.block_len += 1;
-        if self.block_len == size {
-            self.day[self.day_head] = self.block_sum / size as f64;
-            self.day_head = (self.day_head + 1) % self.day.len();
-            self.blocks = (self.blocks + 1).min(self.day.len());
-            (self.block_sum, self.block_len) = (0.0, 0);
-        }
+    fn heap_bytes(&self) -> usize {
+        self.base.capacity() * std::mem::size_of::<f64>()
+            + self.delta.capacity() * std::mem::size_of::<f32>()
     }
 
-    /// Adds the newest value.
-    fn push(&mut self, x: f64, day: Day) {
-        let cap = self.ring.len();
-        self.ring[self.head] = x;
-        self.head = (self.head + 1) % cap;
-        self.seen = self.seen.saturating_add(1);
-        if let Day::Blocks { size, .. } = day {
-            self.add_to_day(x, size);
+    fn validate(&self, len: usize) -> Result<(), String> {
+        if self.delta.len() != len + BLOCK
+            || self.base.len() != self.delta.len().div_ceil(BLOCK)
+            || self.head >= self.delta.len()
+            || !self.base.iter().all(|v| v.abs() <= VALUE_LIMIT)
+            || !self.delta.iter().all(|v| v.is_finite())
+        {
+            return Err("likelihood value history is inconsistent".into());
         }
+        Ok(())
     }
+}
 
-    /// The mean of the `ws` values `p` to `p + ws − 1` events back, when known: exact from
-    /// the ring, or from the block means it overlaps, each weighted by its overlap.
-    fn day_ago(&self, p: usize, ws: usize, day: Day) -> Option<f64> {
-        match day {
-            Day::Off => None,
-            Day::Ring => (self.kept() >= p + ws).then(|| self.mean(p..p + ws)),
-            Day::Blocks { size, .. } => {
-                // Block k (0: the newest complete one) holds the values `bl + k·size` to
-                // `bl + (k + 1)·size − 1` events back; `p ≥ size > bl`.
-                let (bl, first, last) = (self.block_len, p, p + ws - 1);
-                let (k_lo, k_hi) = ((first - bl) / size, (last - bl) / size);
-                if k_hi >= self.blocks {
-                    return None;
-                }
-                let d = self.day.len();
-                let mut sum = 0.0;
-                for k in k_lo..=k_hi {
-                    let start = bl + k * size;
-                    let overlap = (start + size - 1).min(last) + 1 - start.max(first);
-                    sum += overlap as f64 * self.day[(self.day_head + d - 1 - k) % d];
-                }
-                Some(sum / ws as f64)
-            }
+/// Per value: recent values, extremes and the tails of the shift and seasonal statistics.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct Series {
+    ring: Ring,
+    min: f64,
+    max: f64,
+    shift: Tail,
+    season: Tail,
+}
+
+impl Series {
+    fn new(c: &LikelihoodConfig, period: usize) -> Self {
+        Series {
+            ring: Ring::new(c.ring_len(period)),
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            shift: Tail::new(c.history, c.tail),
+            season: Tail::new(c.history, c.tail),
         }
     }
 
     fn heap_bytes(&self) -> usize {
-        (self.ring.capacity() + self.day.capacity()) * std::mem::size_of::<f64>()
-            + self.shift.heap_bytes()
-            + self.season.heap_bytes()
+        self.ring.heap_bytes() + self.shift.heap_bytes() + self.season.heap_bytes()
     }
 
     /// Checks a deserialized series against the settings and the period.
-    fn validate(&self, c: &LikelihoodConfig, day: Day, events: u64) -> Result<(), String> {
-        let bad = || Err("likelihood value history is inconsistent".to_string());
-        if self.ring.len() != c.ring_len()
-            || self.head >= self.ring.len()
-            || self.seen > events
-            || !self.ring.iter().all(|v| v.abs() <= VALUE_LIMIT)
-            || self.min.is_nan()
-            || self.max.is_nan()
-        {
-            return bad();
-        }
-        match day {
-            Day::Blocks { size, count } => {
-                if self.day.len() != count
-                    || self.day_head >= count
-                    || self.blocks > count
-                    || self.block_len >= size
-                    || !self.block_sum.is_finite()
-                    || !self.day.iter().all(|v| v.is_finite())
-                {
-                    return bad();
-                }
-            }
-            _ => {
-                if !self.day.is_empty() || self.blocks != 0 || self.block_len != 0 {
-                    return bad();
-                }
-            }
+    fn validate(&self, c: &LikelihoodConfig, period: usize, events: u64) -> Result<(), String> {
+        self.ring.validate(c.ring_len(period))?;
+        if self.ring.seen > events || self.min.is_nan() || self.max.is_nan() {
+            return Err("likelihood value history is inconsistent".into());
         }
         for t in [&self.shift, &self.season] {
             check_tail(t, Grid::Log, c.history, c.tail)?;
@@ -417,7 +362,7 @@ pub struct Likelihood {
 }
 
 /// A stored likelihood as read: this version's, or one of earlier versions (exact histories
-/// and a ring of a day per value), converted on load.
+/// and a ring of `f64` values), converted on load.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LikelihoodRepr {
@@ -436,70 +381,59 @@ struct LikelihoodRepr {
     episodes: Option<TailRepr>,
 }
 
-/// A stored series: this version's (with `seen`), or earlier versions' (with `len`: a ring
-/// of `max(w + W, max_period + w_s)` values).
+/// A stored series: this version's (with a [`Ring`]), or earlier versions' (a ring of
+/// `max(w + W, max_period + w_s)` values as `f64`, the newest at `head − 1`, `len` of them
+/// kept).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SeriesRepr {
-    ring: Vec<f64>,
-    head: usize,
+    ring: RingRepr,
     #[serde(default)]
-    seen: Option<u64>,
+    head: Option<usize>,
     #[serde(default)]
     len: Option<usize>,
     min: f64,
     max: f64,
     shift: TailRepr,
     season: TailRepr,
-    #[serde(default)]
-    day: Vec<f64>,
-    #[serde(default)]
-    day_head: usize,
-    #[serde(default)]
-    blocks: usize,
-    #[serde(default)]
-    block_sum: f64,
-    #[serde(default)]
-    block_len: usize,
+}
+
+/// This version's ring, or the values of earlier versions'.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RingRepr {
+    Blocks(Ring),
+    Values(Vec<f64>),
 }
 
 impl SeriesRepr {
-    fn into_series(self, c: &LikelihoodConfig, day: Day) -> Result<Series, String> {
+    fn into_series(self, c: &LikelihoodConfig, period: usize) -> Result<Series, String> {
         let shift = self.shift.into_tail(Grid::Log)?;
         let season = self.season.into_tail(Grid::Log)?;
-        if let Some(seen) = self.seen {
-            return Ok(Series {
-                ring: self.ring,
-                head: self.head,
-                seen,
-                min: self.min,
-                max: self.max,
-                shift,
-                season,
-                day: self.day,
-                day_head: self.day_head,
-                blocks: self.blocks,
-                block_sum: self.block_sum,
-                block_len: self.block_len,
-            });
-        }
-        // Earlier versions: the newest value at `head − 1`, `len` of them kept.
-        let Some(len) = self.len else {
-            return Err("likelihood value history misses its length".into());
+        let ring = match (self.ring, self.head, self.len) {
+            (RingRepr::Blocks(ring), None, None) => ring,
+            (RingRepr::Values(values), Some(head), Some(len)) => {
+                let cap = values.len();
+                if len > cap || (cap > 0 && head >= cap) || !values.iter().all(|v| v.is_finite())
+                {
+                    return Err("likelihood value history is inconsistent".into());
+                }
+                let mut ring = Ring::new(c.ring_len(period));
+                for lag in (0..len).rev() {
+                    let x = values[(head + cap - 1 - lag) % cap];
+                    ring.push(x.clamp(-VALUE_LIMIT, VALUE_LIMIT));
+                }
+                ring
+            }
+            _ => return Err("likelihood value history is neither a ring nor values".into()),
         };
-        let cap = self.ring.len();
-        if len > cap || (cap > 0 && self.head >= cap) || !self.ring.iter().all(|v| v.is_finite())
-        {
-            return Err("likelihood value history is inconsistent".into());
-        }
-        let mut s = Series::new(c);
-        s.start_day(day);
-        for lag in (0..len).rev() {
-            let x = self.ring[(self.head + cap - 1 - lag) % cap];
-            s.push(x.clamp(-VALUE_LIMIT, VALUE_LIMIT), day);
-        }
-        (s.min, s.max, s.shift, s.season) = (self.min, self.max, shift, season);
-        Ok(s)
+        Ok(Series {
+            ring,
+            min: self.min,
+            max: self.max,
+            shift,
+            season,
+        })
     }
 }
 
@@ -512,11 +446,10 @@ impl TryFrom<LikelihoodRepr> for Likelihood {
         if r.period > c.max_period {
             return Err(format!("likelihood period {} is out of range", r.period));
         }
-        let day = c.day(r.period);
         let series = r
             .series
             .into_iter()
-            .map(|s| s.into_series(&c, day))
+            .map(|s| s.into_series(&c, r.period))
             .collect::<Result<Vec<_>, _>>()?;
         let episodes = match r.episodes {
             Some(e) => e.into_tail(Grid::Decades)?,
@@ -599,7 +532,7 @@ impl Likelihood {
     fn init(&mut self, d: usize) {
         let c = &self.config;
         self.norm = Normalizer::new(d, NormMode::Cumulative);
-        self.series = (0..d).map(|_| Series::new(c)).collect();
+        self.series = (0..d).map(|_| Series::new(c, 0)).collect();
         self.recent = Vec::with_capacity(c.onset);
     }
 
@@ -623,23 +556,25 @@ impl Likelihood {
                     let per_day = 86_400.0 / dt;
                     if dt > 0.0 && per_day >= 2.0 && per_day <= self.config.max_period as f64 {
                         self.period = per_day.round() as usize;
-                        let day = self.config.day(self.period);
-                        self.series.iter_mut().for_each(|s| s.start_day(day));
+                        // The ring grows to hold a day (once, at the second event).
+                        let len = self.config.ring_len(self.period);
+                        for s in &mut self.series {
+                            s.ring = s.ring.resized(len);
+                        }
                     }
                 }
             }
             _ => {}
         }
         let c = self.config;
-        let day = c.day(self.period);
         let error = error.filter(|e| !e.is_nan());
         let saturated = error.is_some_and(|e| !(e.abs() < SATURATED));
         let ln = |s: f64| (s + FLOOR).ln();
         let (mut best, mut total) = (0.0f64, 0.0f64);
         if saturated {
             for s in &mut self.series {
-                let held = if s.seen > 0 { s.at(0) } else { 0.0 };
-                s.push(held, day);
+                let held = if s.ring.kept() > 0 { s.ring.at(0) } else { 0.0 };
+                s.ring.push(held);
             }
         } else {
             self.norm.observe(actual);
@@ -653,22 +588,23 @@ impl Likelihood {
         for (i, (series, &x)) in self.series.iter_mut().zip(actual).enumerate().take(judged) {
             let x = x.clamp(-VALUE_LIMIT, VALUE_LIMIT);
             let std = self.norm.std(i);
-            series.push(x, day);
+            let ring = &mut series.ring;
+            ring.push(x);
             let (w, base) = (c.shift_recent, c.shift_base);
-            if series.kept() >= w + base {
-                let recent = series.mean(0..w);
-                let past = series.mean(w..w + base);
+            if ring.kept() >= w + base {
+                let recent = ring.mean(0..w);
+                let past = ring.mean(w..w + base);
                 let var = (w..w + base)
-                    .map(|j| (series.at(j) - past).powi(2))
+                    .map(|j| (ring.at(j) - past).powi(2))
                     .sum::<f64>()
                     / base as f64;
                 let stat = ln((recent - past).abs() / (var.sqrt() + FLOOR * std + 1e-12));
                 note(&mut best, &mut total, series.shift.surprise(stat));
                 series.shift.push(stat);
             }
-            let ws = c.season_recent;
-            if let Some(past) = series.day_ago(self.period, ws, day) {
-                let stat = ln((series.mean(0..ws) - past).abs() / std);
+            let (p, ws) = (self.period, c.season_recent);
+            if p > 0 && ring.kept() >= p + ws {
+                let stat = ln((ring.mean(0..ws) - ring.mean(p..p + ws)).abs() / std);
                 note(&mut best, &mut total, series.season.surprise(stat));
                 series.season.push(stat);
             }
@@ -762,9 +698,8 @@ impl Likelihood {
         }
         check_tail(&self.error, Grid::Log, c.history, c.tail)?;
         check_tail(&self.episodes, Grid::Decades, c.precedents, 1.0)?;
-        let day = c.day(self.period);
         for s in &self.series {
-            s.validate(c, day, self.events)?;
+            s.validate(c, self.period, self.events)?;
         }
         Ok(())
     }
@@ -905,7 +840,7 @@ mod tests {
         assert!(c.validate().is_err());
         let mut l = Likelihood::new(LikelihoodConfig::default());
         l.score(None, &[1.0], None);
-        l.series[0].head = 1 << 20;
+        l.series[0].ring.head = 1 << 20;
         assert!(l.validate().is_err());
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! # The summary
 //!
-//! A [`Tail`] keeps a histogram of the values pushed, on a fixed [`Grid`] of equal bins (the
-//! statistics are already logarithms, so equal bins there are the log bins of a DDSketch on
-//! the statistic itself: a bin of 0.1 is a relative accuracy of about 5%), with exponential
+//! A [`Tail`] keeps a histogram of the values pushed, on a fixed [`Grid`] (the statistics are
+//! already logarithms, so equal bins there are the log bins of a DDSketch on the statistic
+//! itself: a bin of 0.1 is a relative accuracy of about 5%; far beyond the usual values the
+//! bins widen geometrically, so that the grid reaches the largest statistics), with exponential
 //! forgetting: the value pushed `j` values ago weighs `e^(−j/τ)`, `τ` being the history. The
 //! weights are kept as `f32` multiples of a growing scale (the newest value weighs the most;
 //! all bins are divided by the scale once it passes 2^60, once every `41.6 τ` values), so a
@@ -13,8 +14,8 @@
 //! `n = Σ_j e^(−j/τ)`, grows like the count at first and tends to `τ`. Values beyond the grid
 //! are counted in its first or last bin. Within a bin the values are taken as spread evenly.
 //!
-//! 160 bins of `f32` are 640 bytes, whatever the history (an exact window of 16,384 values
-//! kept twice, as earlier versions did, is 256 KiB).
+//! The 222 bins of `f32` of a statistic are 888 bytes, whatever the history (an exact window
+//! of 16,384 values kept twice, as earlier versions did, is 256 KiB).
 //!
 //! **Why not a crate.** `sketches-ddsketch` (log bins, `u64` counts in a `Vec` that grows
 //! when a new extreme arrives, add and merge only), `tdigest` (centroids merged into a new
@@ -64,44 +65,73 @@ const RESCALE: f64 = (1u64 << 60) as f64;
 /// smallest value of a [`Grid::Log`] statistic is `ln FLOOR`.
 pub const FLOOR: f64 = 1e-3;
 
+/// Bins of [`Grid::Log`] 0.1 wide, from `ln 10⁻³` to `ln 10⁻³ + 16` (a statistic of about
+/// 8,900).
+const LOG_FINE: usize = 160;
+/// All bins of [`Grid::Log`]: beyond the fine ones, each is 10% wider than the one before, up
+/// to `ln 10⁻³ + 370` (a statistic of `10^158`).
+const LOG_BINS: usize = 222;
+/// Bins of [`Grid::Decades`], 0.1 wide from 0 to 16.
+const DECADES_BINS: usize = 160;
+
+/// `ln 10⁻³`, the lower edge of [`Grid::Log`] (a test checks it against `FLOOR.ln()`).
+const LN_FLOOR: f64 = -6.907755278982137;
+
+/// The edges of `n` bins from `lo`: `fine` bins of 0.1, then each 10% wider than the last.
+const fn edges<const N: usize>(lo: f64, fine: usize) -> [f64; N] {
+    let mut e = [0.0; N];
+    e[0] = lo;
+    let (mut i, mut w) = (1, 0.1);
+    while i < N {
+        if i > fine {
+            w *= 1.1;
+        }
+        e[i] = e[i - 1] + w;
+        i += 1;
+    }
+    e
+}
+
+static LOG_EDGES: [f64; LOG_BINS + 1] = edges(LN_FLOOR, LOG_FINE);
+static DECADES_EDGES: [f64; DECADES_BINS + 1] = edges(0.0, DECADES_BINS);
+
 /// Where a tail's bins lie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Grid {
     /// Statistics in natural-log units, `ln(stat + 10⁻³)`: 160 bins of 0.1 from `ln 10⁻³`
-    /// (−6.91), up to a statistic of about 8,900.
+    /// (−6.91) to a statistic of about 8,900, then 62 bins each 10% wider than the last, up to
+    /// a statistic of `10^158`. 222 bins.
     Log,
     /// Surprises in decades of probability: 160 bins of 0.1 from 0 to 16.
     Decades,
 }
 
 impl Grid {
-    /// The lower edge of the first bin.
-    pub fn lo(self) -> f64 {
+    /// The edges of the bins, ascending (one more than the bins).
+    pub fn edges(self) -> &'static [f64] {
         match self {
-            Grid::Log => FLOOR.ln(),
-            Grid::Decades => 0.0,
+            Grid::Log => &LOG_EDGES,
+            Grid::Decades => &DECADES_EDGES,
         }
     }
 
-    /// The width of a bin.
-    pub fn width(self) -> f64 {
-        0.1
+    /// The lower edge of the first bin.
+    pub fn lo(self) -> f64 {
+        self.edges()[0]
     }
 
     /// The number of bins.
     pub fn bins(self) -> usize {
-        160
+        self.edges().len() - 1
     }
 
     /// The bin of `x` (values beyond the grid go to its first or last bin).
     fn index(self, x: f64) -> usize {
-        let pos = ((x - self.lo()) / self.width()).floor();
-        if pos >= 0.0 {
-            (pos as usize).min(self.bins() - 1)
-        } else {
-            0
-        }
+        let e = self.edges();
+        e.partition_point(|v| *v <= x)
+            .saturating_sub(1)
+            .min(e.len() - 2)
     }
 }
 
@@ -329,13 +359,12 @@ impl Tail {
         if self.bins.is_empty() || x.is_nan() {
             return 0.0;
         }
-        let (lo, w) = (self.grid.lo(), self.grid.width());
-        if x <= lo {
+        let e = self.grid.edges();
+        if x <= e[0] {
             return self.total();
         }
-        let pos = (x - lo) / w;
         let j = self.grid.index(x);
-        let share = (j as f64 + 1.0 - pos).clamp(0.0, 1.0);
+        let share = ((e[j + 1] - x) / (e[j + 1] - e[j])).clamp(0.0, 1.0);
         let higher: f64 = self.bins[j + 1..].iter().map(|b| f64::from(*b)).sum();
         higher + f64::from(self.bins[j]) * share
     }
@@ -354,14 +383,14 @@ impl Tail {
         }
         let k = (self.tail * n).max(MIN_TAIL).min(n);
         let kw = k * unit;
-        let (lo, w) = (self.grid.lo(), self.grid.width());
+        let e = self.grid.edges();
         // From the top bin down: the weight above the current bin and the first two moments
         // of the values there, until the top weight `kw` is reached inside bin `j`.
         let (mut above, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
         let mut found = None;
         for (j, b) in self.bins.iter().enumerate().rev() {
             let c = f64::from(*b);
-            let hi = lo + (j + 1) as f64 * w;
+            let (hi, w) = (e[j + 1], e[j + 1] - e[j]);
             if c > 0.0 && above + c >= kw {
                 let r = kw - above;
                 let u = hi - w * r / c;
@@ -378,7 +407,9 @@ impl Tail {
             s1 += c * mid;
             s2 += c * (mid * mid + w * w / 12.0);
         }
-        let (u, m1, m2) = found.unwrap_or((lo, s1 - lo * above, s2 - 2.0 * lo * s1 + lo * lo * above));
+        let lo = e[0];
+        let (u, m1, m2) =
+            found.unwrap_or((lo, s1 - lo * above, s2 - 2.0 * lo * s1 + lo * lo * above));
         let n1 = n + 1.0;
         if x <= u {
             return -((1.0 + self.above(x) / unit) / n1).log10();
@@ -676,13 +707,32 @@ mod tests {
             bins,
         };
         for r in [
-            raw(158, vec![1.0; 5], 300.0),
+            raw(220, vec![1.0; 5], 300.0),
             raw(usize::MAX, vec![1.0], 300.0),
             raw(0, vec![1.0], f64::NAN),
             raw(0, vec![1.0], 0.0),
         ] {
             let bytes = rmp_serde::to_vec_named(&r).unwrap();
             assert!(rmp_serde::from_slice::<Tail>(&bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn the_grids_start_at_their_floor_and_ascend() {
+        assert_eq!(Grid::Log.lo(), FLOOR.ln());
+        assert_eq!(Grid::Log.index(FLOOR.ln()), 0, "a statistic of 0 is in the first bin");
+        assert_eq!(Grid::Log.bins(), 222);
+        assert!((Grid::Log.edges()[160] - (FLOOR.ln() + 16.0)).abs() < 1e-9);
+        assert!(Grid::Log.edges()[222] > (1e158f64).ln());
+        for g in [Grid::Log, Grid::Decades] {
+            let e = g.edges();
+            assert!(e.windows(2).all(|w| w[1] > w[0]));
+            for (j, w) in e.windows(2).enumerate() {
+                assert_eq!(g.index(w[0]), j);
+                assert_eq!(g.index((w[0] + w[1]) / 2.0), j);
+            }
+            assert_eq!(g.index(f64::MAX), g.bins() - 1);
+            assert_eq!(g.index(-f64::MAX), 0);
         }
     }
 
