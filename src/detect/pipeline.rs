@@ -228,6 +228,8 @@ struct Inner {
     /// The forecaster's targets (its network output size).
     y_ahead: Vec<f32>,
     raw_x: Vec<f64>,
+    /// The event learned in place of one beyond measure (see [`Pipeline::process`]).
+    held: Event,
     prev_forecast: Vec<f64>,
     prev_actual: Vec<f64>,
     has_prev: bool,
@@ -384,6 +386,7 @@ impl Pipeline {
             x: vec![0.0; d],
             y: vec![0.0; dy],
             raw_x: vec![0.0; d],
+            held: held_event(d, dy),
             prev_forecast: vec![0.0; dy],
             prev_actual: vec![0.0; dy],
             has_prev: false,
@@ -437,11 +440,29 @@ impl Pipeline {
         out.error = None;
         out.score = 0.0;
         out.anomaly = false;
-        // The actual values this event brings for the forecast made before it.
-        let actual: &[f64] = if inner.explicit {
-            &ev.targets
+        // An event with a value beyond measure (values near f64::MAX) is learned as a repeat
+        // of the previous one, so that it cannot blow up the model, its loss or its statistics;
+        // its record reports its saturated error and flags it.
+        let beyond = inner.has_prev && beyond_measure(ev, &inner.norm_x, &inner.norm_y);
+        let (real, mut held) = (ev, std::mem::take(&mut inner.held));
+        let ev = if beyond {
+            held.time = real.time;
+            held.values.clear();
+            held.values.extend_from_slice(&inner.raw_x);
+            held.targets.clear();
+            if inner.explicit {
+                held.targets.extend_from_slice(&inner.prev_actual);
+            }
+            &held
         } else {
-            &ev.values
+            real
+        };
+        // The actual values this event brings for the forecast made before it (the learned
+        // ones, and the real ones its error and score are of).
+        let (actual, real_actual): (&[f64], &[f64]) = if inner.explicit {
+            (&ev.targets, &real.targets)
+        } else {
+            (&ev.values, &real.values)
         };
         inner.raw_x.copy_from_slice(&ev.values);
         if let Some(f) = inner.forecaster.as_mut() {
@@ -485,7 +506,7 @@ impl Pipeline {
         let mut norm_error = None;
         if inner.has_prev || inner.explicit {
             let (mut se, mut zse, mut naive) = (0.0, 0.0, 0.0);
-            for (i, (a, f)) in actual.iter().zip(&inner.prev_forecast).enumerate() {
+            for (i, (a, f)) in real_actual.iter().zip(&inner.prev_forecast).enumerate() {
                 // Saturated: a residual beyond f64 (values near f64::MAX) stays finite.
                 let r = (a - f).clamp(-f64::MAX, f64::MAX);
                 out.residual.push(r);
@@ -506,7 +527,11 @@ impl Pipeline {
             let mse = (se / k).min(ERROR_LIMIT);
             out.error = Some(mse);
             let r = (zse / k).sqrt();
-            let r = if r < SATURATED { r } else { SATURATED };
+            let r = if r < SATURATED && !beyond {
+                r
+            } else {
+                SATURATED
+            };
             norm_error = Some(r);
             let z = inner.anomaly.score(r);
             out.score = match self.config.anomaly.kind {
@@ -520,7 +545,7 @@ impl Pipeline {
             }
         }
         if let Some(l) = inner.likelihood.as_mut() {
-            out.score = l.score(ev.time, actual, norm_error);
+            out.score = l.score(ev.time, real_actual, norm_error);
         }
         out.anomaly = out.score > self.config.anomaly.threshold;
         if let Some(f) = inner.forecaster.as_mut() {
@@ -539,6 +564,7 @@ impl Pipeline {
         }
         inner.prev_actual.copy_from_slice(actual);
         inner.has_prev = true;
+        inner.held = held;
         out.updates = inner.learner.updates();
         if out.anomaly {
             self.anomalies += 1;
@@ -726,6 +752,7 @@ impl Pipeline {
             x: vec![0.0; d],
             y: vec![0.0; dy],
             raw_x: vec![0.0; d],
+            held: held_event(d, dy),
             prev_forecast: s.prev_forecast,
             prev_actual: s.prev_actual,
             has_prev: s.has_prev,
@@ -785,6 +812,25 @@ impl Pipeline {
     pub fn trail(&self) -> &ErrorTrail {
         &self.trail
     }
+}
+
+/// An event with room for `d` values and `dy` targets.
+fn held_event(d: usize, dy: usize) -> Event {
+    let mut ev = Event::new();
+    ev.values.reserve_exact(d);
+    ev.targets.reserve_exact(dy);
+    ev
+}
+
+/// Whether a value of `ev` lies [`SATURATED`] standard deviations or more from its column's
+/// running mean: beyond measure.
+fn beyond_measure(ev: &Event, norm_x: &Normalizer, norm_y: &Normalizer) -> bool {
+    let far = |n: &Normalizer, v: &[f64]| {
+        v.iter()
+            .enumerate()
+            .any(|(i, x)| !(((x - n.mean(i)) / n.std(i)).abs() < SATURATED))
+    };
+    far(norm_x, &ev.values) || far(norm_y, &ev.targets)
 }
 
 /// In-place softmax (stable): with cross-entropy the forecast is reported as probabilities.
