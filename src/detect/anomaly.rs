@@ -228,11 +228,15 @@ impl ZScore {
         &self.config
     }
 
-    /// Scores `residual` against the residuals seen so far, then adds it to them. A
-    /// non-finite residual scores 0 and is not added.
+    /// Scores `residual` against the residuals seen so far, then adds it to them. A residual
+    /// beyond measure (at least [`likelihood::SATURATED`], or infinite) scores
+    /// [`likelihood::SATURATED`] and is not added; a NaN scores 0 and is not added.
     pub fn score(&mut self, residual: f64) -> f64 {
-        if !residual.is_finite() {
+        if residual.is_nan() {
             return 0.0;
+        }
+        if residual.abs() >= likelihood::SATURATED {
+            return likelihood::SATURATED;
         }
         let warm = self.count >= self.config.warmup.max(2);
         let std = self.var.sqrt().max(1e-9 * self.mean.abs().max(1e-12));
@@ -310,6 +314,13 @@ mod tests {
         let spike = z.score(3.0);
         assert!(z.flags(spike), "spike scored {spike}");
         assert_eq!(z.score(f64::NAN), 0.0);
+        // Beyond measure: flagged with a finite score, and the statistics stay as they were.
+        let before = z.clone();
+        for r in [f64::INFINITY, 1e200] {
+            let s = z.score(r);
+            assert!(s.is_finite() && z.flags(s), "{s}");
+        }
+        assert_eq!(z, before);
     }
 
     #[test]
