@@ -4,9 +4,9 @@
 //!
 //! - `likelihood` (the default): the [`Likelihood`] of the event, in `[0, 1]`, from the
 //!   forecast error, level-shift, seasonal and new-extreme statistics, each judged by a
-//!   [`Tail`] against its own history, reported once per episode: by default 5 events after
-//!   the episode starts, with its peak, and discounted by earlier episodes as surprising (see
-//!   [`likelihood`](mod@likelihood)).
+//!   [`Tail`] (a bounded summary of its recent history) against its own history, reported
+//!   once per episode: by default 5 events after the episode starts, with its peak, and
+//!   discounted by earlier episodes as surprising (see [`likelihood`](mod@likelihood)).
 //! - `zscore`: the [`ZScore`] of the forecast error, unbounded (described below).
 //! - `raw`: the forecast error `|r|` in normalized units, squashed to `|r| / (1 + |r|)`.
 //!
@@ -16,10 +16,12 @@
 //! during a warm-up of `warmup` residuals. An event is flagged when `score > threshold`.
 //!
 //! After the warm-up a residual enters the statistics winsorized at `mean + 10 · std`, so a
-//! burst of huge residuals is flagged without masking the anomalies that follow it.
+//! burst of huge residuals is flagged without masking the anomalies that follow it. A
+//! residual beyond measure (at least [`likelihood::SATURATED`]) scores that value and leaves
+//! the statistics as they were.
 
 pub mod likelihood;
-mod tail;
+pub mod tail;
 
 pub use likelihood::{Likelihood, LikelihoodConfig};
 pub use tail::{Grid, Tail};

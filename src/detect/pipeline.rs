@@ -61,7 +61,7 @@ pub struct OutputRecord {
     /// The event's series key (empty when none).
     pub key: String,
     /// Mean squared error of the forecast made for this event, in the input's units
-    /// (`None` for the first event of a forecast stream).
+    /// (`None` for the first event of a forecast stream), at most [`ERROR_LIMIT`].
     pub error: Option<f64>,
     /// `actual − forecast` per value, in the input's units (empty when `error` is `None`).
     pub residual: Vec<f64>,
@@ -400,6 +400,12 @@ impl Pipeline {
     }
 
     /// Processes one event and returns its output record.
+    ///
+    /// An event with a value [`SATURATED`] standard deviations or more from its column's
+    /// running mean (values near `f64::MAX`) is beyond measure: it is learned as a repeat of
+    /// the previous event (normalization, forecaster and learner see the previous values), so
+    /// that it cannot blow up the model or its loss, and its record reports its error,
+    /// saturated, and is flagged by every score.
     ///
     /// # Errors
     /// [`Error::Shape`] if the event's arity differs from the first event's (the event is
@@ -826,9 +832,10 @@ fn held_event(d: usize, dy: usize) -> Event {
 /// running mean: beyond measure.
 fn beyond_measure(ev: &Event, norm_x: &Normalizer, norm_y: &Normalizer) -> bool {
     let far = |n: &Normalizer, v: &[f64]| {
-        v.iter()
-            .enumerate()
-            .any(|(i, x)| !(((x - n.mean(i)) / n.std(i)).abs() < SATURATED))
+        v.iter().enumerate().any(|(i, x)| {
+            let z = ((x - n.mean(i)) / n.std(i)).abs();
+            z.is_nan() || z >= SATURATED
+        })
     };
     far(norm_x, &ev.values) || far(norm_y, &ev.targets)
 }

@@ -312,7 +312,10 @@ fn r16_a_value_near_f64_max_is_flagged_and_everything_stays_finite() {
         }
         let event = &hostile[2000];
         assert_eq!(event["anomaly"], true, "{kind}: {event}");
-        assert!(event["error"].as_f64().unwrap() >= 1e300, "{kind}: saturated, {event}");
+        assert!(
+            event["error"].as_f64().unwrap() >= 1e300,
+            "{kind}: saturated, {event}"
+        );
         for (h, r) in hostile.iter().zip(&repeat) {
             assert_eq!(h["forecast"], r["forecast"], "{kind}: learned as a repeat");
         }

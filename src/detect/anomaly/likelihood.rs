@@ -12,10 +12,12 @@
 //! | record | a new minimum or maximum of all values seen | excursions to new levels |
 //!
 //! Each of the first three is taken as `ln(stat + 10⁻³)` and judged by its [`Tail`]: the
-//! surprise is `−log10 p` of its tail probability against its last `history` values. A new
-//! record after `t` events has probability `2 / (t + 1)` when the events are exchangeable,
-//! surprise `log10((t + 1) / 2)`. The event's surprise is the largest of these plus a share
-//! `a` (`others`, 0.5) of the rest, so that evidence from several statistics at once adds up:
+//! surprise is `−log10 p` of its tail probability against its recent history, a bounded
+//! summary in which the value seen `j` events ago weighs `e^(−j/history)` (see
+//! [`tail`](super::tail)). A new record after `t` events has probability `2 / (t + 1)` when
+//! the events are exchangeable, surprise `log10((t + 1) / 2)`. The event's surprise is the
+//! largest of these plus a share `a` (`others`, 0.5) of the rest, so that evidence from
+//! several statistics at once adds up:
 //!
 //! `surprise = max_j S_j + a · (Σ_j S_j − max_j S_j)`, `raw = min(1, surprise / decades)`,
 //!
@@ -26,16 +28,33 @@
 //! A rising run of scores (0.47, 0.50, 0.51, ...) is thus one alarm at its peak, not one alarm
 //! per step, at the price of a delay of `confirm` events.
 //!
-//! An episode's surprise is then discounted by its **precedents**: with `c` of the last
-//! `precedents` reported episodes at least as surprising, its probability is multiplied by
-//! `1 + c` (the surprise loses `log10(1 + c)`), so a kind of event seen before alarms less
-//! each time it comes back, and the first of its kind keeps its full score. The onset filter
-//! and precedents work on surprises, before they are capped at 1.
+//! An episode's surprise is then discounted by its **precedents**: with a weight `c` of
+//! earlier reported episodes at least as surprising (the one `j` episodes back weighing
+//! `e^(−j/precedents)`), its probability is multiplied by `1 + c` (the surprise loses
+//! `log10(1 + c)`), so a kind of event seen before alarms less each time it comes back, and
+//! the first of its kind keeps its full score. The onset filter and precedents work on
+//! surprises, before they are capped at 1.
 //!
 //! The rows per day come from the time step between the first two events (`86400 / Δt`, when
 //! between 2 and `max_period`); without timestamps the seasonal statistic is off. The score is
 //! 0 for the first event and stays small during warm-up: a tail gives no surprise before it
-//! holds 30 values, and records are weak early.
+//! has seen 30 values, and records are weak early.
+//!
+//! **An event beyond measure**, whose forecast error is at least [`SATURATED`] (`10^150`
+//! standard deviations: values near `f64::MAX`), scores 1 at once, without confirmation, and
+//! leaves the statistics as they were (its values are taken as the previous ones); a second
+//! one within `onset` events belongs to the same episode and scores 0.
+//!
+//! # Memory
+//!
+//! Per value of an event: a ring of the last `max(w + W, w_s)` values, or `w_s` plus a day
+//! when the events carry timestamps, at about 4.5 bytes a value, and the shift and seasonal
+//! tails; per stream: the error's tail, the episodes' summary and the onset filter's last
+//! `onset` surprises (`f32`). With the defaults, one value per event takes 3,604 heap bytes
+//! without timestamps and 5,344 with one every 5 minutes, whatever the history (earlier
+//! versions kept each tail's last 16,384 values twice, about 1 MB). A state written by those
+//! versions is converted on load: each tail's values are pushed into a summary, oldest
+//! first, and the values of each ring into the new ring.
 
 use super::tail::{Grid, Tail, TailRepr, FLOOR};
 use crate::detect::norm::{NormMode, Normalizer};
@@ -415,8 +434,7 @@ impl SeriesRepr {
             (RingRepr::Blocks(ring), None, None) => ring,
             (RingRepr::Values(values), Some(head), Some(len)) => {
                 let cap = values.len();
-                if len > cap || (cap > 0 && head >= cap) || !values.iter().all(|v| v.is_finite())
-                {
+                if len > cap || (cap > 0 && head >= cap) || !values.iter().all(|v| v.is_finite()) {
                     return Err("likelihood value history is inconsistent".into());
                 }
                 let mut ring = Ring::new(c.ring_len(period));
@@ -569,7 +587,7 @@ impl Likelihood {
         }
         let c = self.config;
         let error = error.filter(|e| !e.is_nan());
-        let saturated = error.is_some_and(|e| !(e.abs() < SATURATED));
+        let saturated = error.is_some_and(|e| e.abs() >= SATURATED);
         let ln = |s: f64| (s + FLOOR).ln();
         let (mut best, mut total) = (0.0f64, 0.0f64);
         if saturated {
@@ -873,6 +891,44 @@ mod tests {
         assert!(sizes[0] <= 4096 && sizes[2] <= 5632, "{sizes:?}");
     }
 
+    /// 3,000 states with one byte changed (and 300 cut short): each is refused by the
+    /// reader or by `validate`, or it validates and scores on without panicking.
+    #[test]
+    fn corrupted_states_are_refused_or_harmless_never_a_panic() {
+        let mut l = Likelihood::new(LikelihoodConfig {
+            history: 64,
+            ..Default::default()
+        });
+        let mut s = 9u64;
+        for t in 0..700u64 {
+            let x = noise(&mut s);
+            l.score(Some(t as f64 * 300.0), &[x, 2.0 * x], Some(x.abs()));
+        }
+        let bytes = rmp_serde::to_vec_named(&l).unwrap();
+        let (mut refused, mut kept) = (0, 0);
+        for i in 0..3300 {
+            let mut b = bytes.clone();
+            if i < 3000 {
+                let at = (((noise(&mut s) + 0.5) * b.len() as f64) as usize).min(b.len() - 1);
+                b[at] ^= 1 << (i % 8);
+            } else {
+                b.truncate(i % b.len());
+            }
+            match rmp_serde::from_slice::<Likelihood>(&b) {
+                Ok(mut m) if m.validate().is_ok() => {
+                    kept += 1;
+                    for t in 700..710u64 {
+                        let sc = m.score(Some(t as f64 * 300.0), &[1.0, 2.0], Some(0.5));
+                        assert!((0.0..=1.0).contains(&sc), "{sc}");
+                    }
+                }
+                _ => refused += 1,
+            }
+        }
+        eprintln!("{refused} refused, {kept} harmless");
+        assert!(refused > 300, "{refused} refused");
+    }
+
     #[test]
     fn invalid_settings_and_states_are_refused() {
         let c = LikelihoodConfig {
@@ -881,8 +937,27 @@ mod tests {
         };
         assert!(c.validate().is_err());
         let mut l = Likelihood::new(LikelihoodConfig::default());
-        l.score(None, &[1.0], None);
-        l.series[0].ring.head = 1 << 20;
-        assert!(l.validate().is_err());
+        for t in 0..50 {
+            l.score(Some(t as f64 * 60.0), &[1.0 + t as f64], Some(0.5));
+        }
+        assert!(l.validate().is_ok());
+        let refused = |f: &dyn Fn(&mut Likelihood)| {
+            let mut m = l.clone();
+            f(&mut m);
+            m.validate().is_err()
+        };
+        assert!(refused(&|m| m.series[0].ring.head = 1 << 20));
+        assert!(refused(&|m| m.series[0].ring.delta.push(0.0)));
+        assert!(refused(&|m| m.series[0].ring.delta[3] = f32::INFINITY));
+        assert!(refused(&|m| m.series[0].ring.base[0] = 1e300));
+        assert!(refused(&|m| m.series[0].ring.seen = 51));
+        assert!(refused(&|m| m.period = 7), "a ring for another period");
+        assert!(refused(&|m| m.series[0].shift = Tail::new(100, c.tail)));
+        assert!(refused(
+            &|m| m.error = Tail::with_grid(Grid::Decades, 16384, 0.02)
+        ));
+        assert!(refused(&|m| m.episodes = Tail::new(1024, 1.0)));
+        assert!(refused(&|m| m.recent.push(f32::NAN)));
+        assert!(refused(&|m| m.pending = Some((1.0, 6))));
     }
 }

@@ -180,7 +180,11 @@ struct Stored<'a> {
 impl Serialize for Tail {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let first = self.bins.iter().position(|b| *b != 0.0).unwrap_or(0);
-        let last = self.bins.iter().rposition(|b| *b != 0.0).map_or(0, |i| i + 1);
+        let last = self
+            .bins
+            .iter()
+            .rposition(|b| *b != 0.0)
+            .map_or(0, |i| i + 1);
         Stored {
             grid: self.grid,
             history: self.history,
@@ -384,7 +388,7 @@ impl Tail {
         // Bin units per effective value: the newest value weighs `scale / growth`.
         let unit = self.scale / self.growth;
         let n = self.total() / unit;
-        if !(n > 0.0) {
+        if n.is_nan() || n <= 0.0 {
             return 0.0;
         }
         let k = (self.tail * n).max(MIN_TAIL).min(n);
@@ -472,8 +476,7 @@ impl Tail {
     /// # Errors
     /// A message naming the problem.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.history >= 1.0 && self.history.is_finite())
-            || !(self.tail > 0.0 && self.tail <= 1.0)
+        if !(self.history >= 1.0 && self.history.is_finite() && self.tail > 0.0 && self.tail <= 1.0)
         {
             return Err("tail summary has an invalid history or tail fraction".into());
         }
@@ -490,7 +493,7 @@ impl Tail {
         }
         let n = self.weight();
         let most = (self.count as f64).min(self.growth / (self.growth - 1.0));
-        if !(n <= most * (1.0 + 1e-3) + 1e-3) {
+        if n.is_nan() || n > most * (1.0 + 1e-3) + 1e-3 {
             return Err(format!(
                 "tail summary holds a weight of {n} values, more than the {} it can hold",
                 most
@@ -571,7 +574,11 @@ mod tests {
             assert!((got - want).abs() < 0.15 * want, "x {x}: {got} vs {want}");
         }
         assert!(t.validate().is_ok());
-        assert_eq!(Tail::new(10, 0.02).surprise(1e9), 0.0, "no history, no surprise");
+        assert_eq!(
+            Tail::new(10, 0.02).surprise(1e9),
+            0.0,
+            "no history, no surprise"
+        );
     }
 
     /// The largest differences between the summary and the exact computation over the same
@@ -630,10 +637,16 @@ mod tests {
         let windowed = worst_against_exact(Some(4096));
         eprintln!("same values: {binned:?}; window of 4096: {windowed:?}");
         for (d, r) in binned {
-            assert!(d < 0.15 && r < 0.1, "binning alone: {d} decades, {r} beyond");
+            assert!(
+                d < 0.15 && r < 0.1,
+                "binning alone: {d} decades, {r} beyond"
+            );
         }
         for (d, r) in windowed {
-            assert!(d < 0.3 && r < 0.12, "against a window: {d} decades, {r} beyond");
+            assert!(
+                d < 0.3 && r < 0.12,
+                "against a window: {d} decades, {r} beyond"
+            );
         }
     }
 
@@ -665,18 +678,29 @@ mod tests {
         for _ in 0..20 * tau {
             t.push(0.0);
         }
-        assert!((t.weight() - (tau as f64 + 0.5)).abs() < 1.0, "{}", t.weight());
+        assert!(
+            (t.weight() - (tau as f64 + 0.5)).abs() < 1.0,
+            "{}",
+            t.weight()
+        );
         for _ in 0..tau {
             t.push(5.0);
         }
         // The old values weigh e^−1 of what they weighed: τ e^−1 of about τ in all.
         let old = t.weight() - t.at_least(4.0);
-        assert!((old - tau as f64 / std::f64::consts::E).abs() < 2.0, "{old}");
+        assert!(
+            (old - tau as f64 / std::f64::consts::E).abs() < 2.0,
+            "{old}"
+        );
         // Long runs rescale the weights without drifting.
         for _ in 0..100 * tau {
             t.push(1.0);
         }
-        assert!((t.weight() - (tau as f64 + 0.5)).abs() < 1.0, "{}", t.weight());
+        assert!(
+            (t.weight() - (tau as f64 + 0.5)).abs() < 1.0,
+            "{}",
+            t.weight()
+        );
         assert!(t.validate().is_ok());
     }
 
@@ -706,7 +730,10 @@ mod tests {
         assert!(bad.validate().is_err());
         let mut bad = t.clone();
         bad.bins[3] += 1e6 * bad.scale as f32;
-        assert!(bad.validate().is_err(), "more weight than 300 values can have");
+        assert!(
+            bad.validate().is_err(),
+            "more weight than 300 values can have"
+        );
         let mut bad = t.clone();
         bad.scale = 0.0;
         assert!(bad.validate().is_err());
@@ -746,7 +773,11 @@ mod tests {
     #[test]
     fn the_grids_start_at_their_floor_and_ascend() {
         assert_eq!(Grid::Log.lo(), FLOOR.ln());
-        assert_eq!(Grid::Log.index(FLOOR.ln()), 0, "a statistic of 0 is in the first bin");
+        assert_eq!(
+            Grid::Log.index(FLOOR.ln()),
+            0,
+            "a statistic of 0 is in the first bin"
+        );
         assert_eq!(Grid::Log.bins(), 222);
         assert!((Grid::Log.edges()[160] - (FLOOR.ln() + 16.0)).abs() < 1e-9);
         assert!(Grid::Log.edges()[222] > (1e158f64).ln());
