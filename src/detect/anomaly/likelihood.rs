@@ -357,8 +357,8 @@ fn check_tail(t: &Tail, grid: Grid, history: usize, tail: f64) -> Result<(), Str
 /// }
 /// assert_eq!(reported[..5], [0.0; 5]);
 /// assert!(reported[5] > 0.9);
-/// // The whole state, one value per event, timestamps every 5 minutes: a few KiB.
-/// assert!(l.heap_bytes() < 5 * 1024, "{}", l.heap_bytes());
+/// // The whole state, one value per event, timestamps every 5 minutes: about 5 KiB.
+/// assert!(l.heap_bytes() < 6 * 1024, "{}", l.heap_bytes());
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "LikelihoodRepr")]
