@@ -450,19 +450,20 @@ impl Pipeline {
         // of the previous one, so that it cannot blow up the model, its loss or its statistics;
         // its record reports its saturated error and flags it.
         let beyond = inner.has_prev && beyond_measure(ev, &inner.norm_x, &inner.norm_y);
-        let (real, mut held) = (ev, std::mem::take(&mut inner.held));
-        let ev = if beyond {
+        let real = ev;
+        if beyond {
+            let held = &mut inner.held;
             held.time = real.time;
             held.values.clear();
-            held.values.extend_from_slice(&inner.raw_x);
             held.targets.clear();
             if inner.explicit {
+                held.values.extend_from_slice(&inner.raw_x);
                 held.targets.extend_from_slice(&inner.prev_actual);
+            } else {
+                held.values.extend_from_slice(&inner.prev_actual);
             }
-            &held
-        } else {
-            real
-        };
+        }
+        let ev = if beyond { &inner.held } else { real };
         // The actual values this event brings for the forecast made before it (the learned
         // ones, and the real ones its error and score are of).
         let (actual, real_actual): (&[f64], &[f64]) = if inner.explicit {
@@ -570,7 +571,6 @@ impl Pipeline {
         }
         inner.prev_actual.copy_from_slice(actual);
         inner.has_prev = true;
-        inner.held = held;
         out.updates = inner.learner.updates();
         if out.anomaly {
             self.anomalies += 1;
@@ -744,6 +744,8 @@ impl Pipeline {
         p.out.members = Vec::with_capacity(MEMBERS * dy);
         p.out.weights = Vec::with_capacity(MEMBERS);
         p.out.key.reserve(64);
+        // The previous inputs are not saved: their means stand in for them.
+        let raw_x = (0..d).map(|i| s.norm_x.mean(i)).collect();
         p.inner = Some(Inner {
             learner,
             norm_x: s.norm_x,
@@ -757,7 +759,7 @@ impl Pipeline {
             categorical,
             x: vec![0.0; d],
             y: vec![0.0; dy],
-            raw_x: vec![0.0; d],
+            raw_x,
             held: held_event(d, dy),
             prev_forecast: s.prev_forecast,
             prev_actual: s.prev_actual,
@@ -914,6 +916,41 @@ mod tests {
         assert!(t.sums.len() <= TRAIL_BLOCKS);
         let (m, _) = t.last20();
         assert!((m - 899.5).abs() < 2.0, "{m}");
+    }
+
+    /// With explicit targets, an input and a target near f64::MAX: the event is flagged, its
+    /// error saturated, and it is learned as a repeat of the previous event, so the forecasts
+    /// after it equal those of the stream with that repeat in its place.
+    #[test]
+    fn an_event_beyond_measure_is_flagged_and_learned_as_a_repeat_with_targets() {
+        let pair = |t: usize| {
+            let x = (t as f64 * 0.2).sin();
+            (vec![x, 1.0 + x * x], vec![2.0 * x])
+        };
+        let run = |hostile: bool| {
+            let mut p = Pipeline::new(PipelineConfig::default()).unwrap();
+            let mut out = Vec::new();
+            for t in 0..600 {
+                let (mut values, mut targets) = pair(if t == 400 { 399 } else { t });
+                if hostile && t == 400 {
+                    (values[1], targets[0]) = (5e307, -1.7e308);
+                }
+                let mut e = ev(&values);
+                e.targets = targets;
+                let r = p.process(&e).unwrap();
+                out.push((r.forecast.clone(), r.error, r.anomaly, r.score));
+            }
+            (out, p.learner().unwrap().mean_loss())
+        };
+        let ((hostile, loss), (repeat, repeat_loss)) = (run(true), run(false));
+        let (_, error, anomaly, score) = &hostile[400];
+        assert!(*anomaly && score.is_finite(), "{:?}", hostile[400]);
+        assert_eq!(*error, Some(ERROR_LIMIT));
+        for t in 0..600 {
+            assert_eq!(hostile[t].0, repeat[t].0, "forecast at {t}");
+            assert!(hostile[t].1.is_some_and(f64::is_finite));
+        }
+        assert_eq!(loss, repeat_loss);
     }
 
     #[test]
