@@ -222,7 +222,8 @@ fn the_anomaly_likelihood_allocates_nothing_per_event_after_warm_up() {
     };
     let mut l = Likelihood::new(config);
     let x = |t: u64| ((t * 7919) % 113) as f64 / 10.0 + (t as f64 * 0.02).sin();
-    // Warm-up: the tails fill their history and the seasonal ring its day (288 events).
+    // Warm-up: the first values allocate the tails' bins, the second event's time the ring
+    // of a day (288 events).
     for t in 0..2000u64 {
         l.score(Some(t as f64 * 300.0), &[x(t), -x(t)], Some(x(t) / 11.0));
     }
@@ -232,4 +233,39 @@ fn the_anomaly_likelihood_allocates_nothing_per_event_after_warm_up() {
         }
     });
     assert_eq!(n, 0, "allocations while scoring 2000 events");
+}
+
+/// A likelihood with a history of 2,000 (its statistics' weights are then rescaled, in place,
+/// after 83,000 events), a day of 1,440 events, two values, saturated errors, huge values and
+/// a spike a day: over 97,000 events once warm, it allocates nothing and keeps its size.
+#[test]
+fn the_likelihood_allocates_nothing_over_a_long_hostile_run() {
+    use tbptt::detect::anomaly::likelihood::SATURATED;
+    use tbptt::detect::anomaly::{Likelihood, LikelihoodConfig};
+    let mut l = Likelihood::new(LikelihoodConfig {
+        history: 2000,
+        ..Default::default()
+    });
+    let x = |t: u64| ((t * 7919) % 113) as f64 / 10.0 + (t as f64 * 0.004).sin();
+    let event = |l: &mut Likelihood, t: u64| {
+        let (value, error) = match t % 1440 {
+            700 => (x(t) + 50.0, Some(40.0)),
+            900 => (5e307, Some(SATURATED)),
+            1000 => (-1e300, Some(f64::INFINITY)),
+            _ => (x(t), Some(x(t) / 11.0)),
+        };
+        l.score(Some(t as f64 * 60.0), &[value, -x(t)], error);
+    };
+    for t in 0..3000u64 {
+        event(&mut l, t);
+    }
+    let before = l.heap_bytes();
+    let (n, _) = count(|| {
+        for t in 3000..100_000u64 {
+            event(&mut l, t);
+        }
+    });
+    assert_eq!(n, 0, "allocations while scoring 97,000 events");
+    assert_eq!(l.heap_bytes(), before);
+    assert!(l.validate().is_ok());
 }

@@ -1,8 +1,8 @@
 //! Proves a whole run allocates nothing per event once warm: a file source decoding CSV, the
 //! pipeline (inline training, anomaly likelihood) and a CSV output file. A counting global
 //! allocator counts every allocation on every thread. A run of 40,000 events may allocate only
-//! a little more than a run of 20,000, not once per event: both are past the likelihood's
-//! history of 16,384 values, whose sorted blocks stop allocating once it is full.
+//! a little more than a run of 20,000, not once per event (the likelihood's summaries and
+//! rings are allocated by the first two events).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,9 +4,9 @@
 //!
 //! - `likelihood` (the default): the [`Likelihood`] of the event, in `[0, 1]`, from the
 //!   forecast error, level-shift, seasonal and new-extreme statistics, each judged by a
-//!   [`Tail`] against its own history, reported once per episode: by default 5 events after
-//!   the episode starts, with its peak, and discounted by earlier episodes as surprising (see
-//!   [`likelihood`](mod@likelihood)).
+//!   [`Tail`] (a bounded summary of its recent history) against its own history, reported
+//!   once per episode: by default 5 events after the episode starts, with its peak, and
+//!   discounted by earlier episodes as surprising (see [`likelihood`](mod@likelihood)).
 //! - `zscore`: the [`ZScore`] of the forecast error, unbounded (described below).
 //! - `raw`: the forecast error `|r|` in normalized units, squashed to `|r| / (1 + |r|)`.
 //!
@@ -16,14 +16,15 @@
 //! during a warm-up of `warmup` residuals. An event is flagged when `score > threshold`.
 //!
 //! After the warm-up a residual enters the statistics winsorized at `mean + 10 · std`, so a
-//! burst of huge residuals is flagged without masking the anomalies that follow it.
+//! burst of huge residuals is flagged without masking the anomalies that follow it. A
+//! residual beyond measure (at least [`likelihood::SATURATED`]) scores that value and leaves
+//! the statistics as they were.
 
 pub mod likelihood;
-mod ordered;
-mod tail;
+pub mod tail;
 
 pub use likelihood::{Likelihood, LikelihoodConfig};
-pub use tail::Tail;
+pub use tail::{Grid, Tail};
 
 use serde::{Deserialize, Serialize};
 
@@ -229,11 +230,15 @@ impl ZScore {
         &self.config
     }
 
-    /// Scores `residual` against the residuals seen so far, then adds it to them. A
-    /// non-finite residual scores 0 and is not added.
+    /// Scores `residual` against the residuals seen so far, then adds it to them. A residual
+    /// beyond measure (at least [`likelihood::SATURATED`], or infinite) scores
+    /// [`likelihood::SATURATED`] and is not added; a NaN scores 0 and is not added.
     pub fn score(&mut self, residual: f64) -> f64 {
-        if !residual.is_finite() {
+        if residual.is_nan() {
             return 0.0;
+        }
+        if residual.abs() >= likelihood::SATURATED {
+            return likelihood::SATURATED;
         }
         let warm = self.count >= self.config.warmup.max(2);
         let std = self.var.sqrt().max(1e-9 * self.mean.abs().max(1e-12));
@@ -311,6 +316,13 @@ mod tests {
         let spike = z.score(3.0);
         assert!(z.flags(spike), "spike scored {spike}");
         assert_eq!(z.score(f64::NAN), 0.0);
+        // Beyond measure: flagged with a finite score, and the statistics stay as they were.
+        let before = z.clone();
+        for r in [f64::INFINITY, 1e200] {
+            let s = z.score(r);
+            assert!(s.is_finite() && z.flags(s), "{s}");
+        }
+        assert_eq!(z, before);
     }
 
     #[test]

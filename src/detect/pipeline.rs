@@ -10,6 +10,7 @@
 //!
 //! Nothing is allocated per event once the first event has set the sizes.
 
+use crate::detect::anomaly::likelihood::SATURATED;
 use crate::detect::anomaly::{AnomalyConfig, AnomalyKind, Likelihood, ZScore};
 use crate::detect::forecast::{ForecastConfig, Forecaster};
 use crate::detect::norm::{NormMode, Normalizer};
@@ -72,7 +73,7 @@ pub struct OutputRecord {
     /// The event's series key (empty when none).
     pub key: String,
     /// Mean squared error of the forecast made for this event, in the input's units
-    /// (`None` for the first event of a forecast stream).
+    /// (`None` for the first event of a forecast stream), at most [`ERROR_LIMIT`].
     pub error: Option<f64>,
     /// `actual − forecast` per value, in the input's units (empty when `error` is `None`).
     pub residual: Vec<f64>,
@@ -123,6 +124,10 @@ const TRAIL_BLOCKS: usize = 2048;
 fn default_trail_blocks() -> usize {
     TRAIL_BLOCKS
 }
+
+/// The largest squared error an [`OutputRecord`] reports (and the error trail adds up), so
+/// that an error beyond f64 saturates instead of becoming infinite.
+pub const ERROR_LIMIT: f64 = 1e300;
 
 impl ErrorTrail {
     /// Checks a deserialized trail: at most 2048 blocks, a positive block size, finite sums
@@ -305,6 +310,8 @@ struct Inner {
     /// The forecaster's targets (its network output size).
     y_ahead: Vec<f32>,
     raw_x: Vec<f64>,
+    /// The event learned in place of one beyond measure (see [`Pipeline::process`]).
+    held: Event,
     prev_forecast: Vec<f64>,
     prev_actual: Vec<f64>,
     has_prev: bool,
@@ -457,6 +464,7 @@ impl Pipeline {
             x: vec![0.0; d],
             y: vec![0.0; dy],
             raw_x: vec![0.0; d],
+            held: held_event(d, dy),
             prev_forecast: vec![0.0; dy],
             prev_actual: vec![0.0; dy],
             has_prev: false,
@@ -470,6 +478,12 @@ impl Pipeline {
     }
 
     /// Processes one event and returns its output record.
+    ///
+    /// An event with a value [`SATURATED`] standard deviations or more from its column's
+    /// running mean (values near `f64::MAX`) is beyond measure: it is learned as a repeat of
+    /// the previous event (normalization, forecaster and learner see the previous values), so
+    /// that it cannot blow up the model or its loss, and its record reports its error,
+    /// saturated, and is flagged by every score.
     ///
     /// # Errors
     /// [`Error::Shape`] if the event's arity differs from the first event's (the event is
@@ -525,11 +539,30 @@ impl Pipeline {
         out.error = None;
         out.score = 0.0;
         out.anomaly = false;
-        // The actual values this event brings for the forecast made before it.
-        let actual: &[f64] = if inner.explicit {
-            &ev.targets
+        // An event with a value beyond measure (values near f64::MAX) is learned as a repeat
+        // of the previous one, so that it cannot blow up the model, its loss or its statistics;
+        // its record reports its saturated error and flags it.
+        let beyond = inner.has_prev && beyond_measure(ev, &inner.norm_x, &inner.norm_y);
+        let real = ev;
+        if beyond {
+            let held = &mut inner.held;
+            held.time = real.time;
+            held.values.clear();
+            held.targets.clear();
+            if inner.explicit {
+                held.values.extend_from_slice(&inner.raw_x);
+                held.targets.extend_from_slice(&inner.prev_actual);
+            } else {
+                held.values.extend_from_slice(&inner.prev_actual);
+            }
+        }
+        let ev = if beyond { &inner.held } else { real };
+        // The actual values this event brings for the forecast made before it (the learned
+        // ones, and the real ones its error and score are of).
+        let (actual, real_actual): (&[f64], &[f64]) = if inner.explicit {
+            (&ev.targets, &real.targets)
         } else {
-            &ev.values
+            (&ev.values, &real.values)
         };
         inner.raw_x.copy_from_slice(&ev.values);
         if let Some(f) = inner.forecaster.as_mut() {
@@ -573,8 +606,9 @@ impl Pipeline {
         let mut norm_error = None;
         if inner.has_prev || inner.explicit {
             let (mut se, mut zse, mut naive) = (0.0, 0.0, 0.0);
-            for (i, (a, f)) in actual.iter().zip(&inner.prev_forecast).enumerate() {
-                let r = a - f;
+            for (i, (a, f)) in real_actual.iter().zip(&inner.prev_forecast).enumerate() {
+                // Saturated: a residual beyond f64 (values near f64::MAX) stays finite.
+                let r = (a - f).clamp(-f64::MAX, f64::MAX);
                 out.residual.push(r);
                 se += r * r;
                 // The anomaly scores judge the network's level forecast (with a forecaster,
@@ -589,9 +623,15 @@ impl Pipeline {
                 naive += n * n;
             }
             let k = actual.len() as f64;
-            let mse = se / k;
+            // Squares beyond f64 saturate: the errors stay finite, and so do their sums.
+            let mse = (se / k).min(ERROR_LIMIT);
             out.error = Some(mse);
             let r = (zse / k).sqrt();
+            let r = if r < SATURATED && !beyond {
+                r
+            } else {
+                SATURATED
+            };
             norm_error = Some(r);
             let z = inner.anomaly.score(r);
             out.score = match self.config.anomaly.kind {
@@ -601,11 +641,11 @@ impl Pipeline {
                 AnomalyKind::Likelihood => 0.0,
             };
             if inner.has_prev {
-                self.trail.push(mse, naive / k);
+                self.trail.push(mse, (naive / k).min(ERROR_LIMIT));
             }
         }
         if let Some(l) = inner.likelihood.as_mut() {
-            out.score = l.score(ev.time, actual, norm_error);
+            out.score = l.score(ev.time, real_actual, norm_error);
         }
         out.anomaly = out.score > self.config.anomaly.threshold;
         if let Some(f) = inner.forecaster.as_mut() {
@@ -816,6 +856,8 @@ impl Pipeline {
         let mut anomaly = s.anomaly;
         anomaly.set_threshold(p.config.anomaly.threshold);
         p.out.key.reserve(64);
+        // The previous inputs are not saved: their means stand in for them.
+        let raw_x = (0..d).map(|i| s.norm_x.mean(i)).collect();
         p.inner = Some(Inner {
             learner,
             norm_x: s.norm_x,
@@ -829,7 +871,8 @@ impl Pipeline {
             categorical,
             x: vec![0.0; d],
             y: vec![0.0; dy],
-            raw_x: vec![0.0; d],
+            raw_x,
+            held: held_event(d, dy),
             prev_forecast: s.prev_forecast,
             prev_actual: s.prev_actual,
             has_prev: s.has_prev,
@@ -889,6 +932,26 @@ impl Pipeline {
     pub fn trail(&self) -> &ErrorTrail {
         &self.trail
     }
+}
+
+/// An event with room for `d` values and `dy` targets.
+fn held_event(d: usize, dy: usize) -> Event {
+    let mut ev = Event::new();
+    ev.values.reserve_exact(d);
+    ev.targets.reserve_exact(dy);
+    ev
+}
+
+/// Whether a value of `ev` lies [`SATURATED`] standard deviations or more from its column's
+/// running mean: beyond measure.
+fn beyond_measure(ev: &Event, norm_x: &Normalizer, norm_y: &Normalizer) -> bool {
+    let far = |n: &Normalizer, v: &[f64]| {
+        v.iter().enumerate().any(|(i, x)| {
+            let z = ((x - n.mean(i)) / n.std(i)).abs();
+            z.is_nan() || z >= SATURATED
+        })
+    };
+    far(norm_x, &ev.values) || far(norm_y, &ev.targets)
 }
 
 /// In-place softmax (stable): with cross-entropy the forecast is reported as probabilities.
@@ -965,6 +1028,41 @@ mod tests {
         assert!(t.sums.len() <= TRAIL_BLOCKS);
         let (m, _) = t.last20();
         assert!((m - 899.5).abs() < 2.0, "{m}");
+    }
+
+    /// With explicit targets, an input and a target near f64::MAX: the event is flagged, its
+    /// error saturated, and it is learned as a repeat of the previous event, so the forecasts
+    /// after it equal those of the stream with that repeat in its place.
+    #[test]
+    fn an_event_beyond_measure_is_flagged_and_learned_as_a_repeat_with_targets() {
+        let pair = |t: usize| {
+            let x = (t as f64 * 0.2).sin();
+            (vec![x, 1.0 + x * x], vec![2.0 * x])
+        };
+        let run = |hostile: bool| {
+            let mut p = Pipeline::new(PipelineConfig::default()).unwrap();
+            let mut out = Vec::new();
+            for t in 0..600 {
+                let (mut values, mut targets) = pair(if t == 400 { 399 } else { t });
+                if hostile && t == 400 {
+                    (values[1], targets[0]) = (5e307, -1.7e308);
+                }
+                let mut e = ev(&values);
+                e.targets = targets;
+                let r = p.process(&e).unwrap();
+                out.push((r.forecast.clone(), r.error, r.anomaly, r.score));
+            }
+            (out, p.learner().unwrap().mean_loss())
+        };
+        let ((hostile, loss), (repeat, repeat_loss)) = (run(true), run(false));
+        let (_, error, anomaly, score) = &hostile[400];
+        assert!(*anomaly && score.is_finite(), "{:?}", hostile[400]);
+        assert_eq!(*error, Some(ERROR_LIMIT));
+        for t in 0..600 {
+            assert_eq!(hostile[t].0, repeat[t].0, "forecast at {t}");
+            assert!(hostile[t].1.is_some_and(f64::is_finite));
+        }
+        assert_eq!(loss, repeat_loss);
     }
 
     #[test]

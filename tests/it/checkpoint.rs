@@ -327,6 +327,77 @@ fn the_committed_v1_checkpoint_still_loads_and_resumes() {
     assert!(records(&done.stdout)[0].starts_with("60,"));
 }
 
+/// A version-1 checkpoint written by a build whose likelihood kept exact histories (each
+/// tail's last values and a ring of `max_period + 6` values per series), after the first
+/// 1,500 events of [`timed_lines`] with `--hidden 4 -T 8 -k 4 --likelihood '{"history":
+/// 256, "max_period": 300}'`. That build, resumed from it on the next 500 events, flagged one
+/// event: 1,805, the spike at 1,800 after its 5 events of confirmation.
+fn exact_likelihood_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/checkpoint_v1_exact_likelihood.tbptt")
+}
+
+/// A header and the `timestamp,value` lines `range` of a daily cycle every 5 minutes, with
+/// noise and a spike of 30 at event 1,800.
+fn timed_lines(range: std::ops::Range<usize>) -> Vec<u8> {
+    let mut s = 7u64;
+    let mut text = String::from("timestamp,value\n");
+    for t in 0..range.end {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let noise = (s >> 40) as f64 / (1u64 << 24) as f64 - 0.5;
+        let spike = if t == 1800 { 30.0 } else { 0.0 };
+        let x = 50.0 + 10.0 * (std::f64::consts::TAU * t as f64 / 288.0).sin() + noise + spike;
+        if range.contains(&t) {
+            text.push_str(&format!("{},{x:.6}\n", 1_600_000_000 + 300 * t));
+        }
+    }
+    text.into_bytes()
+}
+
+#[test]
+fn r13_a_checkpoint_with_exact_likelihood_histories_loads_as_summaries_and_resumes() {
+    let c = checkpoint::read(&exact_likelihood_file()).expect("the file loads");
+    assert_eq!(c.state.events(), 1500);
+    let likelihood = c.state.inner.as_ref().unwrap().likelihood.clone();
+    let likelihood = likelihood.expect("a likelihood state");
+    assert!(likelihood.validate().is_ok());
+    assert_eq!(likelihood.period(), 288);
+    // Converted: a few KiB in place of the histories.
+    assert!(
+        likelihood.heap_bytes() < 6 * 1024,
+        "{}",
+        likelihood.heap_bytes()
+    );
+    Pipeline::restore(c.state).expect("restores");
+    // Through the command, on a copy: the same alarm as the exact histories gave.
+    let dir = TempDir::new("exact-likelihood");
+    let ck = dir.join("ck.tbptt");
+    std::fs::copy(exact_likelihood_file(), &ck).unwrap();
+    let mut cmd = tbptt([
+        "learn", "--sync", "-q", "--hidden", "4", "-T", "8", "-k", "4",
+    ]);
+    cmd.args(["--likelihood", r#"{"history": 256, "max_period": 300}"#])
+        .arg("--checkpoint")
+        .arg(&ck);
+    let done = run(cmd, Input::Bytes(timed_lines(1500..2000)));
+    done.assert_code(0);
+    let out = records(&done.stdout);
+    assert_eq!(out.len(), 500);
+    assert!(out[0].starts_with("1500,"), "{}", out[0]);
+    let alarms: Vec<&str> = out
+        .iter()
+        .filter(|r| r.split(',').nth(5) == Some("1"))
+        .map(|r| r.split(',').next().unwrap())
+        .collect();
+    assert_eq!(alarms, ["1805"]);
+    // The final checkpoint is in this version's form, and loads.
+    let again = checkpoint::read(&ck).expect("the new checkpoint loads");
+    assert_eq!(again.state.events(), 2000);
+    Pipeline::restore(again.state).expect("restores");
+}
+
 #[test]
 fn the_command_refuses_bad_checkpoints_with_exit_code_2() {
     let dir = TempDir::new("refuse");

@@ -257,6 +257,81 @@ fn the_command_survives_hostile_values_with_finite_output() {
     assert_eq!(s["events"], 9062);
 }
 
+/// Issue 16 item 4: one value of 5e307 among 3,000 ordinary ones (and a spike of 3 at event
+/// 2,600), with each score. Every record's error, residual, score and forecast is finite; the
+/// event is flagged in its own record; the model learns it as a repeat of the previous value,
+/// so every forecast and the mean loss equal those of the stream with that repeat in its
+/// place; and the alarms after it are that stream's (the later spike, nothing else).
+#[test]
+fn r16_a_value_near_f64_max_is_flagged_and_everything_stays_finite() {
+    let dir = TempDir::new("r16-max");
+    let value = |t: usize| 10.0 + (t as f64 * 0.3).sin() + 0.1 * (t as f64 * 1.7).sin();
+    let stream = |at_2000: f64| {
+        let mut text = String::new();
+        for t in 0..3000 {
+            let x = match t {
+                2000 => at_2000,
+                2600 => value(t) + 3.0,
+                _ => value(t),
+            };
+            text.push_str(&format!("{x}\n"));
+        }
+        text
+    };
+    let records_of = |kind: &str, name: &str, input: String| {
+        let summary = dir.join(&format!("{kind}-{name}.json"));
+        let mut cmd = tbptt(["learn", "--sync", "--output-format", "jsonl", "--anomaly"]);
+        cmd.arg(kind).arg("--summary").arg(&summary);
+        let done = run(cmd, Input::Bytes(input.into_bytes()));
+        done.assert_code(0);
+        let records: Vec<serde_json::Value> = done
+            .stdout_str()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON record"))
+            .collect();
+        (records, crate::util::summary(&summary))
+    };
+    let alarms_after = |records: &[serde_json::Value]| -> Vec<u64> {
+        records[2001..]
+            .iter()
+            .filter(|r| r["anomaly"] == true)
+            .map(|r| r["index"].as_u64().unwrap())
+            .collect()
+    };
+    for kind in ["likelihood", "zscore", "raw"] {
+        let (hostile, summary) = records_of(kind, "hostile", stream(5e307));
+        let (repeat, repeat_summary) = records_of(kind, "repeat", stream(value(1999)));
+        assert_eq!(hostile.len(), 3000);
+        let finite = |v: &serde_json::Value| v.as_f64().is_some_and(f64::is_finite);
+        for r in &hostile[1..] {
+            assert!(finite(&r["error"]) && finite(&r["score"]), "{kind}: {r}");
+            for key in ["residual", "forecast"] {
+                let all = r[key].as_array().unwrap();
+                assert!(all.iter().all(finite), "{kind}: {r}");
+            }
+        }
+        let event = &hostile[2000];
+        assert_eq!(event["anomaly"], true, "{kind}: {event}");
+        assert!(
+            event["error"].as_f64().unwrap() >= 1e300,
+            "{kind}: saturated, {event}"
+        );
+        for (h, r) in hostile.iter().zip(&repeat) {
+            assert_eq!(h["forecast"], r["forecast"], "{kind}: learned as a repeat");
+        }
+        let later = alarms_after(&hostile);
+        assert_eq!(later, alarms_after(&repeat), "{kind}: the alarms after it");
+        assert!(
+            later.first().is_some_and(|i| (2600..=2605).contains(i)),
+            "{kind}: the later spike is flagged: {later:?}"
+        );
+        assert_eq!(summary["mean_loss"], repeat_summary["mean_loss"], "{kind}");
+        for key in ["mean_loss", "mse_all", "naive_mse_all", "mse_last20"] {
+            assert!(finite(&summary[key]), "{kind}: {key} in {summary}");
+        }
+    }
+}
+
 // ---- issue 16: a daemon that one peer cannot stall, stop or blind
 
 use crate::util::{wait_until, Proc, TIMEOUT};
