@@ -113,7 +113,7 @@ fn anomaly(c: &mut Criterion) {
     use tbptt::event::Event;
     let mut g = c.benchmark_group("anomaly");
     g.throughput(Throughput::Elements(1));
-    // Warm: the tails hold their whole history (16,384 values).
+    // Warm: 20,000 events, past the rings' day and well into the tails' history.
     let mut l = Likelihood::new(LikelihoodConfig::default());
     let mut t = 0u64;
     while t < 20_000 {
