@@ -152,3 +152,75 @@ fn a_100_mb_line_without_newline_is_never_buffered() {
         "peak RSS {peak} KiB while a 100 MB line went by"
     );
 }
+
+/// `events` lines `host,cpu` for each of the series `from..to`, interleaved.
+fn series_lines(from: usize, to: usize, events: usize) -> Vec<u8> {
+    let mut text = String::new();
+    for t in 0..events {
+        for h in from..to {
+            let v = 50.0
+                + 10.0 * (0.3 * t as f64 + h as f64).sin()
+                + ((t * 7919 + h) % 101) as f64 / 50.0;
+            text.push_str(&format!("h{h},{v:.3}\n"));
+        }
+    }
+    text.into_bytes()
+}
+
+#[test]
+fn ten_thousand_idle_series_stay_within_24_kib_each_at_h16() {
+    if rss_kib(std::process::id()).is_none() {
+        eprintln!("no /proc: skipped");
+        return;
+    }
+    let dir = TempDir::new("mem-series");
+    let out = dir.join("out.csv");
+    // GRU, T = 32, Adam (the defaults) at H = 16; every series fills its window and trains.
+    let mut cmd = tbptt([
+        "learn",
+        "-q",
+        "--key",
+        "host",
+        "--hidden",
+        "16",
+        "--workers",
+        "2",
+    ]);
+    cmd.arg("-o").arg(&out);
+    let mut child = Proc::spawn(cmd, Input::Piped);
+    let mut stdin = child.take_stdin();
+    let records = |n: usize| {
+        let out = out.clone();
+        move || {
+            std::fs::read(&out).is_ok_and(|b| b.iter().filter(|c| **c == b'\n').count() == n + 1)
+        }
+    };
+    let (warm, many, events) = (200, 10_000, 40);
+    stdin.write_all(b"host,cpu\n").unwrap();
+    stdin.write_all(&series_lines(0, warm, events)).unwrap();
+    stdin.flush().unwrap();
+    crate::util::wait_until(
+        "the first series",
+        Duration::from_secs(120),
+        records(warm * events),
+    );
+    let before = rss_kib(child.id()).unwrap();
+    stdin
+        .write_all(&series_lines(warm, warm + many, events))
+        .unwrap();
+    stdin.flush().unwrap();
+    crate::util::wait_until(
+        "every series",
+        Duration::from_secs(600),
+        records((warm + many) * events),
+    );
+    let after = rss_kib(child.id()).unwrap();
+    drop(stdin);
+    child.finish(Duration::from_secs(60)).assert_code(0);
+    let per_series = (after.saturating_sub(before)) as f64 / many as f64;
+    eprintln!("resident memory: {before} KiB with {warm} series, {after} KiB with {} ({per_series:.1} KiB per series)", warm + many);
+    assert!(
+        per_series <= 24.0,
+        "{per_series:.1} KiB per idle series at H = 16"
+    );
+}
