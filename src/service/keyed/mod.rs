@@ -32,7 +32,7 @@
 mod service;
 mod shard;
 
-pub use service::{EventSender, KeyedService, RecordStream};
+pub use service::{Closed, EventSender, KeyedService, RecordStream};
 pub use shard::SeriesError;
 
 use crate::detect::pipeline::{OutputRecord, PipelineConfig};
