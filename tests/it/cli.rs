@@ -1067,3 +1067,43 @@ fn r16_replay_reads_stdin_and_says_when_it_cannot_pace() {
     assert_eq!(f.stdout_str().lines().count(), 51);
     assert!(f.stderr.contains("cannot pace the replay"), "{}", f.stderr);
 }
+
+#[test]
+fn r16_each_subcommand_has_its_own_examples() {
+    for sub in ["learn", "replay", "sweep", "inspect", "nab"] {
+        let f = util::run(tbptt([sub, "--help"]), Input::Null);
+        f.assert_code(0);
+        let help = f.stdout_str();
+        let examples = &help[help.find("Examples:").expect("an examples block")..];
+        let lines: Vec<&str> = examples
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(lines.len() >= 3, "{sub}: {examples}");
+        for l in lines {
+            assert!(
+                l.contains(&format!("tbptt {sub} ")),
+                "{sub}'s help shows {l:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn r16_inspect_shows_when_a_checkpoint_was_written_as_a_date() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("data")
+        .join("checkpoint_v1.tbptt");
+    let mut cmd = tbptt(["inspect"]);
+    cmd.arg(&path);
+    let f = util::run(cmd, Input::Null);
+    f.assert_code(0);
+    assert!(
+        f.stdout_str()
+            .contains("at 2026-11-27T05:54:45Z (Unix 1795758885)"),
+        "{}",
+        f.stdout_str()
+    );
+}

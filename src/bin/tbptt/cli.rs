@@ -121,12 +121,48 @@ Examples:
   tbptt learn --listen tcp://127.0.0.1:9000 --format jsonl --threshold 0.4
   tbptt learn --listen udp://127.0.0.1:9001 --columns cpu,mem --time ts
   tbptt learn --connect 127.0.0.1:9000 --output-format jsonl
-  tbptt learn --listen tcp://127.0.0.1:9000 --checkpoint /var/lib/tbptt/model.ckpt --checkpoint-interval 60
+  tbptt learn --listen 127.0.0.1:9000 --checkpoint model.ckpt --checkpoint-interval 60
   tbptt inspect /var/lib/tbptt/model.ckpt --json
   tbptt learn --listen tcp://127.0.0.1:9000 --record day.jsonl
   tbptt sweep day.jsonl --format jsonl -T 8,16,32,full -k 1,4 --plot sweep-plots
   tbptt sweep data/airline_passengers.csv --season 12 --json
   tbptt nab nab/data results/tbptt";
+
+const LEARN_EXAMPLES: &str = "\
+Examples:
+  cat data/co2_mauna_loa_weekly.csv | tbptt learn --missing hold
+  tbptt learn --listen tcp://127.0.0.1:9000 --format jsonl --threshold 0.4
+  tbptt learn --listen udp://127.0.0.1:9001 --columns cpu,mem --time ts
+  tbptt learn --listen 127.0.0.1:9000 --key host --store series.redb --max-series 50000
+  tbptt learn --connect 127.0.0.1:9000 --output-format jsonl
+  tbptt learn --listen 127.0.0.1:9000 --checkpoint model.ckpt --checkpoint-interval 60
+  tbptt learn --listen tcp://127.0.0.1:9000 --record day.jsonl";
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  tbptt replay data/nab_ec2_cpu_utilization_24ae8d.csv --summary summary.json -o out.csv
+  tbptt replay log.csv --speed 60x --cell lstm --hidden 64 -T 48 -k 4
+  tbptt replay hosts.csv --key host --workers 2 --plot hosts.svg
+  tbptt replay day.jsonl --format jsonl --time arrival --speed realtime
+  gunzip -c log.csv.gz | tbptt replay - -o out.csv";
+
+const SWEEP_EXAMPLES: &str = "\
+Examples:
+  tbptt sweep data/airline_passengers.csv --season 12 --json
+  tbptt sweep day.jsonl --format jsonl -T 8,16,32,full -k 1,4 --plot sweep-plots
+  tbptt sweep log.csv -T 16,32,auto --cell gru,lstm --hidden 32,64 --threads 2";
+
+const INSPECT_EXAMPLES: &str = "\
+Examples:
+  tbptt inspect /var/lib/tbptt/model.ckpt
+  tbptt inspect /var/lib/tbptt/model.ckpt --json
+  tbptt inspect series.redb";
+
+const NAB_EXAMPLES: &str = "\
+Examples:
+  tbptt nab nab/data results/tbptt
+  tbptt nab nab/data results/zscore --anomaly zscore
+  tbptt nab nab/data results/quick --likelihood '{\"confirm\": 0}' --threads 2";
 
 /// Streaming online learner: a recurrent network that forecasts every event of a stream at
 /// once and learns from it by truncated backpropagation through time, TBPTT(k, T).
@@ -146,25 +182,27 @@ pub enum Command {
     /// Read events (stdin, a file or a socket), forecast each at once, learn, write one record
     /// per event. Trains on a background thread unless --sync; a busy trainer slows the
     /// input (no update is lost) unless --lossy.
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = LEARN_EXAMPLES)]
     Learn(LearnArgs),
     /// Replay a recorded log: like `learn` on a file, deterministic (--sync) by default,
     /// optionally paced by the log's timestamps, with a progress bar on a terminal.
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(ReplayArgs),
     /// Run a grid of TBPTT(k, T) configurations over one recorded log, inline and
     /// deterministically, spread over the cores; print each one's error over the last 20%
     /// against naive baselines, its cost and memory, and recommend the cheapest configuration
     /// within a tolerance of the best.
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = SWEEP_EXAMPLES)]
     Sweep(crate::sweep::SweepArgs),
     /// Show what a checkpoint holds: configuration, events seen, updates, loss, size. Exits
     /// with code 2 and names the problem if the file is truncated, corrupt, of an unknown
-    /// version or otherwise unusable.
+    /// version or otherwise unusable. Given a state store (--store), lists its series.
+    #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
     /// Run the anomaly detector over every CSV (timestamp,value) below DATA_DIR, one fresh
     /// learner per file, files in parallel, and write NAB result files
     /// (timestamp,value,anomaly_score) with the same folders and names below OUT_DIR.
+    #[command(after_help = NAB_EXAMPLES)]
     Nab(NabArgs),
 }
 

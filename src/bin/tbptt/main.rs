@@ -561,6 +561,31 @@ fn load_for_resume(path: &Path) -> Result<Checkpoint, AnyError> {
 }
 
 /// `tbptt inspect PATH [--json]`.
+/// Unix seconds as an RFC 3339 UTC time, `2026-12-01T22:33:47Z` (the civil date by Howard
+/// Hinnant's days-to-civil algorithm; a time crate for one line of output is not worth it).
+fn utc(unix: f64) -> String {
+    if !unix.is_finite() || unix.abs() > 1e13 {
+        return format!("{unix} (not a date)");
+    }
+    let secs = unix.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// `inspect STORE`: every series' key, events, updates, anomalies and size; each entry is
 /// decoded, so a damaged one fails the command naming its key.
 fn inspect_store(a: &InspectArgs) -> Result<(), AnyError> {
@@ -646,6 +671,7 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
             "config_hash": format!("{:016x}", c.config_hash),
             "written_by": c.meta.written_by,
             "written_unix": c.meta.written_unix,
+            "written": utc(c.meta.written_unix),
             "events": s.events(),
             "updates": updates,
             "skipped_updates": skipped,
@@ -686,8 +712,10 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
     )?;
     writeln!(
         out,
-        "written           by {} at {:.0} (Unix seconds)",
-        c.meta.written_by, c.meta.written_unix
+        "written           by {} at {} (Unix {:.0})",
+        c.meta.written_by,
+        utc(c.meta.written_unix),
+        c.meta.written_unix
     )?;
     writeln!(out, "model             {} cell, {sizes}", lc.cell)?;
     writeln!(
