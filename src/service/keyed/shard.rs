@@ -40,6 +40,15 @@ pub enum SeriesError {
     /// The store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A series' state could not be encoded for the store.
+    #[error("series {key:?}: cannot encode its state: {source}")]
+    Encode {
+        /// The series.
+        key: String,
+        /// The encoder's error.
+        #[source]
+        source: crate::io::checkpoint::CheckpointError,
+    },
     /// The settings are invalid.
     #[error(transparent)]
     Config(crate::Error),
@@ -188,14 +197,14 @@ impl Shard {
         };
         let pipeline = match restored {
             Some(bytes) => {
-                let store = self.store.as_ref().map(|s| s.path().to_path_buf());
-                let state = checkpoint::decode(&bytes)
-                    .map(|c| c.state)
-                    .map_err(|source| StoreError::Entry {
-                        path: store.unwrap_or_default(),
-                        key: key.to_string(),
-                        source,
-                    })?;
+                // Evicted states exist only with a store, which decodes its own entries.
+                let Some(store) = &self.store else {
+                    return Err(SeriesError::Config(crate::Error::config(
+                        "store",
+                        "a saved series state without a store",
+                    )));
+                };
+                let state = store.decode(key, &bytes)?;
                 self.stats.restored += 1;
                 Pipeline::restore(state).map_err(|source| SeriesError::Event {
                     key: key.to_string(),
@@ -347,12 +356,9 @@ fn encode(key: &str, p: &mut Pipeline) -> Result<Vec<u8>, SeriesError> {
         key: key.to_string(),
         source,
     })?;
-    checkpoint::encode(&state).map_err(|source| {
-        SeriesError::Store(StoreError::Entry {
-            path: Default::default(),
-            key: key.to_string(),
-            source,
-        })
+    checkpoint::encode(&state).map_err(|source| SeriesError::Encode {
+        key: key.to_string(),
+        source,
     })
 }
 
