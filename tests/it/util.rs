@@ -356,3 +356,25 @@ pub fn connect_tcp(
 pub fn summary(path: &std::path::Path) -> Value {
     load(path)
 }
+
+/// The path of a real server or agent a test runs (collectd, prometheus, influxd, nats-server),
+/// found on `PATH` or in the distribution's `sbin` folders.
+///
+/// Returns `None` after printing why the test skips, so a developer without the program can
+/// still run the suite. With `TBPTT_REQUIRE_SERVERS` set (as `.ci/run` sets it after
+/// installing the servers), a missing program fails the test instead: a skip there would hide a
+/// test that never ran.
+pub fn real_server(program: &str) -> Option<PathBuf> {
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&dirs)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var_os("TBPTT_REQUIRE_SERVERS").is_some() {
+            panic!("{program} is required (TBPTT_REQUIRE_SERVERS is set) but was not found");
+        }
+        eprintln!("skipped: {program} not found (install it from the distribution's packages)");
+    }
+    found
+}
