@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod format;
+pub mod labels;
 pub mod record;
 pub mod shutdown;
 pub mod sink;
