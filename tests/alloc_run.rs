@@ -59,6 +59,7 @@ fn run_allocations(dir: &std::path::Path, n: usize, hosts: usize, keys: Keys) ->
         pipeline: Default::default(),
         output: OutputTarget::File(dir.join(format!("out-{n}.csv"))),
         members: false,
+        epoch_times: false,
         output_format: OutputFormat::Csv,
         strict: true,
         speed: Speed::Max,

@@ -10,6 +10,14 @@
 //! gives the same output as the live `--sync` run. `--time arrival` paces a replay by the
 //! arrival times instead (`--speed realtime`).
 //!
+//! When the input's value columns have names ([`Recorder::set_columns`]), each line is a flat
+//! object instead, `{"time": T, "key": "K", "cpu": 0.1, "mem": 2.0, "arrival": A}`, so the
+//! replay names its output columns as the live run did (`forecast_cpu`); `time` and `key` are
+//! then left out when the event has none, and a flat object's `arrival` field is never an
+//! input. Names
+//! that clash with those fields (or with the time, key and target names the decoder knows)
+//! keep the structured form.
+//!
 //! # Example
 //! ```
 //! use tbptt::event::Event;
@@ -34,10 +42,33 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::io::format::{Columns, TimeStyle};
+
+/// Whether a column name cannot be a field of a flat recorded line: the recording's own
+/// fields and the names the decoder reads as time, key, values or targets.
+fn is_reserved(name: &str) -> bool {
+    const RESERVED: [&str; 13] = [
+        "arrival",
+        "time",
+        "timestamp",
+        "ts",
+        "date",
+        "datetime",
+        "year",
+        "key",
+        "values",
+        "x",
+        "target",
+        "targets",
+        "y",
+    ];
+    RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+}
+
 /// One recorded line, borrowed from the event.
 #[derive(Serialize)]
 struct Line<'a> {
-    time: Option<f64>,
+    time: Option<Time<'a>>,
     key: &'a str,
     values: &'a [f64],
     #[serde(skip_serializing_if = "<[f64]>::is_empty")]
@@ -45,11 +76,23 @@ struct Line<'a> {
     arrival: f64,
 }
 
-/// Writes events as JSON lines (buffered; nothing is allocated per event).
+/// A recorded time: a number, or ISO text when the input wrote its times so.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Time<'a> {
+    Number(f64),
+    Text(&'a str),
+}
+
+/// Writes events as JSON lines (buffered; nothing is allocated per event once warmed up).
 #[derive(Debug)]
 pub struct Recorder<W: Write> {
     out: BufWriter<W>,
     written: u64,
+    style: TimeStyle,
+    time_text: String,
+    /// The input columns' names, when lines are written as flat objects.
+    names: Vec<String>,
 }
 
 impl Recorder<std::fs::File> {
@@ -81,7 +124,26 @@ impl<W: Write> Recorder<W> {
         Recorder {
             out: BufWriter::with_capacity(1 << 16, out),
             written: 0,
+            style: TimeStyle::Number,
+            time_text: String::new(),
+            names: Vec::new(),
         }
+    }
+
+    /// Writes times as the input did, and values under the input's column names when they
+    /// have names (see the module documentation), so that a replay reads the events the same
+    /// way and writes the same output. Default: seconds as numbers, the structured form.
+    pub fn set_columns(&mut self, columns: &Columns) {
+        self.style = columns.time_style;
+        let names = columns.forecast_names().unwrap_or_default();
+        let flat = columns.named
+            && columns.targets.is_empty()
+            && !names.is_empty()
+            && names
+                .iter()
+                .enumerate()
+                .all(|(i, n)| !n.is_empty() && !names[..i].contains(n) && !is_reserved(n));
+        self.names = if flat { names.to_vec() } else { Vec::new() };
     }
 
     /// Appends one event that arrived at `arrival` (seconds since the Unix epoch).
@@ -89,8 +151,21 @@ impl<W: Write> Recorder<W> {
     /// # Errors
     /// The I/O error of writing.
     pub fn write(&mut self, ev: &Event, arrival: f64) -> io::Result<()> {
+        if !self.names.is_empty() && self.names.len() == ev.values.len() && ev.targets.is_empty() {
+            return self.write_flat(ev, arrival);
+        }
+        let time = match (ev.time, self.style) {
+            (None, _) => None,
+            (Some(t), TimeStyle::Iso(_)) => {
+                self.time_text.clear();
+                // Writing into a String cannot fail.
+                _ = self.style.write(t, &mut self.time_text);
+                Some(Time::Text(&self.time_text))
+            }
+            (Some(t), style) => Some(Time::Number(t * style.per_second())),
+        };
         let line = Line {
-            time: ev.time,
+            time,
             key: &ev.key,
             values: &ev.values,
             target: &ev.targets,
@@ -98,6 +173,40 @@ impl<W: Write> Recorder<W> {
         };
         serde_json::to_writer(&mut self.out, &line).map_err(io::Error::from)?;
         self.out.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// One event as a flat object keyed by the input's column names.
+    fn write_flat(&mut self, ev: &Event, arrival: f64) -> io::Result<()> {
+        let o = &mut self.out;
+        o.write_all(b"{")?;
+        if let Some(t) = ev.time {
+            o.write_all(b"\"time\":")?;
+            if matches!(self.style, TimeStyle::Iso(_)) {
+                self.time_text.clear();
+                // Writing into a String cannot fail.
+                _ = self.style.write(t, &mut self.time_text);
+                serde_json::to_writer(&mut *o, &self.time_text)?;
+            } else {
+                serde_json::to_writer(&mut *o, &(t * self.style.per_second()))?;
+            }
+            o.write_all(b",")?;
+        }
+        if !ev.key.is_empty() {
+            o.write_all(b"\"key\":")?;
+            serde_json::to_writer(&mut *o, &ev.key)?;
+            o.write_all(b",")?;
+        }
+        for (name, v) in self.names.iter().zip(&ev.values) {
+            serde_json::to_writer(&mut *o, name)?;
+            o.write_all(b":")?;
+            serde_json::to_writer(&mut *o, v)?;
+            o.write_all(b",")?;
+        }
+        o.write_all(b"\"arrival\":")?;
+        serde_json::to_writer(&mut *o, &arrival)?;
+        o.write_all(b"}\n")?;
         self.written += 1;
         Ok(())
     }

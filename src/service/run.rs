@@ -27,6 +27,7 @@
 use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig, PipelineState};
 use crate::event::Event;
 use crate::io::checkpoint::{self, CheckpointError};
+use crate::io::format::TimeStyle;
 use crate::io::record::{Recorder, WallClock};
 use crate::io::shutdown::Shutdown;
 use crate::io::sink::{OutputFormat, RecordWriter, Sink};
@@ -110,6 +111,9 @@ pub struct RunConfig {
     pub output_format: OutputFormat,
     /// Also write each forecast member and its weight in the records.
     pub members: bool,
+    /// Write record times as seconds since the Unix epoch, not as the input wrote them (ISO
+    /// text, Unix milliseconds, ...).
+    pub epoch_times: bool,
     /// Stop at the first rejected record instead of skipping it. With a TCP or Unix
     /// listener, strict mode applies per connection: the connection that sent the record is
     /// closed and the run goes on. Not with a UDP listener (a datagram has no connection to
@@ -159,6 +163,7 @@ impl RunConfig {
             output: OutputTarget::Stdout,
             output_format: OutputFormat::Csv,
             members: false,
+            epoch_times: false,
             strict: false,
             speed: Speed::Max,
             max_events: None,
@@ -700,6 +705,7 @@ impl Runner {
             rx,
             pool: handle.pool().clone(),
             closer: handle.closer(),
+            stats: stats.clone(),
         };
         let sink = match sink {
             Some(s) => s,
@@ -812,6 +818,8 @@ struct Inbox {
     pool: source::EventPool,
     /// Closes a listener's connection (strict mode per connection).
     closer: source::Closer,
+    /// The source's counters, and the input's columns once known.
+    stats: std::sync::Arc<source::SourceStats>,
 }
 
 /// What turns events into records: one pipeline, or a pipeline per key on workers.
@@ -846,6 +854,10 @@ struct EventLoop {
     out: OutputRecord,
     /// Events handed to keyed workers.
     submitted: u64,
+    /// The source's counters (set by `drain`), to learn the input's columns from.
+    source: Option<std::sync::Arc<source::SourceStats>>,
+    /// Whether the columns were announced and handed to the sink.
+    begun: bool,
 }
 
 impl EventLoop {
@@ -886,6 +898,8 @@ impl EventLoop {
             closer: None,
             out: OutputRecord::default(),
             submitted: 0,
+            source: None,
+            begun: false,
         })
     }
 
@@ -999,8 +1013,10 @@ impl EventLoop {
             mut rx,
             pool,
             closer,
+            stats,
         } = inbox;
         self.closer = Some(closer);
+        self.source = Some(stats);
         let end = self.drain_items(&mut rx, &pool);
         // Keyed series: the records of the events still in flight (unless the output is
         // gone or the run failed).
@@ -1076,6 +1092,11 @@ impl EventLoop {
         rec: source::Record,
         pool: &source::EventPool,
     ) -> Result<Option<EndReason>, RunError> {
+        if !self.begun {
+            if let Some(end) = self.begin()? {
+                return Ok(Some(end));
+            }
+        }
         pace(
             &self.config.speed,
             &rec.event,
@@ -1147,6 +1168,30 @@ impl EventLoop {
             w.recycle(record);
         }
         end
+    }
+
+    /// At the first event: says which columns are the time, key and values, and hands them to
+    /// the sink and the recording.
+    fn begin(&mut self) -> Result<Option<EndReason>, RunError> {
+        self.begun = true;
+        let Some(mut columns) = self.source.as_ref().and_then(|s| s.columns()).cloned() else {
+            return Ok(None);
+        };
+        tracing::info!(target: "tbptt::announce", "input columns: {}", columns.describe());
+        for c in &columns.epoch_inputs {
+            tracing::warn!(
+                target: "tbptt::announce",
+                "column `{c}` looks like Unix times but is learned as a value \
+                 (--time {c} takes it as the time)"
+            );
+        }
+        if let Some(r) = self.recording.as_mut() {
+            r.recorder.set_columns(&columns);
+        }
+        if self.config.epoch_times {
+            columns.time_style = TimeStyle::Number;
+        }
+        judge_output(self.sink.begin(&columns))
     }
 
     /// One decoded event with one pipeline: predict, write, observe, checkpoint. `Some` when

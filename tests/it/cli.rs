@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 /// The CSV header of a one-value stream.
 const HEADER: &str = "index,time,key,error,score,anomaly,updates,residual_0,forecast_0";
 
+/// The CSV header of a one-value stream whose column is named `name`: output columns keep
+/// the input's names.
+fn header_of(name: &str) -> String {
+    format!("index,time,key,error,score,anomaly,updates,residual_{name},forecast_{name}")
+}
+
 const NAB: &str = "nab_ec2_cpu_utilization_24ae8d.csv";
 const CO2: &str = "co2_mauna_loa_weekly.csv";
 
@@ -87,7 +93,7 @@ fn stdin_pipe_gives_one_record_per_event() {
     );
     out.assert_code(0);
     let (header, rows) = csv_rows(&out.stdout_str());
-    assert_eq!(header, HEADER);
+    assert_eq!(header, header_of("v"));
     assert_eq!(rows.len(), n);
     let (lo, hi) = values
         .iter()
@@ -243,7 +249,7 @@ fn sync_runs_are_reproducible_and_jsonl_matches_csv() {
         got.sort_unstable();
         assert_eq!(got, keys, "keys of record {i}");
         assert_eq!(o["index"], i as u64);
-        assert_eq!(o["time"].as_f64(), Some(num(&r[1])), "time of {i}");
+        assert_eq!(o["time"].as_str(), Some(r[1].as_str()), "time of {i}");
         assert_eq!(o["key"], "");
         assert_eq!(o["updates"].as_u64(), Some(num(&r[6]) as u64));
         assert_eq!(o["anomaly"].as_bool(), Some(r[5] == "1"));
@@ -798,7 +804,7 @@ fn a_closed_output_pipe_ends_the_run_quietly() {
         lines.push(line);
     }
     drop(reader);
-    assert_eq!(lines[0].trim_end(), HEADER);
+    assert_eq!(lines[0].trim_end(), header_of("value"));
     let done = p.finish(TIMEOUT);
     done.assert_code(0);
     assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
@@ -1105,5 +1111,127 @@ fn r16_inspect_shows_when_a_checkpoint_was_written_as_a_date() {
             .contains("at 2026-11-27T05:54:45Z (Unix 1795758885)"),
         "{}",
         f.stdout_str()
+    );
+}
+
+/// Runs `replay - -o - --no-progress` with `flags` on `input`.
+fn replay_stdin(input: &str, flags: &[&str]) -> util::Finished {
+    let mut cmd = tbptt(["replay", "-", "-o", "-", "--no-progress"]);
+    cmd.args(flags);
+    let f = util::run(cmd, Input::Bytes(input.as_bytes().to_vec()));
+    f.assert_code(0);
+    f
+}
+
+/// The values of column `name` in CSV `text` (no quoting in these tests).
+fn column<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let i = header.iter().position(|h| *h == name).unwrap_or_else(|| {
+        panic!("no column {name} in {header:?}");
+    });
+    lines
+        .map(|l| l.split(',').nth(i).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn r16_unix_times_without_a_header_are_the_time_and_said() {
+    let rows: String = (0..40)
+        .map(|i| format!("{},{}\n", 1_700_000_000 + 60 * i, (i as f64 * 0.3).sin()))
+        .collect();
+    let f = replay_stdin(&rows, &[]);
+    let out = f.stdout_str();
+    assert!(out.starts_with(&format!("{HEADER}\n")), "{out}");
+    assert_eq!(column(&out, "time")[3], "1700000180");
+    assert!(
+        f.stderr
+            .contains("input columns: time `0` (Unix seconds), values `1`"),
+        "{}",
+        f.stderr
+    );
+    // Milliseconds are read as seconds and written back as milliseconds, or as seconds on
+    // request.
+    let ms: String = (0..40)
+        .map(|i| format!("{},{}\n", 1_700_000_000_000_u64 + 500 * i, i % 7))
+        .collect();
+    let f = replay_stdin(&ms, &[]);
+    assert_eq!(column(&f.stdout_str(), "time")[1], "1700000000500");
+    assert!(f.stderr.contains("(Unix milliseconds)"), "{}", f.stderr);
+    let f = replay_stdin(&ms, &["--epoch-times"]);
+    assert_eq!(column(&f.stdout_str(), "time")[1], "1700000000.5");
+    // Ordinary numbers stay values.
+    let f = replay_stdin("1871,5\n1872,6\n1873,7\n", &[]);
+    assert!(f.stdout_str().starts_with(&format!("{HEADER_2}\n")));
+    assert!(f.stderr.contains("no time column"), "{}", f.stderr);
+}
+
+#[test]
+fn r16_a_named_column_of_unix_times_is_learned_but_warned_about() {
+    let rows: String = std::iter::once("t0,load\n".to_string())
+        .chain((0..20).map(|i| format!("{},{}\n", 1_700_000_000 + i, i % 3)))
+        .collect();
+    let f = replay_stdin(&rows, &[]);
+    assert!(
+        f.stderr
+            .contains("column `t0` looks like Unix times but is learned as a value (--time t0"),
+        "{}",
+        f.stderr
+    );
+    let f = replay_stdin(&rows, &["--time", "t0"]);
+    assert!(!f.stderr.contains("looks like Unix times"), "{}", f.stderr);
+    assert!(f.stderr.contains("time `t0` (Unix seconds), values `load`"));
+}
+
+#[test]
+fn r16_output_keeps_the_input_names_and_time_format() {
+    let dir = TempDir::new("names");
+    let rows: String = std::iter::once("timestamp,cpu,mem\n".to_string())
+        .chain((0..30).map(|i| {
+            format!(
+                "2014-04-01 {:02}:{:02}:00,{},{}\n",
+                i / 60,
+                i % 60,
+                i % 5,
+                10 + i % 3
+            )
+        }))
+        .collect();
+    let rec = dir.join("rec.jsonl");
+    let rec_arg = rec.to_str().unwrap();
+    let cmd = tbptt(["learn", "-", "-o", "-", "--sync", "--record", rec_arg]);
+    let live = util::run(cmd, Input::Bytes(rows.clone().into_bytes()));
+    live.assert_code(0);
+    let out = live.stdout_str();
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.ends_with(",residual_cpu,residual_mem,forecast_cpu,forecast_mem"),
+        "{header}"
+    );
+    assert_eq!(column(&out, "time")[7], "2014-04-01 00:07:00");
+    assert!(live
+        .stderr
+        .contains("time `timestamp` (ISO 8601), values `cpu`, `mem`"));
+    // JSON lines carry the time as the same text.
+    let json = replay_stdin(&rows, &["--output-format", "jsonl"]);
+    let first: Value = serde_json::from_str(json.stdout_str().lines().next().unwrap()).unwrap();
+    assert_eq!(first["time"], "2014-04-01 00:00:00");
+    // Epoch seconds on request.
+    let epoch = replay_stdin(&rows, &["--epoch-times"]);
+    assert_eq!(column(&epoch.stdout_str(), "time")[0], "1396310400");
+    // A replay of the recording writes what the live run wrote.
+    let cmd = tbptt(["replay", "-o", "-", "--no-progress", rec_arg]);
+    let again = util::run(cmd, Input::Null);
+    again.assert_code(0);
+    let replayed = again.stdout_str();
+    assert_eq!(column(&replayed, "time"), column(&out, "time"));
+    assert_eq!(
+        replayed, out,
+        "the replay of the recording writes the live records"
+    );
+    let first_line = std::fs::read_to_string(&rec).unwrap();
+    assert!(
+        first_line.starts_with(r#"{"time":"2014-04-01 00:00:00","cpu":0.0,"mem":10.0,"arrival":"#),
+        "{first_line}"
     );
 }

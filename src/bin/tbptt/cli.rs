@@ -677,6 +677,10 @@ pub struct Common {
     /// in the combination.
     #[arg(long, help_heading = "Output")]
     pub members: bool,
+    /// Write record times as seconds since the Unix epoch. Default: as the input wrote them
+    /// (ISO 8601 text stays text, Unix milliseconds stay milliseconds).
+    #[arg(long, help_heading = "Output")]
+    pub epoch_times: bool,
     /// Also write the summary as one JSON object to this file.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub summary: Option<PathBuf>,

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use tbptt::detect::norm::NormMode;
 use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::io::checkpoint::{self, Checkpoint};
-use tbptt::io::format::{ColumnSpec, DecoderConfig, Format};
+use tbptt::io::format::{ColumnSpec, DecoderConfig, Format, TimeStyle};
 use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
 use tbptt::io::store::Store;
 use tbptt::service::keyed::KeyedConfig;
@@ -379,6 +379,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         output,
         output_format: c.output_format.into(),
         members: c.members,
+        epoch_times: c.epoch_times,
         strict: c.input.strict,
         speed: Speed::Max,
         max_events: c.input.max_events,
@@ -561,29 +562,15 @@ fn load_for_resume(path: &Path) -> Result<Checkpoint, AnyError> {
 }
 
 /// `tbptt inspect PATH [--json]`.
-/// Unix seconds as an RFC 3339 UTC time, `2026-12-01T22:33:47Z` (the civil date by Howard
-/// Hinnant's days-to-civil algorithm; a time crate for one line of output is not worth it).
+/// Unix seconds as an RFC 3339 UTC time, `2026-12-01T22:33:47Z`.
 fn utc(unix: f64) -> String {
     if !unix.is_finite() || unix.abs() > 1e13 {
         return format!("{unix} (not a date)");
     }
-    let secs = unix.floor() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    _ = TimeStyle::rfc3339().write(unix.floor(), &mut out);
+    out
 }
 
 /// `inspect STORE`: every series' key, events, updates, anomalies and size; each entry is

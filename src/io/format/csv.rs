@@ -42,7 +42,7 @@ pub struct CsvDecoder {
     header: Option<bool>,
     /// Header names once a header line was seen.
     names: Option<Vec<String>>,
-    layout: Option<Layout>,
+    pub(super) layout: Option<Layout>,
     hold: Hold,
     /// Unescaped field bytes of the current line, and the end of each field.
     fields: Vec<u8>,
@@ -146,6 +146,7 @@ impl CsvDecoder {
             let auto = Auto {
                 time_by_name: true,
                 time_by_value: true,
+                time_by_epoch: true,
                 ..Auto::default()
             };
             self.layout = Some(resolve(&self.spec, self.names.as_deref(), &kinds, auto)?);

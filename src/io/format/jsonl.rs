@@ -43,7 +43,7 @@ use crate::event::Event;
 /// Decodes JSON Lines. Build it with [`DecoderConfig`](super::DecoderConfig).
 #[derive(Debug, Clone)]
 pub struct JsonLinesDecoder {
-    state: RecordState,
+    pub(super) state: RecordState,
     max_line_len: usize,
 }
 

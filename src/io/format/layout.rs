@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::error::ParseError;
 use super::spec::{ColumnSpec, Selector};
-use super::time::parse_iso8601;
+use super::time::{parse_iso8601, TimeStyle, TimeUnit};
 
 /// Field names that are taken as the time of an object record by default.
 pub(crate) const TIME_NAMES: [&str; 6] = ["time", "timestamp", "ts", "date", "datetime", "year"];
@@ -21,10 +21,12 @@ pub(crate) const KEY_NAME: &str = "key";
 pub(crate) enum Kind {
     /// A number, or text that parses as one.
     Number,
+    /// An integer that looks like a Unix time between 2000 and 2100, in this unit.
+    Epoch(TimeUnit),
     /// Empty, `NA`, `null`, ...
     Missing,
-    /// Text that is an ISO-8601 timestamp (and not a number).
-    Time,
+    /// Text that is an ISO-8601 timestamp (and not a number), written in this style.
+    Time(TimeStyle),
     /// Any other text.
     Text,
     /// An array of this length.
@@ -37,10 +39,32 @@ impl Kind {
     /// Classifies a text field.
     pub(crate) fn of_text(s: &str) -> Kind {
         match parse_number(s) {
-            Number::Value(_) | Number::NonFinite => Kind::Number,
+            Number::Value(v) => Kind::of_number(v),
+            Number::NonFinite => Kind::Number,
             Number::Missing => Kind::Missing,
-            Number::Invalid if parse_iso8601(s.trim()).is_some() => Kind::Time,
+            Number::Invalid if parse_iso8601(s.trim()).is_some() => Kind::Time(TimeStyle::of(s)),
             Number::Invalid => Kind::Text,
+        }
+    }
+}
+
+impl Kind {
+    /// Classifies a number: [`Kind::Epoch`] when it looks like a Unix time.
+    pub(crate) fn of_number(v: f64) -> Kind {
+        TimeUnit::of_epoch(v).map_or(Kind::Number, Kind::Epoch)
+    }
+
+    /// A number, whether or not it looks like a time.
+    pub(crate) fn is_number(self) -> bool {
+        matches!(self, Kind::Number | Kind::Epoch(_))
+    }
+
+    /// How a time column of this kind writes its times.
+    fn time_style(self) -> TimeStyle {
+        match self {
+            Kind::Time(style) => style,
+            Kind::Epoch(unit) => TimeStyle::Epoch(unit),
+            _ => TimeStyle::Number,
         }
     }
 }
@@ -131,6 +155,14 @@ pub(crate) struct Layout {
     pub target_labels: Vec<String>,
     /// Name of the time column, if there is one (then every record needs a time).
     pub time_label: Option<String>,
+    /// How the first record wrote its time; numeric times are scaled by its
+    /// [`scale`](TimeStyle::scale) into seconds.
+    pub time_style: TimeStyle,
+    /// Input columns whose first value looks like a Unix time (for a warning: they are
+    /// learned as values).
+    pub epoch_inputs: Vec<String>,
+    /// Whether the columns have names (a CSV header, object fields), not only positions.
+    pub named: bool,
 }
 
 /// Which defaults apply when the spec leaves a role open.
@@ -145,6 +177,10 @@ pub(crate) struct Auto {
     pub time_by_value: bool,
     /// A column named `key` is the key.
     pub key_by_name: bool,
+    /// Without names, a first column of integer Unix times (followed by numbers) is the time.
+    pub time_by_epoch: bool,
+    /// A column named `arrival` (a recording's arrival time) is not a default input.
+    pub skip_arrival: bool,
 }
 
 /// Resolves `spec` against positional columns with optional names (`header`) and the kinds
@@ -195,7 +231,7 @@ pub(crate) fn resolve(
     if key.is_none() && auto.key_by_name {
         key = (0..width).find(|&i| {
             names.get(i).is_some_and(|n| n == KEY_NAME)
-                && matches!(kind(i), Kind::Text | Kind::Number)
+                && (kind(i) == Kind::Text || kind(i).is_number())
                 && !explicit_inputs.contains(&i)
                 && !targets.contains(&i)
         });
@@ -207,12 +243,20 @@ pub(crate) fn resolve(
                 names
                     .get(i)
                     .is_some_and(|n| TIME_NAMES.iter().any(|t| n.eq_ignore_ascii_case(t)))
-                    && matches!(kind(i), Kind::Number | Kind::Time)
+                    && (kind(i).is_number() || matches!(kind(i), Kind::Time(_)))
                     && !taken(i, key)
             });
         }
         if time.is_none() && auto.time_by_value {
-            time = (0..width).find(|&i| kind(i) == Kind::Time && !taken(i, key));
+            time = (0..width).find(|&i| matches!(kind(i), Kind::Time(_)) && !taken(i, key));
+        }
+        // Without names, a first column of integer Unix times followed by numbers is the
+        // time: `1700000000,0.5` is an event at a time, not two values.
+        if time.is_none() && auto.time_by_epoch && header.is_none() && width >= 2 {
+            let rest_numeric = (1..width).any(|i| kind(i).is_number() && !taken(i, key));
+            if matches!(kind(0), Kind::Epoch(_)) && rest_numeric && !taken(0, key) {
+                time = Some(0);
+            }
         }
     }
     let inputs = if spec.inputs.is_empty() {
@@ -221,7 +265,8 @@ pub(crate) fn resolve(
                 Some(i) != time
                     && Some(i) != key
                     && !targets.contains(&i)
-                    && (!auto.numeric_only || matches!(kind(i), Kind::Number | Kind::Missing))
+                    && !(auto.skip_arrival && names.get(i).is_some_and(|n| n == "arrival"))
+                    && (!auto.numeric_only || kind(i).is_number() || kind(i) == Kind::Missing)
             })
             .collect()
     } else {
@@ -255,6 +300,13 @@ pub(crate) fn resolve(
         input_labels: inputs.iter().map(label).collect(),
         target_labels: targets.iter().map(label).collect(),
         time_label: time.as_ref().map(label),
+        time_style: time.map_or(TimeStyle::Number, |i| kind(i).time_style()),
+        epoch_inputs: inputs
+            .iter()
+            .filter(|&&i| matches!(kind(i), Kind::Epoch(_)))
+            .map(label)
+            .collect(),
+        named: header.is_some(),
         labels: names,
         routes,
         fields: HashMap::new(),
@@ -303,6 +355,8 @@ fn resolve_flat(spec: &ColumnSpec, fields: &[(String, Kind)]) -> Result<Layout, 
         time_by_name: true,
         time_by_value: true,
         key_by_name: true,
+        time_by_epoch: false,
+        skip_arrival: true,
     };
     let mut layout = resolve(spec, Some(&names), &kinds, auto)?;
     layout.mode = Mode::Flat;
@@ -350,6 +404,9 @@ fn resolve_structured(
             input_labels: Vec::new(),
             target_labels: Vec::new(),
             time_label: None,
+            time_style: TimeStyle::Number,
+            epoch_inputs: Vec::new(),
+            named: false,
         },
         other => other?,
     };
@@ -376,7 +433,7 @@ fn resolve_structured(
             }
             match k {
                 Kind::Array(m) => Some((n, *m, true)),
-                Kind::Number | Kind::Missing => Some((n, 1, false)),
+                k if k.is_number() || *k == Kind::Missing => Some((n, 1, false)),
                 _ => None,
             }
         });
@@ -414,15 +471,19 @@ fn resolve_structured(
             kind_of(n).ok_or_else(|| unknown(n))?;
             named(&mut layout, n, time_route);
             layout.time_label = Some(n.clone());
+            layout.time_style = kind_of(n).map_or(TimeStyle::Number, Kind::time_style);
         }
         Some(Selector::Index(_)) => {}
         None if spec.auto_time => {
-            let found = TIME_NAMES
-                .iter()
-                .find(|n| matches!(kind_of(n), Some(Kind::Number | Kind::Time)));
-            if let Some(n) = found {
+            let found = TIME_NAMES.iter().find_map(|n| {
+                kind_of(n)
+                    .filter(|k| k.is_number() || matches!(k, Kind::Time(_)))
+                    .map(|k| (n, k))
+            });
+            if let Some((n, k)) = found {
                 named(&mut layout, n, time_route);
                 layout.time_label = Some((*n).to_owned());
+                layout.time_style = k.time_style();
             }
         }
         None => {}
@@ -438,7 +499,7 @@ fn resolve_structured(
         }
         Some(Selector::Index(_)) => {}
         None => {
-            if matches!(kind_of(KEY_NAME), Some(Kind::Text | Kind::Number)) {
+            if kind_of(KEY_NAME).is_some_and(|k| k == Kind::Text || k.is_number()) {
                 named(&mut layout, KEY_NAME, key_route);
             }
         }
@@ -459,7 +520,7 @@ mod tests {
         let l = resolve(
             &ColumnSpec::default(),
             Some(&names(&["timestamp", "value"])),
-            &[Kind::Time, Kind::Number],
+            &[Kind::Time(TimeStyle::Number), Kind::Number],
             Auto {
                 time_by_value: true,
                 ..Auto::default()
@@ -531,7 +592,7 @@ mod tests {
         let e = resolve(
             &ColumnSpec::default(),
             Some(&names(&["timestamp"])),
-            &[Kind::Time],
+            &[Kind::Time(TimeStyle::Number)],
             Auto {
                 time_by_value: true,
                 ..Auto::default()
@@ -547,7 +608,10 @@ mod tests {
         assert_eq!(Kind::of_text("NaN"), Kind::Number);
         assert_eq!(Kind::of_text("NA"), Kind::Missing);
         assert_eq!(Kind::of_text(""), Kind::Missing);
-        assert_eq!(Kind::of_text("2024-01-02"), Kind::Time);
+        assert!(matches!(
+            Kind::of_text("2024-01-02"),
+            Kind::Time(TimeStyle::Iso(_))
+        ));
         assert_eq!(Kind::of_text("cpu"), Kind::Text);
         assert_eq!(parse_number("inf"), Number::NonFinite);
         assert_eq!(parse_number("1e999"), Number::NonFinite);

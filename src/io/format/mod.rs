@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
+mod columns;
 pub mod csv;
 mod error;
 mod framer;
@@ -64,6 +65,7 @@ mod record;
 mod spec;
 mod time;
 
+pub use self::columns::Columns;
 pub use self::csv::CsvDecoder;
 pub use self::error::{ParseError, Position};
 pub use self::framer::LineFramer;
@@ -71,7 +73,7 @@ pub use self::jsonl::JsonLinesDecoder;
 pub use self::msgpack::{encode_event, MsgPackDecoder, MsgPackFramer};
 pub use self::reader::{LoadError, ReadError, Reader};
 pub use self::spec::{ColumnSpec, Selector, SelectorError};
-pub use self::time::parse_time;
+pub use self::time::{parse_time, IsoStyle, TimeStyle, TimeUnit};
 
 /// The wire format of an input stream.
 ///
@@ -307,6 +309,16 @@ impl Decoder {
             Decoder::JsonLines(_) => Format::JsonLines,
             Decoder::MsgPack(_) => Format::MsgPack,
         }
+    }
+
+    /// The input's columns, once the first record has fixed them (`None` before).
+    pub fn columns(&self) -> Option<Columns> {
+        let layout = match self {
+            Decoder::Csv(d) => d.layout.as_ref(),
+            Decoder::JsonLines(d) => d.state.layout.as_ref(),
+            Decoder::MsgPack(d) => d.state.layout.as_ref(),
+        };
+        layout.map(Columns::of)
     }
 
     /// Decodes line number `line_no` (1-based; the line without its `\n`, a trailing `\r` is

@@ -45,7 +45,7 @@ use crate::event::Event;
 /// Decodes MessagePack frames. Build it with [`DecoderConfig`](super::DecoderConfig).
 #[derive(Debug, Clone)]
 pub struct MsgPackDecoder {
-    state: RecordState,
+    pub(super) state: RecordState,
     max_frame_len: usize,
 }
 

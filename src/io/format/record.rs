@@ -8,7 +8,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 use super::error::{snippet, ParseError, Position};
 use super::layout::{parse_number, Discovered, Field, Kind, Layout, Mode, Number, Route};
-use super::time::parse_time;
+use super::time::parse_iso8601;
 use super::Missing;
 use crate::event::Event;
 
@@ -77,18 +77,23 @@ impl<'l, 'e> Filler<'l, 'e> {
         let pos = self.pos;
         if route.time {
             self.out.time = match s {
-                Scalar::Num(v) if v.is_finite() => Some(v),
+                Scalar::Num(v) if v.is_finite() => Some(v / self.layout.time_style.per_second()),
                 Scalar::Num(_) => {
                     return Err(ParseError::NonFinite {
                         pos,
                         column: label.to_owned(),
                     })
                 }
-                Scalar::Str(t) if matches!(parse_number(t), Number::Missing) => None,
-                Scalar::Str(t) => Some(parse_time(t).ok_or_else(|| ParseError::BadTimestamp {
-                    pos,
-                    value: snippet(t),
-                })?),
+                Scalar::Str(t) => match parse_number(t) {
+                    Number::Missing => None,
+                    Number::Value(v) => Some(v / self.layout.time_style.per_second()),
+                    Number::NonFinite | Number::Invalid => Some(
+                        parse_iso8601(t.trim()).ok_or_else(|| ParseError::BadTimestamp {
+                            pos,
+                            value: snippet(t),
+                        })?,
+                    ),
+                },
                 Scalar::Null => None,
                 Scalar::Bool(b) => {
                     return Err(ParseError::BadTimestamp {
@@ -479,16 +484,16 @@ impl<'de> Visitor<'de> for KindSeed {
         Ok(Kind::Other)
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Kind, E> {
-        Ok(Kind::Number)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Kind, E> {
+        Ok(Kind::of_number(v as f64))
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Kind, E> {
-        Ok(Kind::Number)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Kind, E> {
+        Ok(Kind::of_number(v as f64))
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Kind, E> {
-        Ok(Kind::Number)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Kind, E> {
+        Ok(Kind::of_number(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {

@@ -27,7 +27,9 @@
 
 use crate::detect::forecast::MEMBER_NAMES;
 use crate::detect::pipeline::OutputRecord;
+use crate::io::format::{Columns, TimeStyle};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
@@ -56,6 +58,16 @@ use std::str::FromStr;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub trait Sink {
+    /// Learns the input's columns before the first record (when the input has any), to name
+    /// output columns after them and write times as the input did. Default: ignored.
+    ///
+    /// # Errors
+    /// As [`Sink::write`].
+    fn begin(&mut self, columns: &Columns) -> io::Result<()> {
+        let _ = columns;
+        Ok(())
+    }
+
     /// Takes one record.
     ///
     /// # Errors
@@ -72,6 +84,11 @@ pub trait Sink {
 }
 
 impl<W: Write> Sink for RecordWriter<W> {
+    fn begin(&mut self, columns: &Columns) -> io::Result<()> {
+        RecordWriter::begin(self, columns);
+        Ok(())
+    }
+
     fn write(&mut self, record: &OutputRecord) -> io::Result<()> {
         RecordWriter::write(self, record)
     }
@@ -176,6 +193,10 @@ pub struct RecordWriter<W: Write> {
     format: OutputFormat,
     header_done: bool,
     members: bool,
+    /// Names of the forecast columns (`forecast_<name>`); positions when empty.
+    names: Vec<String>,
+    time_style: TimeStyle,
+    time_text: String,
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -186,7 +207,40 @@ impl<W: Write> RecordWriter<W> {
             format,
             header_done: false,
             members: false,
+            names: Vec::new(),
+            time_style: TimeStyle::Number,
+            time_text: String::new(),
         }
+    }
+
+    /// Names the value columns after the input's (`forecast_cpu` rather than `forecast_0`)
+    /// and writes times as the input did (ISO text stays ISO text). Names that are empty or
+    /// repeated fall back to positions. Call it before the first record.
+    pub fn begin(&mut self, columns: &Columns) {
+        let names = columns.forecast_names().unwrap_or_default();
+        let unique = names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| !n.is_empty() && !names[..i].contains(n));
+        self.names = if unique { names.to_vec() } else { Vec::new() };
+        self.time_style = columns.time_style;
+    }
+
+    /// The name of value column `i`.
+    fn name(&self, i: usize) -> Cow<'_, str> {
+        match self.names.get(i) {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Owned(i.to_string()),
+        }
+    }
+
+    /// Formats time `t` as the input wrote it into `time_text`; `true` when that is text
+    /// (to be quoted in JSON).
+    fn format_time(&mut self, t: f64) -> bool {
+        self.time_text.clear();
+        // Writing into a String cannot fail.
+        _ = self.time_style.write(t, &mut self.time_text);
+        matches!(self.time_style, TimeStyle::Iso(_))
     }
 
     /// Also writes each forecast member and its weight (when records carry them).
@@ -206,32 +260,47 @@ impl<W: Write> RecordWriter<W> {
         }
     }
 
-    fn write_csv(&mut self, r: &OutputRecord) -> io::Result<()> {
-        let o = &mut self.out;
-        if !self.header_done {
-            o.write_all(b"index,time,key,error,score,anomaly,updates")?;
+    fn write_header(&mut self, r: &OutputRecord) -> io::Result<()> {
+        let mut header = String::from("index,time,key,error,score,anomaly,updates");
+        let column = |header: &mut String, name: String| {
+            header.push(',');
+            let mut quoted = Vec::new();
+            // Writing into a Vec cannot fail; names are UTF-8.
+            _ = write_csv_field(&mut quoted, &name);
+            header.push_str(&String::from_utf8_lossy(&quoted));
+        };
+        for prefix in ["residual", "forecast"] {
             for i in 0..r.forecast.len() {
-                write!(o, ",residual_{i}")?;
+                column(&mut header, format!("{prefix}_{}", self.name(i)));
             }
-            for i in 0..r.forecast.len() {
-                write!(o, ",forecast_{i}")?;
-            }
-            if self.members && !r.weights.is_empty() {
-                for name in MEMBER_NAMES {
-                    for i in 0..r.forecast.len() {
-                        write!(o, ",{name}_{i}")?;
-                    }
-                }
-                for name in MEMBER_NAMES {
-                    write!(o, ",weight_{name}")?;
-                }
-            }
-            o.write_all(b"\n")?;
-            self.header_done = true;
         }
-        write!(o, "{},", r.index)?;
+        if self.members && !r.weights.is_empty() {
+            for m in MEMBER_NAMES {
+                for i in 0..r.forecast.len() {
+                    column(&mut header, format!("{m}_{}", self.name(i)));
+                }
+            }
+            for m in MEMBER_NAMES {
+                column(&mut header, format!("weight_{m}"));
+            }
+        }
+        header.push('\n');
+        self.out.write_all(header.as_bytes())?;
+        self.header_done = true;
+        Ok(())
+    }
+
+    fn write_csv(&mut self, r: &OutputRecord) -> io::Result<()> {
+        if !self.header_done {
+            self.write_header(r)?;
+        }
         if let Some(t) = r.time {
-            write!(o, "{t}")?;
+            self.format_time(t);
+        }
+        let o = &mut self.out;
+        write!(o, "{},", r.index)?;
+        if r.time.is_some() {
+            write_csv_field(o, &self.time_text)?;
         }
         o.write_all(b",")?;
         write_csv_field(o, &r.key)?;
@@ -258,9 +327,15 @@ impl<W: Write> RecordWriter<W> {
     }
 
     fn write_json(&mut self, r: &OutputRecord) -> io::Result<()> {
+        let text = r.time.map(|t| self.format_time(t));
         let o = &mut self.out;
         write!(o, "{{\"index\":{},\"time\":", r.index)?;
-        write_opt(o, r.time)?;
+        match (r.time, text) {
+            (Some(_), Some(true)) => write_json_str(o, &self.time_text)?,
+            // Event times are finite, so the number is valid JSON.
+            (Some(_), Some(false)) => o.write_all(self.time_text.as_bytes())?,
+            (t, _) => write_opt(o, t)?,
+        }
         o.write_all(b",\"key\":")?;
         write_json_str(o, &r.key)?;
         o.write_all(b",\"error\":")?;

@@ -70,7 +70,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event::Event;
-use crate::io::format::{DecoderConfig, ParseError, Position};
+use crate::io::format::{Columns, Decoder, DecoderConfig, ParseError, Position};
 use crate::io::shutdown::Shutdown;
 
 mod connect;
@@ -697,9 +697,25 @@ pub struct SourceStats {
     closed_on_error: AtomicU64,
     kernel_dropped_datagrams: AtomicU64,
     udp_recv_buffer: AtomicU64,
+    columns: std::sync::OnceLock<Columns>,
 }
 
 impl SourceStats {
+    /// The input's columns as the first decoded record fixed them (with several
+    /// connections, the first one's); `None` until an event was decoded.
+    pub fn columns(&self) -> Option<&Columns> {
+        self.columns.get()
+    }
+
+    /// Keeps the decoder's columns if none are kept yet (one atomic load once they are).
+    pub(crate) fn note_columns(&self, decoder: &Decoder) {
+        if self.columns.get().is_none() {
+            if let Some(c) = decoder.columns() {
+                _ = self.columns.set(c);
+            }
+        }
+    }
+
     /// Events delivered to the channel.
     pub fn events(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
@@ -1056,7 +1072,7 @@ fn context(
             stats: Arc::clone(&stats),
             pool: pool.clone(),
         },
-        template: Template::new(&config.decoder, pool)?,
+        template: Template::new(&config.decoder, pool, Arc::clone(&stats))?,
         read_buffer: config.read_buffer,
         idle_timeout: config.idle_timeout,
         close_on_reject: config.close_on_reject,

@@ -85,15 +85,21 @@ pub(crate) enum Framer {
 pub(crate) struct Template {
     config: DecoderConfig,
     pool: EventPool,
+    stats: Arc<SourceStats>,
 }
 
 impl Template {
     /// Checks that `config` builds. Streams take their events from `pool`.
-    pub(crate) fn new(config: &DecoderConfig, pool: EventPool) -> Result<Self> {
+    pub(crate) fn new(
+        config: &DecoderConfig,
+        pool: EventPool,
+        stats: Arc<SourceStats>,
+    ) -> Result<Self> {
         config.build()?;
         Ok(Self {
             config: config.clone(),
             pool,
+            stats,
         })
     }
 
@@ -124,6 +130,7 @@ impl Template {
             decoder: self.decoder()?,
             event: Event::new(),
             pool: self.pool.clone(),
+            stats: Arc::clone(&self.stats),
             origin,
             received: Instant::now(),
         })
@@ -151,6 +158,7 @@ pub(crate) struct Conn {
     decoder: Decoder,
     event: Event,
     pool: EventPool,
+    stats: Arc<SourceStats>,
     /// The stream's origin; its position is the last record's.
     pub(crate) origin: Origin,
     /// When the last chunk arrived.
@@ -207,6 +215,7 @@ impl Conn {
             match result {
                 Ok(Decoded::Event) => {
                     self.origin.position = pos;
+                    self.stats.note_columns(&self.decoder);
                     return Some(SourceItem::Event(super::Record {
                         event: std::mem::replace(&mut self.event, self.pool.take()),
                         origin: self.origin.clone(),

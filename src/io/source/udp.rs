@@ -227,11 +227,14 @@ impl Datagram<'_> {
         self.origin.position = Position::Offset(offset);
         let (item, fatal) = match self.decoder.decode_frame(frame, offset, self.event) {
             Ok(Decoded::Event) => (
-                SourceItem::Event(super::Record {
-                    event: std::mem::replace(self.event, self.out.pool.take()),
-                    origin: self.origin.clone(),
-                    received: std::time::Instant::now(),
-                }),
+                {
+                    self.out.stats.note_columns(self.decoder);
+                    SourceItem::Event(super::Record {
+                        event: std::mem::replace(self.event, self.out.pool.take()),
+                        origin: self.origin.clone(),
+                        received: std::time::Instant::now(),
+                    })
+                },
                 None,
             ),
             Ok(Decoded::Header | Decoded::Skip) => return Flow::Go,
