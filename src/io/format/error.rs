@@ -3,15 +3,18 @@
 use std::fmt;
 
 /// Where a record starts in the input: a 1-based line number for the text formats (CSV,
-/// JSON Lines) or a 0-based byte offset for framed input (MessagePack, datagrams).
+/// JSON Lines, Graphite, line protocol), a 0-based byte offset for framed input (MessagePack,
+/// datagrams), or the 1-based index of a time series in a Prometheus remote-write request.
 ///
-/// Displays as `line 17` or `byte 1024`.
+/// Displays as `line 17`, `byte 1024` or `series 3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Position {
     /// A 1-based line number.
     Line(u64),
     /// A 0-based byte offset of the frame in the stream.
     Offset(u64),
+    /// The 1-based index of a time series in a remote-write request.
+    Series(u64),
 }
 
 impl Position {
@@ -19,14 +22,14 @@ impl Position {
     pub fn line(self) -> Option<u64> {
         match self {
             Position::Line(n) => Some(n),
-            Position::Offset(_) => None,
+            Position::Offset(_) | Position::Series(_) => None,
         }
     }
 
     /// The byte offset, if this is a frame position.
     pub fn offset(self) -> Option<u64> {
         match self {
-            Position::Line(_) => None,
+            Position::Line(_) | Position::Series(_) => None,
             Position::Offset(n) => Some(n),
         }
     }
@@ -37,6 +40,7 @@ impl fmt::Display for Position {
         match self {
             Position::Line(n) => write!(f, "line {n}"),
             Position::Offset(n) => write!(f, "byte {n}"),
+            Position::Series(n) => write!(f, "series {n}"),
         }
     }
 }
