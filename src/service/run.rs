@@ -1275,7 +1275,7 @@ fn note(first: &mut Option<RunError>, e: RunError) {
 fn is_listener(origin: &source::Origin) -> bool {
     matches!(
         origin.kind,
-        source::SourceKind::Tcp | source::SourceKind::Unix
+        source::SourceKind::Tcp | source::SourceKind::Unix | source::SourceKind::Http
     )
 }
 

@@ -150,7 +150,8 @@ impl fmt::Display for Format {
 /// A format name that [`Format::from_str`] does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown format `{0}`; expected csv, jsonl (json), msgpack (mpk), graphite or influx (line-protocol)"
+    "unknown format `{0}`; expected csv, jsonl (json), msgpack (mpk), graphite or influx \
+     (line-protocol)"
 )]
 pub struct UnknownFormat(pub String);
 
@@ -479,13 +480,17 @@ mod tests {
             ("json", Format::JsonLines),
             ("msgpack", Format::MsgPack),
             ("mpk", Format::MsgPack),
+            ("graphite", Format::Graphite),
+            ("influx", Format::Influx),
+            ("line-protocol", Format::Influx),
         ] {
             assert_eq!(s.parse::<Format>(), Ok(f));
             assert_eq!(f.to_string().parse::<Format>(), Ok(f));
         }
         assert_eq!(
             "xml".parse::<Format>().unwrap_err().to_string(),
-            "unknown format `xml`; expected csv, jsonl (json) or msgpack (mpk)"
+            "unknown format `xml`; expected csv, jsonl (json), msgpack (mpk), graphite or influx \
+             (line-protocol)"
         );
         assert!(Format::Csv.is_line_based() && !Format::MsgPack.is_line_based());
         let f: Format = serde_json::from_str("\"mpk\"").unwrap();
