@@ -240,6 +240,27 @@ pub trait Observer: Send {
     }
 }
 
+/// Values of the monitoring protocols that are skipped by design and counted: see
+/// [`SourceStats`](source::SourceStats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SkippedValues {
+    /// String and boolean fields of InfluxDB line protocol.
+    pub fields: u64,
+    /// Prometheus stale markers.
+    pub stale_markers: u64,
+    /// Remote-write samples not newer than the previous one of their series in the request.
+    pub out_of_order: u64,
+    /// Remote-write samples that were NaN (not a stale marker) or infinite.
+    pub non_finite: u64,
+}
+
+impl SkippedValues {
+    fn total(&self) -> u64 {
+        self.fields + self.stale_markers + self.out_of_order + self.non_finite
+    }
+}
+
 /// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -268,6 +289,9 @@ pub struct Summary {
     /// Connections closed after sending nothing for the idle timeout.
     #[serde(default)]
     pub timed_out_connections: u64,
+    /// Values of the monitoring protocols skipped by design (they are not series values).
+    #[serde(default)]
+    pub skipped_values: SkippedValues,
     /// Events flagged as anomalies.
     pub anomalies: u64,
     /// Mean training loss over the applied updates (normalized units).
@@ -351,6 +375,15 @@ impl std::fmt::Display for Summary {
                 f,
                 "  connections       {} refused, {} closed for new ones, {} timed out",
                 self.refused_connections, self.evicted_connections, self.timed_out_connections
+            )?;
+        }
+        let v = &self.skipped_values;
+        if v.total() > 0 {
+            writeln!(
+                f,
+                "  skipped values    {} string/boolean fields, {} stale markers, {} out of order, \
+                 {} non-finite",
+                v.fields, v.stale_markers, v.out_of_order, v.non_finite
             )?;
         }
         if let Some(k) = &self.series {
@@ -722,6 +755,12 @@ impl Runner {
         summary.refused_connections = stats.refused_connections();
         summary.evicted_connections = stats.evicted_connections();
         summary.timed_out_connections = stats.timed_out_connections();
+        summary.skipped_values = SkippedValues {
+            fields: stats.skipped_fields(),
+            stale_markers: stats.stale_markers(),
+            out_of_order: stats.out_of_order(),
+            non_finite: stats.non_finite_samples(),
+        };
         Ok((summary, result))
     }
 }

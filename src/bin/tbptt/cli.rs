@@ -64,6 +64,11 @@ pub enum FormatArg {
     /// MessagePack.
     #[value(alias = "mpk")]
     Msgpack,
+    /// Graphite plaintext: `path value [timestamp]`; the path is the series key.
+    Graphite,
+    /// InfluxDB line protocol; each numeric field is a series (see --influx-precision).
+    #[value(alias = "line-protocol")]
+    Influx,
 }
 
 impl From<FormatArg> for Format {
@@ -72,6 +77,8 @@ impl From<FormatArg> for Format {
             FormatArg::Csv => Format::Csv,
             FormatArg::Jsonl => Format::JsonLines,
             FormatArg::Msgpack => Format::MsgPack,
+            FormatArg::Graphite => Format::Graphite,
+            FormatArg::Influx => Format::Influx,
         }
     }
 }
@@ -320,8 +327,9 @@ pub struct LearnArgs {
     #[arg(value_name = "FILE", conflicts_with_all = ["listen", "connect"])]
     pub input: Option<PathBuf>,
     /// Listen for events: tcp://ADDR (many clients, one model; a bare IP:PORT means tcp),
-    /// udp://ADDR (one event per datagram) or unix://PATH. The bound address is announced on
-    /// stderr. With --strict, a TCP or Unix connection that sends a bad record is closed (the
+    /// udp://ADDR (one event per datagram), unix://PATH, or http://ADDR (InfluxDB /write and
+    /// /api/v2/write, Prometheus remote write at /api/v1/write). The bound address is
+    /// announced on stderr. With --strict, a TCP or Unix connection that sends a bad record is closed (the
     /// run goes on); --strict is refused with udp://.
     #[arg(long, value_name = "URL", conflicts_with = "connect")]
     pub listen: Option<String>,
@@ -377,6 +385,11 @@ pub struct ListenerArgs {
     /// UDP receive buffer asked of the kernel (SO_RCVBUF), in bytes.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES", help_heading = "Listener")]
     pub udp_recv_buffer: usize,
+    // ---- monitoring protocols (http://)
+    /// Largest HTTP request body, as sent and once decompressed (gzip, snappy); larger ones
+    /// are answered 413.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES", help_heading = "Listener")]
+    pub max_body: usize,
 }
 
 impl ListenerArgs {
@@ -396,6 +409,7 @@ impl ListenerArgs {
         source.max_connections = self.max_connections;
         source.max_connections_per_peer = self.max_connections_per_peer;
         source.udp_recv_buffer = self.udp_recv_buffer;
+        source.max_body = self.max_body;
         source.validate()?;
         Ok(())
     }
@@ -428,6 +442,10 @@ pub struct InputArgs {
     /// or first line, else csv].
     #[arg(long, value_enum, ignore_case = true, help_heading = "Input")]
     pub format: Option<FormatArg>,
+    /// Unit of InfluxDB line-protocol timestamps (--format influx on sockets, stdin and
+    /// files; HTTP requests say theirs with `precision=`).
+    #[arg(long, default_value = "ns", value_name = "UNIT", value_parser = ["ns", "us", "ms", "s"], help_heading = "Input")]
+    pub influx_precision: String,
     /// Input columns, by name or 0-based index, comma-separated (default: all but time/key).
     #[arg(long, value_name = "COLS", help_heading = "Input")]
     pub columns: Option<String>,

@@ -332,6 +332,7 @@ fn decoder(c: &cli::InputArgs, file: Option<&Path>) -> Result<DecoderConfig, Any
         max_frame_len: c.max_line,
         delimiter,
         header: None,
+        precision: c.influx_precision.parse()?,
     })
 }
 

@@ -197,7 +197,11 @@ mod tests {
         );
         assert_eq!(
             decode("  collectd.h.load.load.midterm  0.05  1700000000.5\r").unwrap(),
-            ("collectd.h.load.load.midterm".into(), 0.05, Some(1_700_000_000.5))
+            (
+                "collectd.h.load.load.midterm".into(),
+                0.05,
+                Some(1_700_000_000.5)
+            )
         );
     }
 

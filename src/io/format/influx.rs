@@ -556,7 +556,10 @@ mod tests {
     use super::*;
 
     /// Every event of one line, as (key, value, time).
-    fn decode(d: &mut InfluxDecoder, line: &str) -> Result<Vec<(String, f64, Option<f64>)>, ParseError> {
+    fn decode(
+        d: &mut InfluxDecoder,
+        line: &str,
+    ) -> Result<Vec<(String, f64, Option<f64>)>, ParseError> {
         let mut e = Event::new();
         let mut got = Vec::new();
         if d.decode_line(line.as_bytes(), 3, &mut e)? == Decoded::Event {
@@ -626,7 +629,14 @@ mod tests {
         let mut d = InfluxDecoder::new(1 << 20, Precision::Nanos);
         // The reference's examples: `weather,location=us-midwest temperature="too warm"`,
         // and a string with an escaped quote, comma, space and equals sign.
-        assert_eq!(decode(&mut d, r#"weather,location=us-midwest temperature="too warm""#).unwrap(), []);
+        assert_eq!(
+            decode(
+                &mut d,
+                r#"weather,location=us-midwest temperature="too warm""#
+            )
+            .unwrap(),
+            []
+        );
         let got = decode(
             &mut d,
             r#"weather,location=us-midwest temperature_string="too\"hot\", a=b c",temperature=82 1"#,
@@ -634,27 +644,41 @@ mod tests {
         .unwrap();
         assert_eq!(
             got,
-            [(r#"weather_temperature{location="us-midwest"}"#.into(), 82.0, Some(1e-9))]
+            [(
+                r#"weather_temperature{location="us-midwest"}"#.into(),
+                82.0,
+                Some(1e-9)
+            )]
         );
         assert_eq!(d.skipped_fields(), 2);
         // Strings with a backslash at the end: `"a\\"`.
         assert_eq!(decode(&mut d, r#"m s="a\\",value=2"#).unwrap().len(), 1);
         let err = decode(&mut d, r#"m s="never ends,value=2"#).unwrap_err();
-        assert_eq!(err.to_string(), "line 3: malformed record: unterminated string at byte 4");
+        assert_eq!(
+            err.to_string(),
+            "line 3: malformed record: unterminated string at byte 4"
+        );
         assert_eq!(d.take_skipped(), 3);
     }
 
     #[test]
     fn integers_unsigned_floats_and_booleans() {
         let mut d = InfluxDecoder::new(1 << 20, Precision::Nanos);
-        let got = decode(&mut d, "m a=-12i,b=7u,c=1.5e3,d=-0.25,e=t,f=FALSE,g=True,h=1").unwrap();
+        let got = decode(
+            &mut d,
+            "m a=-12i,b=7u,c=1.5e3,d=-0.25,e=t,f=FALSE,g=True,h=1",
+        )
+        .unwrap();
         let values: Vec<f64> = got.iter().map(|e| e.1).collect();
         assert_eq!(values, [-12.0, 7.0, 1500.0, -0.25, 1.0]);
         assert_eq!(d.skipped_fields(), 3);
         let msg = |l: &str| one(l).unwrap_err().to_string();
         assert_eq!(msg("m a=-1u"), "line 3: column `a`: not a number: `-1u`");
         assert_eq!(msg("m a=1.5i"), "line 3: column `a`: not a number: `1.5i`");
-        assert_eq!(msg("m a=99999999999999999999i"), "line 3: column `a`: not a number: `99999999999999999999i`");
+        assert_eq!(
+            msg("m a=99999999999999999999i"),
+            "line 3: column `a`: not a number: `99999999999999999999i`"
+        );
         assert_eq!(msg("m a=yes"), "line 3: column `a`: not a number: `yes`");
         assert_eq!(msg("m a=inf"), "line 3: column `a`: not a number: `inf`");
         assert_eq!(msg("m a=1e400"), "line 3: column `a`: non-finite number");
@@ -665,10 +689,22 @@ mod tests {
         let at = |p: Precision, line: &str| {
             decode(&mut InfluxDecoder::new(1 << 20, p), line).unwrap()[0].2
         };
-        assert_eq!(at(Precision::Nanos, "m v=1 1700000000123456789"), Some(1_700_000_000.123_456_8));
-        assert_eq!(at(Precision::Micros, "m v=1 1700000000123456"), Some(1_700_000_000.123_456));
-        assert_eq!(at(Precision::Millis, "m v=1 1700000000123"), Some(1_700_000_000.123));
-        assert_eq!(at(Precision::Seconds, "m v=1 1700000000"), Some(1_700_000_000.0));
+        assert_eq!(
+            at(Precision::Nanos, "m v=1 1700000000123456789"),
+            Some(1_700_000_000.123_456_8)
+        );
+        assert_eq!(
+            at(Precision::Micros, "m v=1 1700000000123456"),
+            Some(1_700_000_000.123_456)
+        );
+        assert_eq!(
+            at(Precision::Millis, "m v=1 1700000000123"),
+            Some(1_700_000_000.123)
+        );
+        assert_eq!(
+            at(Precision::Seconds, "m v=1 1700000000"),
+            Some(1_700_000_000.0)
+        );
         assert_eq!(at(Precision::Minutes, "m v=1 2"), Some(120.0));
         assert_eq!(at(Precision::Hours, "m v=1 -1"), Some(-3600.0));
         assert_eq!(at(Precision::Nanos, "m v=1"), None);
@@ -689,18 +725,54 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_byte() {
         let msg = |l: &str| one(l).unwrap_err().to_string();
-        assert_eq!(msg("weather"), "line 3: malformed record: missing fields at byte 7");
-        assert_eq!(msg("weather,location=x"), "line 3: malformed record: missing fields at byte 18");
-        assert_eq!(msg(",a=b v=1"), "line 3: malformed record: missing measurement at byte 0");
-        assert_eq!(msg("m,a v=1"), "line 3: malformed record: expected `=` after tag key at byte 3");
-        assert_eq!(msg("m,=b v=1"), "line 3: malformed record: empty tag key at byte 2");
-        assert_eq!(msg("m,a= v=1"), "line 3: malformed record: empty tag value at byte 4");
-        assert_eq!(msg("m,a=b=c v=1"), "line 3: malformed record: unescaped `=` in tag value at byte 5");
-        assert_eq!(msg("m v"), "line 3: malformed record: expected `=` after field key at byte 3");
-        assert_eq!(msg("m =1"), "line 3: malformed record: empty field key at byte 2");
-        assert_eq!(msg("m v="), "line 3: malformed record: missing field value at byte 4");
-        assert_eq!(msg("m v=1,"), "line 3: malformed record: expected `=` after field key at byte 6");
-        assert_eq!(msg(r#"m v="x"y"#), "line 3: malformed record: expected `,` or a space after a field at byte 7");
+        assert_eq!(
+            msg("weather"),
+            "line 3: malformed record: missing fields at byte 7"
+        );
+        assert_eq!(
+            msg("weather,location=x"),
+            "line 3: malformed record: missing fields at byte 18"
+        );
+        assert_eq!(
+            msg(",a=b v=1"),
+            "line 3: malformed record: missing measurement at byte 0"
+        );
+        assert_eq!(
+            msg("m,a v=1"),
+            "line 3: malformed record: expected `=` after tag key at byte 3"
+        );
+        assert_eq!(
+            msg("m,=b v=1"),
+            "line 3: malformed record: empty tag key at byte 2"
+        );
+        assert_eq!(
+            msg("m,a= v=1"),
+            "line 3: malformed record: empty tag value at byte 4"
+        );
+        assert_eq!(
+            msg("m,a=b=c v=1"),
+            "line 3: malformed record: unescaped `=` in tag value at byte 5"
+        );
+        assert_eq!(
+            msg("m v"),
+            "line 3: malformed record: expected `=` after field key at byte 3"
+        );
+        assert_eq!(
+            msg("m =1"),
+            "line 3: malformed record: empty field key at byte 2"
+        );
+        assert_eq!(
+            msg("m v="),
+            "line 3: malformed record: missing field value at byte 4"
+        );
+        assert_eq!(
+            msg("m v=1,"),
+            "line 3: malformed record: expected `=` after field key at byte 6"
+        );
+        assert_eq!(
+            msg(r#"m v="x"y"#),
+            "line 3: malformed record: expected `,` or a space after a field at byte 7"
+        );
         let many: String = (0..=MAX_LABELS).map(|i| format!(",t{i}=x")).collect();
         assert!(msg(&format!("m{many} v=1")).contains("more than 128 tags"));
         let long = "x".repeat(1100);
@@ -718,9 +790,16 @@ mod tests {
 
     #[test]
     fn precision_names() {
-        for (s, p) in [("ns", Precision::Nanos), ("n", Precision::Nanos), ("us", Precision::Micros),
-            ("u", Precision::Micros), ("ms", Precision::Millis), ("s", Precision::Seconds),
-            ("m", Precision::Minutes), ("h", Precision::Hours)] {
+        for (s, p) in [
+            ("ns", Precision::Nanos),
+            ("n", Precision::Nanos),
+            ("us", Precision::Micros),
+            ("u", Precision::Micros),
+            ("ms", Precision::Millis),
+            ("s", Precision::Seconds),
+            ("m", Precision::Minutes),
+            ("h", Precision::Hours),
+        ] {
             assert_eq!(s.parse::<Precision>(), Ok(p));
             assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
         }

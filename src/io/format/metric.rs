@@ -116,7 +116,8 @@ impl Pending {
         };
         self.next += 1;
         out.clear();
-        out.key.push_str(self.keys.get(start..end).unwrap_or_default());
+        out.key
+            .push_str(self.keys.get(start..end).unwrap_or_default());
         out.values.push(value);
         out.time = time;
         true
@@ -153,10 +154,16 @@ mod tests {
         p.set(0, 3.0, Some(6.0));
         let mut e = Event::new();
         assert!(p.pop_into(&mut e));
-        assert_eq!((e.key.as_str(), e.values.as_slice(), e.time), ("a", &[3.0][..], Some(6.0)));
+        assert_eq!(
+            (e.key.as_str(), e.values.as_slice(), e.time),
+            ("a", &[3.0][..], Some(6.0))
+        );
         assert_eq!(p.len(), 1);
         assert!(p.pop_into(&mut e));
-        assert_eq!((e.key.as_str(), e.values.as_slice(), e.time), ("bb", &[2.0][..], None));
+        assert_eq!(
+            (e.key.as_str(), e.values.as_slice(), e.time),
+            ("bb", &[2.0][..], None)
+        );
         assert!(!p.pop_into(&mut e));
         assert_eq!(p.len(), 0);
     }

@@ -82,8 +82,8 @@ pub use self::influx::{InfluxDecoder, Precision, Skipped, UnknownPrecision};
 pub use self::jsonl::JsonLinesDecoder;
 pub use self::metric::MAX_LABELS;
 pub use self::msgpack::{encode_event, MsgPackDecoder, MsgPackFramer};
-pub use self::remote_write::{RemoteWriteDecoder, RemoteWriteError};
 pub use self::reader::{LoadError, ReadError, Reader};
+pub use self::remote_write::{RemoteWriteDecoder, RemoteWriteError};
 pub use self::spec::{ColumnSpec, Selector, SelectorError};
 pub use self::time::parse_time;
 
@@ -283,7 +283,8 @@ impl DecoderConfig {
             })?;
         if self.format.is_keyed() {
             let c = &self.columns;
-            if !c.inputs.is_empty() || !c.targets.is_empty() || c.time.is_some() || c.key.is_some() {
+            if !c.inputs.is_empty() || !c.targets.is_empty() || c.time.is_some() || c.key.is_some()
+            {
                 return Err(crate::Error::config(
                     "columns",
                     format!(

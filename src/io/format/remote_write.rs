@@ -184,8 +184,8 @@ impl RemoteWriteDecoder {
         let n = snap::raw::Decoder::new()
             .decompress(body, &mut self.raw)
             .map_err(RemoteWriteError::Snappy)?;
-        let request =
-            WriteRequest::decode(self.raw.get(..n).unwrap_or_default()).map_err(RemoteWriteError::Protobuf)?;
+        let request = WriteRequest::decode(self.raw.get(..n).unwrap_or_default())
+            .map_err(RemoteWriteError::Protobuf)?;
         for (i, series) in request.timeseries.iter().enumerate() {
             let pos = Position::Series(i as u64 + 1);
             if let Err(reason) = self.series(series) {
@@ -234,7 +234,10 @@ impl RemoteWriteDecoder {
         let mut pairs: [(&str, &str); MAX_LABELS] = [("", ""); MAX_LABELS];
         let values = series.labels.iter().filter(|l| l.name != "__name__");
         for ((pair, (start, end)), label) in pairs.iter_mut().zip(&ranges[..n]).zip(values) {
-            *pair = (text.get(*start..*end).unwrap_or_default(), label.value.as_str());
+            *pair = (
+                text.get(*start..*end).unwrap_or_default(),
+                label.value.as_str(),
+            );
         }
         let pairs = pairs.get_mut(..n).unwrap_or_default();
         key_to(name, pairs, key)?;
@@ -308,10 +311,24 @@ mod tests {
         let request = WriteRequest {
             timeseries: vec![
                 series(
-                    &[("job", "prometheus"), ("__name__", "http_requests_total"), ("instance", "localhost:9090")],
-                    &[(1.0, 1000), (2.0, 2000), (1.5, 1500), (2.0, 2000), (3.0, 3000), (f64::from_bits(STALE_NAN), 4000)],
+                    &[
+                        ("job", "prometheus"),
+                        ("__name__", "http_requests_total"),
+                        ("instance", "localhost:9090"),
+                    ],
+                    &[
+                        (1.0, 1000),
+                        (2.0, 2000),
+                        (1.5, 1500),
+                        (2.0, 2000),
+                        (3.0, 3000),
+                        (f64::from_bits(STALE_NAN), 4000),
+                    ],
                 ),
-                series(&[("__name__", "up")], &[(1.0, 1000), (f64::NAN, 2000), (f64::INFINITY, 3000)]),
+                series(
+                    &[("__name__", "up")],
+                    &[(1.0, 1000), (f64::NAN, 2000), (f64::INFINITY, 3000)],
+                ),
             ],
         };
         let mut d = RemoteWriteDecoder::new(1 << 20);
@@ -319,7 +336,12 @@ mod tests {
         let k = r#"http_requests_total{instance="localhost:9090",job="prometheus"}"#;
         assert_eq!(
             got,
-            [(k.into(), 1.0, 1.0), (k.into(), 2.0, 2.0), (k.into(), 3.0, 3.0), ("up".into(), 1.0, 1.0)]
+            [
+                (k.into(), 1.0, 1.0),
+                (k.into(), 2.0, 2.0),
+                (k.into(), 3.0, 3.0),
+                ("up".into(), 1.0, 1.0)
+            ]
         );
         assert!(rejected.is_empty());
         let s = d.take_skipped();
@@ -330,9 +352,11 @@ mod tests {
     #[test]
     fn bad_series_are_rejected_and_the_others_kept() {
         let long = "x".repeat(1100);
-        let many: Vec<(String, String)> =
-            (0..=MAX_LABELS).map(|i| (format!("l{i}"), "v".to_string())).collect();
-        let mut many_refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let many: Vec<(String, String)> = (0..=MAX_LABELS)
+            .map(|i| (format!("l{i}"), "v".to_string()))
+            .collect();
+        let mut many_refs: Vec<(&str, &str)> =
+            many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         many_refs.push(("__name__", "m"));
         let request = WriteRequest {
             timeseries: vec![
@@ -346,22 +370,37 @@ mod tests {
         assert_eq!(got, [("ok".into(), 4.0, 0.001)]);
         assert_eq!(rejected.len(), 3);
         assert_eq!(rejected[0], "series 1: malformed record: no __name__ label");
-        assert!(rejected[1].starts_with("series 2: ") && rejected[1].contains("longer than 1024"), "{}", rejected[1]);
-        assert!(rejected[2].starts_with("series 3: ") && rejected[2].contains("labels"), "{}", rejected[2]);
+        assert!(
+            rejected[1].starts_with("series 2: ") && rejected[1].contains("longer than 1024"),
+            "{}",
+            rejected[1]
+        );
+        assert!(
+            rejected[2].starts_with("series 3: ") && rejected[2].contains("labels"),
+            "{}",
+            rejected[2]
+        );
     }
 
     #[test]
     fn bodies_that_are_not_snappy_protobuf_or_too_large_are_refused() {
         let mut d = RemoteWriteDecoder::new(64);
         let mut rejected = Vec::new();
-        let e = d.decode(b"\xff\xff\xff\xff\xff\xff", &mut rejected).unwrap_err();
+        let e = d
+            .decode(b"\xff\xff\xff\xff\xff\xff", &mut rejected)
+            .unwrap_err();
         assert!(matches!(e, RemoteWriteError::Snappy(_)), "{e}");
-        let garbage = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff").unwrap();
+        let garbage = snap::raw::Encoder::new()
+            .compress_vec(b"\x0a\xff\xff")
+            .unwrap();
         let e = d.decode(&garbage, &mut rejected).unwrap_err();
         assert!(matches!(e, RemoteWriteError::Protobuf(_)), "{e}");
         let big = snap::raw::Encoder::new().compress_vec(&[0u8; 65]).unwrap();
         let e = d.decode(&big, &mut rejected).unwrap_err();
-        assert_eq!(e.to_string(), "the body decompresses to 65 bytes, more than the limit of 64 bytes");
+        assert_eq!(
+            e.to_string(),
+            "the body decompresses to 65 bytes, more than the limit of 64 bytes"
+        );
         assert!(rejected.is_empty());
     }
 }

@@ -202,7 +202,8 @@ async fn serve(socket: tokio::net::TcpStream, conn: Arc<Conn>, service: Router, 
     if let Some(t) = idle {
         builder.header_read_timeout(t);
     }
-    let connection = builder.serve_connection(io, hyper_util::service::TowerToHyperService::new(service));
+    let connection =
+        builder.serve_connection(io, hyper_util::service::TowerToHyperService::new(service));
     tokio::pin!(connection);
     let check = idle.map_or(Duration::from_secs(3600), |t| {
         (t / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
@@ -317,10 +318,7 @@ impl AsyncWrite for Touching {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -339,7 +337,10 @@ async fn count_response(State(shared): State<Arc<Shared>>, response: Response) -
 async fn ping() -> Response {
     (
         StatusCode::NO_CONTENT,
-        [("X-Influxdb-Build", "tbptt"), ("X-Influxdb-Version", env!("CARGO_PKG_VERSION"))],
+        [
+            ("X-Influxdb-Build", "tbptt"),
+            ("X-Influxdb-Version", env!("CARGO_PKG_VERSION")),
+        ],
     )
         .into_response()
 }
@@ -446,10 +447,13 @@ async fn influx(
         lines += 1;
         let pos = Position::Line(lines);
         let decoded = state.influx.decode_line(line, lines, &mut state.event);
-        SourceStats::skipped(&ctx.out.stats, crate::io::format::Skipped {
-            fields: state.influx.take_skipped(),
-            ..Default::default()
-        });
+        SourceStats::skipped(
+            &ctx.out.stats,
+            crate::io::format::Skipped {
+                fields: state.influx.take_skipped(),
+                ..Default::default()
+            },
+        );
         match decoded {
             Ok(Decoded::Event) => loop {
                 let item = SourceItem::Event(super::Record {

@@ -251,7 +251,10 @@ impl FromStr for ListenAddr {
             "udp" => Ok(ListenAddr::Udp(socket_addr(s, rest)?)),
             "unix" if rest.is_empty() => Err(SpecError::new(s, "the socket path is empty")),
             "unix" => Ok(ListenAddr::Unix(PathBuf::from(rest))),
-            "http" => Ok(ListenAddr::Http(socket_addr(s, rest.trim_end_matches('/'))?)),
+            "http" => Ok(ListenAddr::Http(socket_addr(
+                s,
+                rest.trim_end_matches('/'),
+            )?)),
             _ => Err(SpecError::new(
                 s,
                 format!("unknown scheme `{scheme}`; expected tcp, udp, unix or http"),
