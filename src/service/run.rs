@@ -251,7 +251,8 @@ pub struct SkippedValues {
     pub stale_markers: u64,
     /// Remote-write samples not newer than the previous one of their series in the request.
     pub out_of_order: u64,
-    /// Remote-write samples that were NaN (not a stale marker) or infinite.
+    /// Graphite values and remote-write samples that were NaN (not a stale marker) or
+    /// infinite.
     pub non_finite: u64,
 }
 

@@ -133,7 +133,7 @@ fn key(name: &str, pairs: &mut [(&str, &str)]) -> String {
 #[test]
 fn graphite_over_tcp_gives_one_series_per_path() {
     let dir = TempDir::new("graphite-tcp");
-    let (p, addr) = listen("tcp://127.0.0.1:0", &dir, &[]);
+    let (p, addr) = listen("tcp://127.0.0.1:0", &dir, &["--format", "graphite"]);
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     let mut text = String::new();
     for t in 0..20 {

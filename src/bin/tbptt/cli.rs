@@ -713,29 +713,31 @@ pub struct Common {
     pub series: SeriesArgs,
 }
 
-/// Flags of keyed series (`--key`), shared by `learn` and `replay`.
+/// Flags of keyed series (`--key`, or the monitoring formats, whose events name their
+/// series), shared by `learn` and `replay`.
 #[derive(Args, Debug)]
 pub struct SeriesArgs {
-    /// With --key: one model for every key (the events of all keys form one sequence),
-    /// instead of a pipeline per key.
-    #[arg(long, requires = "key", help_heading = "Series")]
+    /// With keys (--key, or a keyed input: --format graphite|influx, --listen http://): one
+    /// model for every key (the events of all keys form one sequence), instead of a pipeline
+    /// per key.
+    #[arg(long, help_heading = "Series")]
     pub shared_model: bool,
-    /// With --key: worker threads the series are spread over, by key hash [default: the
+    /// With keys: worker threads the series are spread over, by key hash [default: the
     /// number of cores].
-    #[arg(long, value_name = "N", requires = "key", value_parser = clap::value_parser!(u64).range(1..=1024), help_heading = "Series")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024), help_heading = "Series")]
     pub workers: Option<u64>,
-    /// With --key: series kept in memory at most. Past it the least recently seen series is
+    /// With keys: series kept in memory at most. Past it the least recently seen series is
     /// evicted to --store (and restored on its next event); without a store, events of new
     /// keys are refused and counted.
-    #[arg(long, value_name = "N", requires = "key", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Series")]
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Series")]
     pub max_series: u64,
-    /// With --key: forget a series not seen for this long (seconds, or with a unit: 90s,
+    /// With keys: forget a series not seen for this long (seconds, or with a unit: 90s,
     /// 15m, 2h, 7d), also in the store [default: never].
-    #[arg(long, value_name = "DURATION", requires = "key", value_parser = duration, help_heading = "Series")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Series")]
     pub series_ttl: Option<std::time::Duration>,
-    /// With --key: keep every series' state in this database file (created if missing;
+    /// With keys: keep every series' state in this database file (created if missing;
     /// series are restored from it on their first event).
-    #[arg(long, value_name = "PATH", requires = "key", help_heading = "Series")]
+    #[arg(long, value_name = "PATH", help_heading = "Series")]
     pub store: Option<PathBuf>,
     /// How often the series that changed are written to --store.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, requires = "store", help_heading = "Series")]

@@ -4,7 +4,9 @@
 //! Fields are separated by spaces or tabs. The path becomes the event's key as it is (a plain
 //! key, see [`labels`](crate::io::labels)); the value is its one value; the timestamp, in
 //! seconds since the Unix epoch (integer or decimal), its time. A line without a timestamp, or
-//! with carbon's "now" marker `-1`, has no time.
+//! with carbon's "now" marker `-1`, has no time. A value of `nan` or `inf` (collectd sends
+//! `nan` for a rate it cannot compute yet), or one too large for a float, is no value: the
+//! line is skipped and counted ([`Skipped::non_finite`](super::Skipped::non_finite)).
 //!
 //! # Example
 //! ```
@@ -32,20 +34,35 @@ use crate::io::labels::MAX_KEY_LEN;
 #[derive(Debug, Clone)]
 pub struct GraphiteDecoder {
     max_line_len: usize,
+    non_finite: u64,
 }
 
 impl GraphiteDecoder {
     /// A decoder of lines of at most `max_line_len` bytes.
     pub fn new(max_line_len: usize) -> Self {
-        Self { max_line_len }
+        Self {
+            max_line_len,
+            non_finite: 0,
+        }
     }
 
-    /// Decodes line `line_no` into `out`.
+    /// Lines skipped so far because their value was NaN or infinite.
+    pub fn non_finite(&self) -> u64 {
+        self.non_finite
+    }
+
+    /// Takes the count of non-finite values, leaving 0.
+    pub(crate) fn take_non_finite(&mut self) -> u64 {
+        std::mem::take(&mut self.non_finite)
+    }
+
+    /// Decodes line `line_no` into `out`; a line whose value is NaN or infinite is
+    /// [`Decoded::Skip`], and counted.
     ///
     /// # Errors
     /// [`ParseError::Malformed`] (naming the byte) for a line that is not `path value
     /// [timestamp]`, a path longer than [`MAX_KEY_LEN`] or holding `{`;
-    /// [`ParseError::NotANumber`], [`ParseError::NonFinite`], [`ParseError::BadTimestamp`];
+    /// [`ParseError::NotANumber`], [`ParseError::BadTimestamp`];
     /// the errors of every text format (too long, not UTF-8).
     pub fn decode_line(
         &mut self,
@@ -94,17 +111,19 @@ impl GraphiteDecoder {
                 "`{{` at byte {b} of the path: a Graphite path is a plain key"
             )));
         }
-        let v = parse_number(value).ok_or_else(|| ParseError::NotANumber {
-            pos,
-            column: snippet(path),
-            value: snippet(value),
-        })?;
-        if !v.is_finite() {
-            return Err(ParseError::NonFinite {
+        let word = value.trim_start_matches(['-', '+']);
+        let v = if ["nan", "inf", "infinity"]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
+        {
+            f64::NAN
+        } else {
+            parse_number(value).ok_or_else(|| ParseError::NotANumber {
                 pos,
                 column: snippet(path),
-            });
-        }
+                value: snippet(value),
+            })?
+        };
         let time = match time {
             None | Some((_, "-1")) => None,
             Some((_, t)) => match parse_number(t) {
@@ -117,6 +136,10 @@ impl GraphiteDecoder {
                 }
             },
         };
+        if !v.is_finite() {
+            self.non_finite += 1;
+            return Ok(Decoded::Skip);
+        }
         out.clear();
         out.key.push_str(path);
         out.values.push(v);
@@ -216,12 +239,31 @@ mod tests {
             msg("a 1 2 3"),
             "line 7: malformed record: unexpected fourth field `3` at byte 6; expected `path value [timestamp]`"
         );
-        assert_eq!(msg("a nan 1"), "line 7: column `a`: not a number: `nan`");
-        assert_eq!(msg("a 1e999 1"), "line 7: column `a`: non-finite number");
+        assert_eq!(msg("a nan1 1"), "line 7: column `a`: not a number: `nan1`");
         assert_eq!(msg("a 1 yesterday"), "line 7: bad timestamp `yesterday`");
         assert!(msg("a{b=\"c\"} 1").contains("`{` at byte 1 of the path"));
         let long = format!("{} 1", "p".repeat(MAX_KEY_LEN + 1));
         assert!(msg(&long).contains("longer than 1024 bytes"));
+    }
+
+    #[test]
+    fn nan_and_infinite_values_are_skipped_and_counted() {
+        let mut d = GraphiteDecoder::new(100);
+        let mut e = Event::new();
+        for line in [
+            "collectd.h.cpu-0.cpu-user nan 1700000000",
+            "a -nan",
+            "a INF 1",
+            "a 1e999",
+        ] {
+            assert_eq!(
+                d.decode_line(line.as_bytes(), 1, &mut e).unwrap(),
+                Decoded::Skip
+            );
+        }
+        assert_eq!(d.take_non_finite(), 4);
+        assert_eq!(d.non_finite(), 0);
+        assert!(d.decode_line(b"a nan yesterday", 1, &mut e).is_err());
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub struct Skipped {
     pub stale: u64,
     /// Remote-write samples not newer than the series' previous sample in the request.
     pub out_of_order: u64,
-    /// Remote-write samples that are NaN (other than stale markers) or infinite.
+    /// Graphite values and remote-write samples that are NaN (other than stale markers) or
+    /// infinite.
     pub non_finite: u64,
 }
 

@@ -383,11 +383,15 @@ impl Decoder {
     }
 
     /// Takes the counts of values skipped by design since the last call (string and boolean
-    /// line-protocol fields), leaving 0.
+    /// line-protocol fields, Graphite's `nan`), leaving 0.
     pub fn take_skipped(&mut self) -> Skipped {
         match self {
             Decoder::Influx(d) => Skipped {
                 fields: d.take_skipped(),
+                ..Skipped::default()
+            },
+            Decoder::Graphite(d) => Skipped {
+                non_finite: d.take_non_finite(),
                 ..Skipped::default()
             },
             _ => Skipped::default(),

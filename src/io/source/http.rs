@@ -215,7 +215,9 @@ async fn serve(socket: tokio::net::TcpStream, conn: Arc<Conn>, service: Router, 
         tokio::select! {
             done = connection.as_mut() => break match done {
                 Ok(()) => why.take().unwrap_or(End::Closed),
-                Err(e) if why.is_some() => { let _ = e; why.take().unwrap_or(End::Closed) }
+                Err(_) if why.is_some() => why.take().unwrap_or(End::Closed),
+                // Headers that did not arrive within the idle timeout.
+                Err(e) if e.is_timeout() => End::TimedOut(idle.unwrap_or(check)),
                 Err(e) => End::Failed(e),
             },
             () = ctx.shutdown.recv(), if why.is_none() => {

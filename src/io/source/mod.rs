@@ -805,7 +805,8 @@ impl SourceStats {
         self.out_of_order.load(Ordering::Relaxed)
     }
 
-    /// Remote-write samples skipped because they were NaN (not a stale marker) or infinite.
+    /// Graphite values and remote-write samples skipped because they were NaN (not a stale
+    /// marker) or infinite.
     pub fn non_finite_samples(&self) -> u64 {
         self.non_finite_samples.load(Ordering::Relaxed)
     }
