@@ -574,6 +574,12 @@ fn collectd_write_graphite_feeds_one_series_per_metric() {
     );
     let got = keys(&dir);
     let sent = sent.lock().unwrap().clone();
+    eprintln!(
+        "collectd write_graphite: {} paths sent, {} series in tbptt's records after {:.1} s",
+        sent.len(),
+        got.len(),
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(got, sent, "tbptt's keys against collectd's paths");
     let (_, s) = finish(p, &dir);
     assert_eq!(s["series"]["series"].as_u64(), Some(got.len() as u64));
@@ -652,6 +658,11 @@ fn collectd_write_influxdb_udp_feeds_one_series_per_field_and_tag_set() {
     }
     assert_eq!(s["series"]["series"].as_u64(), Some(got.len() as u64));
     assert_eq!(s["rejected"], 0);
+    eprintln!(
+        "collectd write_influxdb_udp: {} series from {} records",
+        got.len(),
+        recs.len()
+    );
 }
 
 #[test]
@@ -728,6 +739,12 @@ fn prometheus_remote_write_creates_one_series_per_prometheus_series() {
         started.elapsed()
     );
     let (_, s) = finish(p, &dir);
+    eprintln!(
+        "prometheus remote_write: {} series reported by Prometheus, {} held by tbptt, after {:.1} s",
+        all.len(),
+        got.len(),
+        started.elapsed().as_secs_f64()
+    );
     let extra: Vec<&String> = got.difference(&all).collect();
     assert!(
         extra.is_empty(),
