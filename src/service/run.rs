@@ -275,6 +275,10 @@ pub struct Summary {
     pub rejected_updates: u64,
     /// Input records rejected (malformed, wrong arity, NaN/Inf, too long, missing values).
     pub rejected: u64,
+    /// The rejected records by reason ([`ParseError::kind`](crate::io::format::ParseError::kind),
+    /// or `event` for an event its pipeline refused); only reasons that occurred.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rejected_by_reason: std::collections::BTreeMap<String, u64>,
     /// UDP datagrams dropped because the pipeline was behind.
     pub dropped_datagrams: u64,
     /// UDP datagrams the kernel dropped before they were read (the socket's receive buffer
@@ -363,7 +367,16 @@ impl std::fmt::Display for Summary {
                 "  note              training fell behind the input; --sync trains on every window"
             )?;
         }
-        writeln!(f, "  rejected input    {}", self.rejected)?;
+        write!(f, "  rejected input    {}", self.rejected)?;
+        if !self.rejected_by_reason.is_empty() {
+            let reasons: Vec<String> = self
+                .rejected_by_reason
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            write!(f, " ({})", reasons.join(", "))?;
+        }
+        writeln!(f)?;
         if self.dropped_datagrams + self.kernel_dropped_datagrams > 0 {
             writeln!(
                 f,
@@ -574,11 +587,20 @@ impl Recording {
 /// Logs rejected records: the first 20 individually, then one line per 1000.
 struct RejectLog {
     count: u64,
+    /// Counts by [`ParseError::kind`](crate::io::format::ParseError::kind) (`event` for
+    /// events a pipeline refused).
+    by_reason: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl RejectLog {
-    fn note(&mut self, origin: &dyn std::fmt::Display, reason: &dyn std::fmt::Display) {
+    fn note(
+        &mut self,
+        origin: &dyn std::fmt::Display,
+        kind: &'static str,
+        reason: &dyn std::fmt::Display,
+    ) {
         self.count += 1;
+        *self.by_reason.entry(kind).or_insert(0) += 1;
         if self.count <= 20 {
             tracing::warn!("{origin}: {reason}; skipped");
         } else if self.count % 1000 == 0 {
@@ -916,7 +938,10 @@ impl EventLoop {
             engine,
             sink,
             observers,
-            rejects: RejectLog { count: 0 },
+            rejects: RejectLog {
+                count: 0,
+                by_reason: std::collections::BTreeMap::new(),
+            },
             events: 0,
             checkpoints,
             recording,
@@ -992,6 +1017,12 @@ impl EventLoop {
         let summary = Summary {
             events,
             rejected: self.rejects.count,
+            rejected_by_reason: self
+                .rejects
+                .by_reason
+                .iter()
+                .map(|(k, n)| ((*k).to_string(), *n))
+                .collect(),
             events_per_sec: if wall > 0.0 {
                 events as f64 / wall
             } else {
@@ -1258,7 +1289,7 @@ impl EventLoop {
                 reason: Box::new(e),
             });
         }
-        self.rejects.note(&rec.origin, &e);
+        self.rejects.note(&rec.origin, "event", &e);
         Ok(())
     }
 
@@ -1294,7 +1325,7 @@ impl EventLoop {
                 reason: Box::new(error.clone()),
             });
         }
-        self.rejects.note(&at, error);
+        self.rejects.note(&at, error.kind(), error);
         for o in &mut self.observers {
             o.rejected();
         }

@@ -179,6 +179,7 @@ fn graphite_over_tcp_gives_one_series_per_path() {
     assert_eq!(recs[1], ("servers.b.cpu".into(), None));
     assert_eq!(s["series"]["series"], 2);
     assert_eq!(s["rejected"], 1);
+    assert_eq!(s["rejected_by_reason"]["not_a_number"], 1, "{s}");
     assert!(
         stderr.contains("line 41: column `servers.c.cpu`: not a number: `twelve`"),
         "{stderr}"
@@ -234,6 +235,12 @@ broken line
     );
     let s = summary(&dir.join("s.json"));
     assert_eq!(s["rejected"], 1);
+    assert_eq!(s["rejected_by_reason"]["malformed"], 1, "{s}");
+    assert!(
+        done.stderr.contains("rejected input    1 (malformed 1)"),
+        "{}",
+        done.stderr
+    );
     assert_eq!(s["skipped_values"]["fields"], 2);
     assert_eq!(s["series"]["series"], 3);
     assert!(

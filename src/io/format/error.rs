@@ -192,6 +192,27 @@ impl ParseError {
         }
     }
 
+    /// A short name of the error's kind, for counting rejections by reason: `malformed`,
+    /// `arity`, `non_finite`, `missing`, `not_a_number`, `not_utf8`, `too_long`,
+    /// `unknown_column`, `duplicate_column`, `no_columns`, `frame_too_large` or
+    /// `bad_timestamp`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ParseError::Malformed { .. } => "malformed",
+            ParseError::Arity { .. } => "arity",
+            ParseError::NonFinite { .. } => "non_finite",
+            ParseError::Missing { .. } => "missing",
+            ParseError::NotANumber { .. } => "not_a_number",
+            ParseError::NotUtf8 { .. } => "not_utf8",
+            ParseError::TooLong { .. } => "too_long",
+            ParseError::UnknownColumn { .. } => "unknown_column",
+            ParseError::DuplicateColumn { .. } => "duplicate_column",
+            ParseError::NoColumns { .. } => "no_columns",
+            ParseError::FrameTooLarge { .. } => "frame_too_large",
+            ParseError::BadTimestamp { .. } => "bad_timestamp",
+        }
+    }
+
     /// Whether the error concerns the configuration rather than one record, so that every
     /// further record would fail the same way ([`UnknownColumn`](ParseError::UnknownColumn),
     /// [`DuplicateColumn`](ParseError::DuplicateColumn), [`NoColumns`](ParseError::NoColumns)).
@@ -231,6 +252,7 @@ mod tests {
             got: 2,
         };
         assert_eq!(e.to_string(), "line 17: expected 3 fields, got 2");
+        assert_eq!(e.kind(), "arity");
         let e = ParseError::Malformed {
             pos: Position::Offset(1024),
             reason: "x".into(),
