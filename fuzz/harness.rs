@@ -34,13 +34,26 @@ fn config(format: Format, opts: u8) -> DecoderConfig {
 fn check(event: &Event) {
     assert!(event.values.iter().all(|v| v.is_finite()), "{event:?}");
     assert!(event.targets.iter().all(|v| v.is_finite()), "{event:?}");
+    assert!(
+        event.key.len() <= tbptt::io::labels::MAX_KEY_LEN,
+        "{event:?}"
+    );
+}
+
+/// Checks `event` and every further event of the same record (line protocol holds one per
+/// numeric field).
+fn check_all(decoder: &mut tbptt::io::format::Decoder, event: &mut Event) {
+    check(event);
+    while decoder.next_event(event) {
+        check(event);
+    }
 }
 
 fn chunk_size(opts: u8) -> usize {
     1 + usize::from(opts >> 5) * 7
 }
 
-/// CSV or JSON lines.
+/// CSV, JSON lines, Graphite or InfluxDB line protocol.
 pub fn text(format: Format, data: &[u8]) {
     let Some((&opts, rest)) = data.split_first() else {
         return;
@@ -57,7 +70,7 @@ pub fn text(format: Format, data: &[u8]) {
             if let Ok((no, line)) = line {
                 assert!(line.len() <= config.max_line_len + 1);
                 if let Ok(Decoded::Event) = decoder.decode_line(line, no, &mut event) {
-                    check(&event);
+                    check_all(&mut decoder, &mut event);
                 }
             }
         }
@@ -66,15 +79,48 @@ pub fn text(format: Format, data: &[u8]) {
     while let Some(line) = framer.next_numbered() {
         if let Ok((no, line)) = line {
             if let Ok(Decoded::Event) = decoder.decode_line(line, no, &mut event) {
-                check(&event);
+                check_all(&mut decoder, &mut event);
             }
         }
     }
     // Datagram mode: the whole input as one frame, with a fresh decoder.
     if let Ok(mut d) = config.build() {
         if let Ok(Decoded::Event) = d.decode_frame(rest, 0, &mut event) {
-            check(&event);
+            check_all(&mut d, &mut event);
         }
+    }
+}
+
+/// Prometheus remote write. The first byte picks the mode: even, the rest is the body as
+/// sent; odd, the rest is snappy-compressed first, so that mutations reach the protobuf
+/// decoder and the series' checks. Events must be finite with keys within the bound, and
+/// every rejected series names its index.
+pub fn remote_write(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let body = if mode & 1 == 1 {
+        snap::raw::Encoder::new()
+            .compress_vec(rest)
+            .unwrap_or_default()
+    } else {
+        rest.to_vec()
+    };
+    let mut decoder = tbptt::io::format::RemoteWriteDecoder::new(1 << 16);
+    let mut rejected = Vec::new();
+    if decoder.decode(&body, &mut rejected).is_err() {
+        return;
+    }
+    let mut event = Event::new();
+    while decoder.next_event(&mut event) {
+        check(&event);
+        assert!(tbptt::io::labels::parse(&event.key).is_some(), "{event:?}");
+    }
+    for e in rejected {
+        assert!(
+            matches!(e.position(), Some(tbptt::io::format::Position::Series(n)) if n >= 1),
+            "{e}"
+        );
     }
 }
 

@@ -517,3 +517,142 @@ fn steady_state_decoding_does_not_allocate() {
     assert_eq!(allocs, 0, "msgpack");
     assert_eq!(ev.values, [1.0, 2.0, 3.0]);
 }
+
+// ---------------------------------------------------------------------------------------
+// The monitoring protocols.
+
+/// Pieces that line protocol and Graphite lines are made of, so that random lines often come
+/// close to valid ones.
+fn monitoring_piece() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("cpu"),
+        Just(","),
+        Just(" "),
+        Just("="),
+        Just("\\"),
+        Just("\""),
+        Just("host"),
+        Just("a\\ b"),
+        Just("1.5"),
+        Just("-2i"),
+        Just("3u"),
+        Just("t"),
+        Just("1700000000"),
+        Just("\t"),
+        Just("\"x\\\"y\""),
+        Just("value"),
+        Just("é"),
+        Just("{"),
+        Just("nan"),
+        Just("1e999"),
+        Just("#"),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Graphite and line protocol: any line gives events with finite values and canonical keys
+    /// within the bound, or an error that names its line (and, for syntax errors, the byte
+    /// within it, inside the line).
+    #[test]
+    fn monitoring_decoders_never_panic_and_errors_name_the_byte(
+        pieces in proptest::collection::vec(monitoring_piece(), 0..24),
+        noise in proptest::collection::vec(any::<u8>(), 0..16),
+        at in any::<usize>(),
+    ) {
+        let mut line: Vec<u8> = pieces.concat().into_bytes();
+        let cut = at % (line.len() + 1);
+        if at % 3 == 0 {
+            line.splice(cut..cut, noise.iter().copied());
+        }
+        for format in [Format::Graphite, Format::Influx] {
+            let mut d = decoder(&config(format));
+            let mut ev = Event::new();
+            match d.decode_line(&line, 7, &mut ev) {
+                Ok(Decoded::Event) => loop {
+                    prop_assert_eq!(ev.values.len(), 1);
+                    prop_assert!(ev.values[0].is_finite());
+                    prop_assert!(ev.key.len() <= tbptt::io::labels::MAX_KEY_LEN);
+                    prop_assert!(tbptt::io::labels::parse(&ev.key).is_some(), "{}", ev.key);
+                    if !d.next_event(&mut ev) {
+                        break;
+                    }
+                },
+                Ok(_) => prop_assert!(!d.next_event(&mut ev)),
+                Err(e) => {
+                    prop_assert_eq!(e.position().and_then(|p| p.line()), Some(7), "{}", e);
+                    let msg = e.to_string();
+                    if let Some(i) = msg.rfind(" at byte ") {
+                        let byte: usize = msg[i + 9..].split(|c: char| !c.is_ascii_digit()).next()
+                            .and_then(|b| b.parse().ok()).expect("a byte offset");
+                        prop_assert!(byte <= line.len(), "{} for {:?}", msg, String::from_utf8_lossy(&line));
+                    }
+                    prop_assert!(!d.next_event(&mut ev));
+                }
+            }
+        }
+    }
+
+    /// Remote write: arbitrary bodies, raw or snappy-compressed, give events or errors.
+    #[test]
+    fn remote_write_decoder_never_panics(
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+        compress in any::<bool>(),
+    ) {
+        let body = if compress {
+            snap::raw::Encoder::new().compress_vec(&body).unwrap()
+        } else {
+            body
+        };
+        let mut d = tbptt::io::format::RemoteWriteDecoder::new(1 << 16);
+        let mut rejected = Vec::new();
+        if d.decode(&body, &mut rejected).is_ok() {
+            let mut ev = Event::new();
+            while d.next_event(&mut ev) {
+                prop_assert!(ev.values[0].is_finite());
+                prop_assert!(ev.key.len() <= tbptt::io::labels::MAX_KEY_LEN);
+            }
+            for e in &rejected {
+                prop_assert!(matches!(e.position(), Some(tbptt::io::format::Position::Series(n)) if n >= 1), "{}", e);
+            }
+        }
+    }
+}
+
+#[test]
+fn steady_state_monitoring_decoding_does_not_allocate() {
+    // Line protocol: three events per line, from buffers reused line after line.
+    for (format, row, per_row) in [
+        (
+            Format::Influx,
+            "cpu,host=web\\ 1,cpu=cpu0 usage_idle=98.5,usage_user=1.25,usage_system=0.25i,note=\"x\" 1700000000000000000\n",
+            3,
+        ),
+        (Format::Graphite, "collectd.web-1.load.load.shortterm 0.42 1700000000\n", 1),
+    ] {
+        let mut d = decoder(&config(format));
+        let mut framer = LineFramer::new(1024);
+        let mut ev = Event::new();
+        let mut run = |n: usize| {
+            let mut events = 0;
+            for _ in 0..n {
+                framer.push(row.as_bytes());
+                while let Some(line) = framer.next_numbered() {
+                    let (no, line) = line.unwrap();
+                    if d.decode_line(line, no, &mut ev).unwrap() == Decoded::Event {
+                        events += 1;
+                        while d.next_event(&mut ev) {
+                            events += 1;
+                        }
+                    }
+                }
+            }
+            events
+        };
+        assert_eq!(run(3), 3 * per_row, "{format}");
+        let (allocs, events) = allocations(|| run(1000));
+        assert_eq!(events, 1000 * per_row);
+        assert_eq!(allocs, 0, "{format}: {row}");
+    }
+}

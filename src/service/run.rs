@@ -245,6 +245,28 @@ pub trait Observer: Send {
     }
 }
 
+/// Values of the monitoring protocols that are skipped by design and counted: see
+/// [`SourceStats`](source::SourceStats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SkippedValues {
+    /// String and boolean fields of InfluxDB line protocol.
+    pub fields: u64,
+    /// Prometheus stale markers.
+    pub stale_markers: u64,
+    /// Remote-write samples not newer than the previous one of their series in the request.
+    pub out_of_order: u64,
+    /// Graphite values and remote-write samples that were NaN (not a stale marker) or
+    /// infinite.
+    pub non_finite: u64,
+}
+
+impl SkippedValues {
+    fn total(&self) -> u64 {
+        self.fields + self.stale_markers + self.out_of_order + self.non_finite
+    }
+}
+
 /// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -258,6 +280,10 @@ pub struct Summary {
     pub rejected_updates: u64,
     /// Input records rejected (malformed, wrong arity, NaN/Inf, too long, missing values).
     pub rejected: u64,
+    /// The rejected records by reason ([`ParseError::kind`](crate::io::format::ParseError::kind),
+    /// or `event` for an event its pipeline refused); only reasons that occurred.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rejected_by_reason: std::collections::BTreeMap<String, u64>,
     /// UDP datagrams dropped because the pipeline was behind.
     pub dropped_datagrams: u64,
     /// UDP datagrams the kernel dropped before they were read (the socket's receive buffer
@@ -273,6 +299,9 @@ pub struct Summary {
     /// Connections closed after sending nothing for the idle timeout.
     #[serde(default)]
     pub timed_out_connections: u64,
+    /// Values of the monitoring protocols skipped by design (they are not series values).
+    #[serde(default)]
+    pub skipped_values: SkippedValues,
     /// Events flagged as anomalies.
     pub anomalies: u64,
     /// Mean training loss over the applied updates (normalized units).
@@ -343,7 +372,16 @@ impl std::fmt::Display for Summary {
                 "  note              training fell behind the input; --sync trains on every window"
             )?;
         }
-        writeln!(f, "  rejected input    {}", self.rejected)?;
+        write!(f, "  rejected input    {}", self.rejected)?;
+        if !self.rejected_by_reason.is_empty() {
+            let reasons: Vec<String> = self
+                .rejected_by_reason
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            write!(f, " ({})", reasons.join(", "))?;
+        }
+        writeln!(f)?;
         if self.dropped_datagrams + self.kernel_dropped_datagrams > 0 {
             writeln!(
                 f,
@@ -356,6 +394,15 @@ impl std::fmt::Display for Summary {
                 f,
                 "  connections       {} refused, {} closed for new ones, {} timed out",
                 self.refused_connections, self.evicted_connections, self.timed_out_connections
+            )?;
+        }
+        let v = &self.skipped_values;
+        if v.total() > 0 {
+            writeln!(
+                f,
+                "  skipped values    {} string/boolean fields, {} stale markers, {} out of order, \
+                 {} non-finite",
+                v.fields, v.stale_markers, v.out_of_order, v.non_finite
             )?;
         }
         if let Some(k) = &self.series {
@@ -545,11 +592,20 @@ impl Recording {
 /// Logs rejected records: the first 20 individually, then one line per 1000.
 struct RejectLog {
     count: u64,
+    /// Counts by [`ParseError::kind`](crate::io::format::ParseError::kind) (`event` for
+    /// events a pipeline refused).
+    by_reason: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl RejectLog {
-    fn note(&mut self, origin: &dyn std::fmt::Display, reason: &dyn std::fmt::Display) {
+    fn note(
+        &mut self,
+        origin: &dyn std::fmt::Display,
+        kind: &'static str,
+        reason: &dyn std::fmt::Display,
+    ) {
         self.count += 1;
+        *self.by_reason.entry(kind).or_insert(0) += 1;
         if self.count <= 20 {
             tracing::warn!("{origin}: {reason}; skipped");
         } else if self.count % 1000 == 0 {
@@ -728,6 +784,12 @@ impl Runner {
         summary.refused_connections = stats.refused_connections();
         summary.evicted_connections = stats.evicted_connections();
         summary.timed_out_connections = stats.timed_out_connections();
+        summary.skipped_values = SkippedValues {
+            fields: stats.skipped_fields(),
+            stale_markers: stats.stale_markers(),
+            out_of_order: stats.out_of_order(),
+            non_finite: stats.non_finite_samples(),
+        };
         Ok((summary, result))
     }
 }
@@ -888,7 +950,10 @@ impl EventLoop {
             engine,
             sink,
             observers,
-            rejects: RejectLog { count: 0 },
+            rejects: RejectLog {
+                count: 0,
+                by_reason: std::collections::BTreeMap::new(),
+            },
             events: 0,
             checkpoints,
             recording,
@@ -966,6 +1031,12 @@ impl EventLoop {
         let summary = Summary {
             events,
             rejected: self.rejects.count,
+            rejected_by_reason: self
+                .rejects
+                .by_reason
+                .iter()
+                .map(|(k, n)| ((*k).to_string(), *n))
+                .collect(),
             events_per_sec: if wall > 0.0 {
                 events as f64 / wall
             } else {
@@ -1263,7 +1334,7 @@ impl EventLoop {
                 reason: Box::new(e),
             });
         }
-        self.rejects.note(&rec.origin, &e);
+        self.rejects.note(&rec.origin, "event", &e);
         Ok(())
     }
 
@@ -1299,7 +1370,7 @@ impl EventLoop {
                 reason: Box::new(error.clone()),
             });
         }
-        self.rejects.note(&at, error);
+        self.rejects.note(&at, error.kind(), error);
         for o in &mut self.observers {
             o.rejected();
         }
@@ -1320,7 +1391,7 @@ fn note(first: &mut Option<RunError>, e: RunError) {
 fn is_listener(origin: &source::Origin) -> bool {
     matches!(
         origin.kind,
-        source::SourceKind::Tcp | source::SourceKind::Unix
+        source::SourceKind::Tcp | source::SourceKind::Unix | source::SourceKind::Http
     )
 }
 

@@ -195,6 +195,7 @@ fn missing_values_skip_or_hold() {
         "refused_connections",
         "evicted_connections",
         "timed_out_connections",
+        "skipped_values",
         "resumed_from",
         "checkpoints",
         "checkpoints_deferred",

@@ -45,6 +45,27 @@ fn jsonl_corpus() {
 }
 
 #[test]
+fn graphite_corpus() {
+    for (_, bytes) in corpus("decode_graphite") {
+        harness::text(Format::Graphite, &bytes);
+    }
+}
+
+#[test]
+fn influx_corpus() {
+    for (_, bytes) in corpus("decode_influx") {
+        harness::text(Format::Influx, &bytes);
+    }
+}
+
+#[test]
+fn remote_write_corpus() {
+    for (_, bytes) in corpus("decode_remote_write") {
+        harness::remote_write(&bytes);
+    }
+}
+
+#[test]
 fn msgpack_corpus() {
     for (_, bytes) in corpus("decode_msgpack") {
         harness::msgpack(&bytes);

@@ -64,6 +64,11 @@ pub enum FormatArg {
     /// MessagePack.
     #[value(alias = "mpk")]
     Msgpack,
+    /// Graphite plaintext: `path value [timestamp]`; the path is the series key.
+    Graphite,
+    /// InfluxDB line protocol; each numeric field is a series (see --influx-precision).
+    #[value(alias = "line-protocol")]
+    Influx,
 }
 
 impl From<FormatArg> for Format {
@@ -72,6 +77,8 @@ impl From<FormatArg> for Format {
             FormatArg::Csv => Format::Csv,
             FormatArg::Jsonl => Format::JsonLines,
             FormatArg::Msgpack => Format::MsgPack,
+            FormatArg::Graphite => Format::Graphite,
+            FormatArg::Influx => Format::Influx,
         }
     }
 }
@@ -320,8 +327,9 @@ pub struct LearnArgs {
     #[arg(value_name = "FILE", conflicts_with_all = ["listen", "connect"])]
     pub input: Option<PathBuf>,
     /// Listen for events: tcp://ADDR (many clients, one model; a bare IP:PORT means tcp),
-    /// udp://ADDR (one event per datagram) or unix://PATH. The bound address is announced on
-    /// stderr. With --strict, a TCP or Unix connection that sends a bad record is closed (the
+    /// udp://ADDR (one event per datagram), unix://PATH, or http://ADDR (InfluxDB /write and
+    /// /api/v2/write, Prometheus remote write at /api/v1/write). The bound address is
+    /// announced on stderr. With --strict, a TCP or Unix connection that sends a bad record is closed (the
     /// run goes on); --strict is refused with udp://.
     #[arg(long, value_name = "URL", conflicts_with = "connect")]
     pub listen: Option<String>,
@@ -377,6 +385,11 @@ pub struct ListenerArgs {
     /// UDP receive buffer asked of the kernel (SO_RCVBUF), in bytes.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES", help_heading = "Listener")]
     pub udp_recv_buffer: usize,
+    // ---- monitoring protocols (http://)
+    /// Largest HTTP request body, as sent and once decompressed (gzip, snappy); larger ones
+    /// are answered 413.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES", help_heading = "Listener")]
+    pub max_body: usize,
 }
 
 impl ListenerArgs {
@@ -396,6 +409,7 @@ impl ListenerArgs {
         source.max_connections = self.max_connections;
         source.max_connections_per_peer = self.max_connections_per_peer;
         source.udp_recv_buffer = self.udp_recv_buffer;
+        source.max_body = self.max_body;
         source.validate()?;
         Ok(())
     }
@@ -428,6 +442,10 @@ pub struct InputArgs {
     /// or first line, else csv].
     #[arg(long, value_enum, ignore_case = true, help_heading = "Input")]
     pub format: Option<FormatArg>,
+    /// Unit of InfluxDB line-protocol timestamps (--format influx on sockets, stdin and
+    /// files; HTTP requests say theirs with `precision=`).
+    #[arg(long, default_value = "ns", value_name = "UNIT", value_parser = ["ns", "us", "ms", "s"], help_heading = "Input")]
+    pub influx_precision: String,
     /// Input columns, by name or 0-based index, comma-separated (default: all but time/key).
     #[arg(long, value_name = "COLS", help_heading = "Input")]
     pub columns: Option<String>,
@@ -699,29 +717,31 @@ pub struct Common {
     pub series: SeriesArgs,
 }
 
-/// Flags of keyed series (`--key`), shared by `learn` and `replay`.
+/// Flags of keyed series (`--key`, or the monitoring formats, whose events name their
+/// series), shared by `learn` and `replay`.
 #[derive(Args, Debug)]
 pub struct SeriesArgs {
-    /// With --key: one model for every key (the events of all keys form one sequence),
-    /// instead of a pipeline per key.
-    #[arg(long, requires = "key", help_heading = "Series")]
+    /// With keys (--key, or a keyed input: --format graphite|influx, --listen http://): one
+    /// model for every key (the events of all keys form one sequence), instead of a pipeline
+    /// per key.
+    #[arg(long, help_heading = "Series")]
     pub shared_model: bool,
-    /// With --key: worker threads the series are spread over, by key hash [default: the
+    /// With keys: worker threads the series are spread over, by key hash [default: the
     /// number of cores].
-    #[arg(long, value_name = "N", requires = "key", value_parser = clap::value_parser!(u64).range(1..=1024), help_heading = "Series")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024), help_heading = "Series")]
     pub workers: Option<u64>,
-    /// With --key: series kept in memory at most. Past it the least recently seen series is
+    /// With keys: series kept in memory at most. Past it the least recently seen series is
     /// evicted to --store (and restored on its next event); without a store, events of new
     /// keys are refused and counted.
-    #[arg(long, value_name = "N", requires = "key", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Series")]
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Series")]
     pub max_series: u64,
-    /// With --key: forget a series not seen for this long (seconds, or with a unit: 90s,
+    /// With keys: forget a series not seen for this long (seconds, or with a unit: 90s,
     /// 15m, 2h, 7d), also in the store [default: never].
-    #[arg(long, value_name = "DURATION", requires = "key", value_parser = duration, help_heading = "Series")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Series")]
     pub series_ttl: Option<std::time::Duration>,
-    /// With --key: keep every series' state in this database file (created if missing;
+    /// With keys: keep every series' state in this database file (created if missing;
     /// series are restored from it on their first event).
-    #[arg(long, value_name = "PATH", requires = "key", help_heading = "Series")]
+    #[arg(long, value_name = "PATH", help_heading = "Series")]
     pub store: Option<PathBuf>,
     /// How often the series that changed are written to --store.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, requires = "store", help_heading = "Series")]

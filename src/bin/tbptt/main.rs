@@ -332,6 +332,7 @@ fn decoder(c: &cli::InputArgs, file: Option<&Path>) -> Result<DecoderConfig, Any
         max_frame_len: c.max_line,
         delimiter,
         header: None,
+        precision: c.influx_precision.parse()?,
     })
 }
 
@@ -341,6 +342,19 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         _ => None,
     };
     let decoder = decoder(&c.input, file.as_deref())?;
+    let keyed_input =
+        decoder.format.is_keyed() || matches!(spec, SourceSpec::Listen(ListenAddr::Http(_)));
+    let s = &c.series;
+    if c.input.key.is_none()
+        && !keyed_input
+        && (s.shared_model || s.workers.is_some() || s.series_ttl.is_some() || s.store.is_some())
+    {
+        return Err(
+            "--shared-model, --workers, --series-ttl and --store need keyed events: \
+                    --key COL, or --format graphite|influx, or --listen http://"
+                .into(),
+        );
+    }
     let mut source = SourceConfig::new(spec);
     source.decoder = decoder;
     source.validate()?;

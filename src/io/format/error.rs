@@ -3,15 +3,18 @@
 use std::fmt;
 
 /// Where a record starts in the input: a 1-based line number for the text formats (CSV,
-/// JSON Lines) or a 0-based byte offset for framed input (MessagePack, datagrams).
+/// JSON Lines, Graphite, line protocol), a 0-based byte offset for framed input (MessagePack,
+/// datagrams), or the 1-based index of a time series in a Prometheus remote-write request.
 ///
-/// Displays as `line 17` or `byte 1024`.
+/// Displays as `line 17`, `byte 1024` or `series 3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Position {
     /// A 1-based line number.
     Line(u64),
     /// A 0-based byte offset of the frame in the stream.
     Offset(u64),
+    /// The 1-based index of a time series in a remote-write request.
+    Series(u64),
 }
 
 impl Position {
@@ -19,14 +22,14 @@ impl Position {
     pub fn line(self) -> Option<u64> {
         match self {
             Position::Line(n) => Some(n),
-            Position::Offset(_) => None,
+            Position::Offset(_) | Position::Series(_) => None,
         }
     }
 
     /// The byte offset, if this is a frame position.
     pub fn offset(self) -> Option<u64> {
         match self {
-            Position::Line(_) => None,
+            Position::Line(_) | Position::Series(_) => None,
             Position::Offset(n) => Some(n),
         }
     }
@@ -37,6 +40,7 @@ impl fmt::Display for Position {
         match self {
             Position::Line(n) => write!(f, "line {n}"),
             Position::Offset(n) => write!(f, "byte {n}"),
+            Position::Series(n) => write!(f, "series {n}"),
         }
     }
 }
@@ -188,6 +192,27 @@ impl ParseError {
         }
     }
 
+    /// A short name of the error's kind, for counting rejections by reason: `malformed`,
+    /// `arity`, `non_finite`, `missing`, `not_a_number`, `not_utf8`, `too_long`,
+    /// `unknown_column`, `duplicate_column`, `no_columns`, `frame_too_large` or
+    /// `bad_timestamp`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ParseError::Malformed { .. } => "malformed",
+            ParseError::Arity { .. } => "arity",
+            ParseError::NonFinite { .. } => "non_finite",
+            ParseError::Missing { .. } => "missing",
+            ParseError::NotANumber { .. } => "not_a_number",
+            ParseError::NotUtf8 { .. } => "not_utf8",
+            ParseError::TooLong { .. } => "too_long",
+            ParseError::UnknownColumn { .. } => "unknown_column",
+            ParseError::DuplicateColumn { .. } => "duplicate_column",
+            ParseError::NoColumns { .. } => "no_columns",
+            ParseError::FrameTooLarge { .. } => "frame_too_large",
+            ParseError::BadTimestamp { .. } => "bad_timestamp",
+        }
+    }
+
     /// Whether the error concerns the configuration rather than one record, so that every
     /// further record would fail the same way ([`UnknownColumn`](ParseError::UnknownColumn),
     /// [`DuplicateColumn`](ParseError::DuplicateColumn), [`NoColumns`](ParseError::NoColumns)).
@@ -227,6 +252,7 @@ mod tests {
             got: 2,
         };
         assert_eq!(e.to_string(), "line 17: expected 3 fields, got 2");
+        assert_eq!(e.kind(), "arity");
         let e = ParseError::Malformed {
             pos: Position::Offset(1024),
             reason: "x".into(),

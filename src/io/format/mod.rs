@@ -2,7 +2,7 @@
 //!
 //! # Brief overview
 //!
-//! - [`Format`]: CSV, JSON Lines or MessagePack.
+//! - [`Format`]: CSV, JSON Lines, MessagePack, Graphite plaintext or InfluxDB line protocol.
 //! - [`ColumnSpec`]: which columns are inputs, targets, time and key ([`Selector`]s by name
 //!   or 0-based index).
 //! - [`DecoderConfig`] → [`Decoder`]: decodes one line ([`Decoder::decode_line`]) or one
@@ -13,6 +13,12 @@
 //! - [`Reader`]: the framer and decoder over any `io::Read`, one event at a time, for
 //!   files and other blocking input (the async sources use the same stack).
 //! - [`ParseError`]: every error names the line (text) or byte offset (frames) of its record.
+//! - [`GraphiteDecoder`], [`InfluxDecoder`] and [`RemoteWriteDecoder`]: the monitoring
+//!   protocols, whose events are keyed series of one value each. A line-protocol line or a
+//!   remote-write request holds several events: the decoder fills the first and hands out the
+//!   others through [`Decoder::next_event`] (or [`RemoteWriteDecoder::next_event`]) from
+//!   buffers it reuses. What they skip by design (string and boolean fields, stale markers) is
+//!   counted ([`Decoder::take_skipped`]).
 //! - [`Missing`]: what an empty / `NA` / `null` field does: reject the record or hold the
 //!   column's last value.
 //!
@@ -57,11 +63,15 @@ mod columns;
 pub mod csv;
 mod error;
 mod framer;
+pub mod graphite;
+pub mod influx;
 pub mod jsonl;
 mod layout;
+mod metric;
 pub mod msgpack;
 mod reader;
 mod record;
+pub mod remote_write;
 mod spec;
 mod time;
 
@@ -69,16 +79,21 @@ pub use self::columns::Columns;
 pub use self::csv::CsvDecoder;
 pub use self::error::{ParseError, Position};
 pub use self::framer::LineFramer;
+pub use self::graphite::GraphiteDecoder;
+pub use self::influx::{InfluxDecoder, Precision, Skipped, UnknownPrecision};
 pub use self::jsonl::JsonLinesDecoder;
+pub use self::metric::MAX_LABELS;
 pub use self::msgpack::{encode_event, MsgPackDecoder, MsgPackFramer};
 pub use self::reader::{LoadError, ReadError, Reader};
+pub use self::remote_write::{RemoteWriteDecoder, RemoteWriteError};
 pub use self::spec::{ColumnSpec, Selector, SelectorError};
 pub use self::time::{parse_time, IsoStyle, TimeStyle, TimeUnit};
 
 /// The wire format of an input stream.
 ///
-/// Parses from `csv`, `jsonl` / `json` / `ndjson`, `msgpack` / `mpk` (case-insensitive);
-/// displays as `csv`, `jsonl`, `msgpack`.
+/// Parses from `csv`, `jsonl` / `json` / `ndjson`, `msgpack` / `mpk`, `graphite`,
+/// `influx` / `line-protocol` (case-insensitive); displays as `csv`, `jsonl`, `msgpack`,
+/// `graphite`, `influx`.
 ///
 /// # Example
 /// ```
@@ -101,12 +116,24 @@ pub enum Format {
     /// A stream of MessagePack values, one record each.
     #[serde(alias = "mpk")]
     MsgPack,
+    /// Graphite plaintext, `path value [timestamp]` per line; the path is the key
+    /// ([`graphite`]).
+    Graphite,
+    /// InfluxDB line protocol; each numeric field of a line is one keyed event ([`influx`]).
+    #[serde(alias = "line-protocol")]
+    Influx,
 }
 
 impl Format {
     /// Whether records are lines (CSV, JSON Lines) rather than binary frames (MessagePack).
     pub fn is_line_based(self) -> bool {
         !matches!(self, Format::MsgPack)
+    }
+
+    /// Whether events carry their own series key (Graphite paths, line-protocol measurements
+    /// and tags), so that column selection does not apply.
+    pub fn is_keyed(self) -> bool {
+        matches!(self, Format::Graphite | Format::Influx)
     }
 }
 
@@ -116,13 +143,18 @@ impl fmt::Display for Format {
             Format::Csv => "csv",
             Format::JsonLines => "jsonl",
             Format::MsgPack => "msgpack",
+            Format::Graphite => "graphite",
+            Format::Influx => "influx",
         })
     }
 }
 
 /// A format name that [`Format::from_str`] does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format `{0}`; expected csv, jsonl (json) or msgpack (mpk)")]
+#[error(
+    "unknown format `{0}`; expected csv, jsonl (json), msgpack (mpk), graphite or influx \
+     (line-protocol)"
+)]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {
@@ -135,6 +167,8 @@ impl FromStr for Format {
             "csv" => Ok(Format::Csv),
             "jsonl" | "json" | "ndjson" => Ok(Format::JsonLines),
             "msgpack" | "mpk" => Ok(Format::MsgPack),
+            "graphite" => Ok(Format::Graphite),
+            "influx" | "line-protocol" => Ok(Format::Influx),
             _ => Err(UnknownFormat(s.to_owned())),
         }
     }
@@ -198,6 +232,8 @@ pub struct DecoderConfig {
     /// detect it (a selected field that is not a number, missing marker or timestamp).
     /// Default: `None`.
     pub header: Option<bool>,
+    /// The unit of InfluxDB line-protocol timestamps. Default: [`Precision::Nanos`].
+    pub precision: Precision,
 }
 
 impl Default for DecoderConfig {
@@ -210,6 +246,7 @@ impl Default for DecoderConfig {
             max_frame_len: 1 << 20,
             delimiter: ',',
             header: None,
+            precision: Precision::Nanos,
         }
     }
 }
@@ -218,8 +255,9 @@ impl DecoderConfig {
     /// Builds the decoder for [`format`](DecoderConfig::format).
     ///
     /// # Errors
-    /// [`crate::Error::Config`] if `max_line_len` or `max_frame_len` is 0, or the delimiter is
-    /// not a single-byte ASCII character other than `"`, `#`, `\r` and `\n`.
+    /// [`crate::Error::Config`] if `max_line_len` or `max_frame_len` is 0, the delimiter is
+    /// not a single-byte ASCII character other than `"`, `#`, `\r` and `\n`, or columns are
+    /// selected for a format whose events name their own series ([`Format::is_keyed`]).
     pub fn build(&self) -> crate::Result<Decoder> {
         if self.max_line_len == 0 {
             return Err(crate::Error::config(
@@ -245,6 +283,20 @@ impl DecoderConfig {
                     ),
                 )
             })?;
+        if self.format.is_keyed() {
+            let c = &self.columns;
+            if !c.inputs.is_empty() || !c.targets.is_empty() || c.time.is_some() || c.key.is_some()
+            {
+                return Err(crate::Error::config(
+                    "columns",
+                    format!(
+                        "{} input names its own series, values and times; \
+                         columns, targets, time and key cannot be chosen",
+                        self.format
+                    ),
+                ));
+            }
+        }
         let spec = self.columns.clone();
         Ok(match self.format {
             Format::Csv => Decoder::Csv(CsvDecoder::new(
@@ -259,6 +311,10 @@ impl DecoderConfig {
             }
             Format::MsgPack => {
                 Decoder::MsgPack(MsgPackDecoder::new(spec, self.missing, self.max_frame_len))
+            }
+            Format::Graphite => Decoder::Graphite(GraphiteDecoder::new(self.max_line_len)),
+            Format::Influx => {
+                Decoder::Influx(InfluxDecoder::new(self.max_line_len, self.precision))
             }
         })
     }
@@ -299,6 +355,10 @@ pub enum Decoder {
     JsonLines(JsonLinesDecoder),
     /// MessagePack frames.
     MsgPack(MsgPackDecoder),
+    /// Graphite plaintext lines.
+    Graphite(GraphiteDecoder),
+    /// InfluxDB line protocol.
+    Influx(InfluxDecoder),
 }
 
 impl Decoder {
@@ -308,6 +368,35 @@ impl Decoder {
             Decoder::Csv(_) => Format::Csv,
             Decoder::JsonLines(_) => Format::JsonLines,
             Decoder::MsgPack(_) => Format::MsgPack,
+            Decoder::Graphite(_) => Format::Graphite,
+            Decoder::Influx(_) => Format::Influx,
+        }
+    }
+
+    /// Moves the next event of the last decoded record into `out`, for records that hold
+    /// several (a line-protocol line with several numeric fields); `false` when none is left.
+    /// Call it after each [`Decoded::Event`] until it returns `false`, before decoding the
+    /// next record (which drops what was left).
+    pub fn next_event(&mut self, out: &mut Event) -> bool {
+        match self {
+            Decoder::Influx(d) => d.next_event(out),
+            _ => false,
+        }
+    }
+
+    /// Takes the counts of values skipped by design since the last call (string and boolean
+    /// line-protocol fields, Graphite's `nan`), leaving 0.
+    pub fn take_skipped(&mut self) -> Skipped {
+        match self {
+            Decoder::Influx(d) => Skipped {
+                fields: d.take_skipped(),
+                ..Skipped::default()
+            },
+            Decoder::Graphite(d) => Skipped {
+                non_finite: d.take_non_finite(),
+                ..Skipped::default()
+            },
+            _ => Skipped::default(),
         }
     }
 
@@ -317,6 +406,8 @@ impl Decoder {
             Decoder::Csv(d) => d.layout.as_ref(),
             Decoder::JsonLines(d) => d.state.layout.as_ref(),
             Decoder::MsgPack(d) => d.state.layout.as_ref(),
+            // One value per series, named by its key: no columns to name.
+            Decoder::Graphite(_) | Decoder::Influx(_) => None,
         };
         layout.map(Columns::of)
     }
@@ -337,6 +428,8 @@ impl Decoder {
         match self {
             Decoder::Csv(d) => d.decode_line(line, line_no, out),
             Decoder::JsonLines(d) => d.decode_line(line, line_no, out),
+            Decoder::Graphite(d) => d.decode_line(line, line_no, out),
+            Decoder::Influx(d) => d.decode_line(line, line_no, out),
             Decoder::MsgPack(_) => Err(ParseError::Malformed {
                 pos: Position::Line(line_no),
                 reason: "MessagePack is a binary format, not lines; decode frames".into(),
@@ -362,6 +455,8 @@ impl Decoder {
         match self {
             Decoder::Csv(d) => d.decode_at(line, pos, out),
             Decoder::JsonLines(d) => d.decode_at(line, pos, out),
+            Decoder::Graphite(d) => d.decode_at(line, pos, out),
+            Decoder::Influx(d) => d.decode_at(line, pos, out),
             Decoder::MsgPack(d) => d.decode_frame(frame, offset, out),
         }
     }
@@ -404,13 +499,17 @@ mod tests {
             ("json", Format::JsonLines),
             ("msgpack", Format::MsgPack),
             ("mpk", Format::MsgPack),
+            ("graphite", Format::Graphite),
+            ("influx", Format::Influx),
+            ("line-protocol", Format::Influx),
         ] {
             assert_eq!(s.parse::<Format>(), Ok(f));
             assert_eq!(f.to_string().parse::<Format>(), Ok(f));
         }
         assert_eq!(
             "xml".parse::<Format>().unwrap_err().to_string(),
-            "unknown format `xml`; expected csv, jsonl (json) or msgpack (mpk)"
+            "unknown format `xml`; expected csv, jsonl (json), msgpack (mpk), graphite or influx \
+             (line-protocol)"
         );
         assert!(Format::Csv.is_line_based() && !Format::MsgPack.is_line_based());
         let f: Format = serde_json::from_str("\"mpk\"").unwrap();

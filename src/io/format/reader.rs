@@ -187,6 +187,9 @@ impl<R: Read> Reader<R> {
 
     /// The next event or rejection among the bytes buffered; `None` when more are needed.
     fn next_decoded(&mut self, out: &mut Event) -> Option<Result<(), ParseError>> {
+        if self.decoder.next_event(out) {
+            return Some(Ok(()));
+        }
         loop {
             let (pos, result) = match &mut self.framer {
                 Framer::Lines(f) => match f.next_numbered()? {

@@ -75,6 +75,7 @@ use crate::io::shutdown::Shutdown;
 
 mod connect;
 mod file;
+mod http;
 mod slots;
 mod stdin;
 mod stream;
@@ -177,6 +178,10 @@ pub enum ListenAddr {
     Udp(SocketAddr),
     /// A Unix stream socket at this path; each connection is one stream.
     Unix(PathBuf),
+    /// An HTTP/1.1 listener for the monitoring protocols: InfluxDB `/write` and
+    /// `/api/v2/write`, Prometheus remote write at `/api/v1/write`, and `/ping`. The paths
+    /// choose the format, whatever the decoder's.
+    Http(SocketAddr),
 }
 
 /// A source string that [`SourceSpec::from_str`] or [`ListenAddr::from_str`] rejects.
@@ -236,7 +241,8 @@ impl FromStr for ListenAddr {
             return socket_addr(s, s).map(ListenAddr::Tcp).map_err(|_| {
                 SpecError::new(
                     s,
-                    "expected tcp://IP:PORT, udp://IP:PORT, unix://PATH or IP:PORT (TCP)",
+                    "expected tcp://IP:PORT, udp://IP:PORT, unix://PATH, http://IP:PORT or IP:PORT \
+                     (TCP)",
                 )
             });
         };
@@ -245,9 +251,13 @@ impl FromStr for ListenAddr {
             "udp" => Ok(ListenAddr::Udp(socket_addr(s, rest)?)),
             "unix" if rest.is_empty() => Err(SpecError::new(s, "the socket path is empty")),
             "unix" => Ok(ListenAddr::Unix(PathBuf::from(rest))),
+            "http" => Ok(ListenAddr::Http(socket_addr(
+                s,
+                rest.trim_end_matches('/'),
+            )?)),
             _ => Err(SpecError::new(
                 s,
-                format!("unknown scheme `{scheme}`; expected tcp, udp or unix"),
+                format!("unknown scheme `{scheme}`; expected tcp, udp, unix or http"),
             )),
         }
     }
@@ -272,7 +282,7 @@ impl FromStr for SourceSpec {
             return Ok(SourceSpec::File(PathBuf::from(s)));
         };
         match scheme.as_str() {
-            "tcp" | "udp" | "unix" => Ok(SourceSpec::Listen(s.parse()?)),
+            "tcp" | "udp" | "unix" | "http" => Ok(SourceSpec::Listen(s.parse()?)),
             "file" if rest.is_empty() => Err(SpecError::new(s, "the file path is empty")),
             "file" => Ok(SourceSpec::File(PathBuf::from(rest))),
             "connect" => {
@@ -291,7 +301,7 @@ impl FromStr for SourceSpec {
             _ => Err(SpecError::new(
                 s,
                 format!(
-                    "unknown scheme `{scheme}`; expected tcp, udp, unix, connect or file \
+                    "unknown scheme `{scheme}`; expected tcp, udp, unix, http, connect or file \
                      (or `-` for stdin, or a plain path)"
                 ),
             )),
@@ -305,6 +315,7 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Tcp(a) => write!(f, "tcp://{a}"),
             ListenAddr::Udp(a) => write!(f, "udp://{a}"),
             ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+            ListenAddr::Http(a) => write!(f, "http://{a}"),
         }
     }
 }
@@ -496,6 +507,10 @@ pub struct SourceConfig {
     /// (de)serialized; a timeout counts as a failed attempt. Must be positive. Default: 10 s.
     #[serde(rename = "connect_timeout_ms", with = "millis")]
     pub connect_timeout: Duration,
+    /// Largest HTTP request body an HTTP listener accepts, in bytes, both as sent and once
+    /// decompressed (gzip, snappy); a larger one is answered 413. At least 1. Default: 8 MiB
+    /// (8388608).
+    pub max_body: usize,
 }
 
 impl Default for SourceConfig {
@@ -513,6 +528,7 @@ impl Default for SourceConfig {
             udp_recv_buffer: 8 << 20,
             reconnect: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
+            max_body: 8 << 20,
         }
     }
 }
@@ -552,6 +568,9 @@ impl SourceConfig {
         if self.udp_recv_buffer == 0 {
             return bad("udp_recv_buffer", "must be at least 1 byte");
         }
+        if self.max_body == 0 {
+            return bad("max_body", "must be at least 1 byte");
+        }
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be positive");
         }
@@ -587,6 +606,8 @@ pub enum SourceKind {
     Unix,
     /// A connection made by a connect source.
     Connect,
+    /// A request to an HTTP listener.
+    Http,
 }
 
 /// Where an item came from: the source, the peer (connection) and the record's position.
@@ -698,6 +719,12 @@ pub struct SourceStats {
     kernel_dropped_datagrams: AtomicU64,
     udp_recv_buffer: AtomicU64,
     columns: std::sync::OnceLock<Columns>,
+    skipped_fields: AtomicU64,
+    stale_markers: AtomicU64,
+    out_of_order: AtomicU64,
+    non_finite_samples: AtomicU64,
+    http_requests: AtomicU64,
+    http_refused: AtomicU64,
 }
 
 impl SourceStats {
@@ -777,8 +804,55 @@ impl SourceStats {
         self.udp_recv_buffer.load(Ordering::Relaxed)
     }
 
+    /// String and boolean fields of InfluxDB line protocol, skipped (they are not series
+    /// values).
+    pub fn skipped_fields(&self) -> u64 {
+        self.skipped_fields.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus stale markers received by remote write, skipped.
+    pub fn stale_markers(&self) -> u64 {
+        self.stale_markers.load(Ordering::Relaxed)
+    }
+
+    /// Remote-write samples skipped because they were not newer than the one before them in
+    /// their series.
+    pub fn out_of_order(&self) -> u64 {
+        self.out_of_order.load(Ordering::Relaxed)
+    }
+
+    /// Graphite values and remote-write samples skipped because they were NaN (not a stale
+    /// marker) or infinite.
+    pub fn non_finite_samples(&self) -> u64 {
+        self.non_finite_samples.load(Ordering::Relaxed)
+    }
+
+    /// HTTP requests answered by an HTTP listener.
+    pub fn http_requests(&self) -> u64 {
+        self.http_requests.load(Ordering::Relaxed)
+    }
+
+    /// HTTP requests answered with an error status (400, 404, 405, 413, 415).
+    pub fn http_refused(&self) -> u64 {
+        self.http_refused.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds a decoder's counts of values skipped by design.
+    pub(crate) fn skipped(&self, s: crate::io::format::Skipped) {
+        for (counter, n) in [
+            (&self.skipped_fields, s.fields),
+            (&self.stale_markers, s.stale),
+            (&self.out_of_order, s.out_of_order),
+            (&self.non_finite_samples, s.non_finite),
+        ] {
+            if n > 0 {
+                Self::add(counter, n);
+            }
+        }
     }
 }
 
@@ -1007,6 +1081,12 @@ pub fn spawn(
             let (task, local) = udp::spawn(addr, config.udp_recv_buffer, ctx)?;
             (task, Some(ListenAddr::Udp(local)))
         }
+        SourceSpec::Listen(ListenAddr::Http(addr)) => {
+            let slots = slots::Slots::new(limits);
+            closer = Closer(Some(Arc::clone(&slots)));
+            let (task, local) = http::spawn(addr, slots, ctx, config.max_body)?;
+            (task, Some(ListenAddr::Http(local)))
+        }
         SourceSpec::Listen(ListenAddr::Unix(path)) => {
             let slots = slots::Slots::new(slots::Limits {
                 per_peer: usize::MAX,
@@ -1109,6 +1189,10 @@ mod tests {
                 ListenAddr::Unix("relative/x.sock".into()).into(),
             ),
             (
+                "http://127.0.0.1:8086",
+                ListenAddr::Http(SocketAddr::from(([127, 0, 0, 1], 8086))).into(),
+            ),
+            (
                 "connect://example.org:9000",
                 SourceSpec::Connect("example.org:9000".into()),
             ),
@@ -1136,10 +1220,11 @@ mod tests {
     fn errors_name_the_bad_part() {
         let err = |s: &str| s.parse::<SourceSpec>().unwrap_err().to_string();
         assert_eq!(
-            err("http://x:1"),
-            "invalid source `http://x:1`: unknown scheme `http`; expected tcp, udp, unix, \
+            err("ftp://x:1"),
+            "invalid source `ftp://x:1`: unknown scheme `ftp`; expected tcp, udp, unix, http, \
              connect or file (or `-` for stdin, or a plain path)"
         );
+        assert!(err("http://x:1").contains("`x:1` is not an IP:port"));
         assert!(err("tcp://127.0.0.1:99999").contains("`127.0.0.1:99999` is not an IP:port"));
         assert!(err("tcp://host:1").contains("`host:1` is not an IP:port"));
         assert!(err("unix://").contains("the socket path is empty"));

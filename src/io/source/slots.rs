@@ -78,6 +78,12 @@ impl Slot {
     pub(crate) fn touch(&self) {
         self.last.store(self.slots.now_ms(), Ordering::Relaxed);
     }
+
+    /// How long since the connection was last marked active.
+    pub(crate) fn idle(&self) -> Duration {
+        let last = self.last.load(Ordering::Relaxed);
+        Duration::from_millis(self.slots.now_ms().saturating_sub(last))
+    }
 }
 
 impl Drop for Slot {

@@ -103,6 +103,11 @@ impl Template {
         })
     }
 
+    /// The decoder settings.
+    pub(crate) fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
     /// A new decoder.
     pub(crate) fn decoder(&self) -> Result<Decoder> {
         Ok(self.config.build()?)
@@ -195,6 +200,10 @@ impl Conn {
     /// and comments are consumed silently.
     pub(crate) fn next_item(&mut self) -> Option<SourceItem> {
         loop {
+            // A record with several events (a line-protocol line) hands out the rest first.
+            if self.decoder.next_event(&mut self.event) {
+                return Some(self.event_item());
+            }
             let (pos, result) = match &mut self.framer {
                 Framer::Lines(f) => match f.next_numbered()? {
                     Ok((n, line)) => (
@@ -216,16 +225,26 @@ impl Conn {
                 Ok(Decoded::Event) => {
                     self.origin.position = pos;
                     self.stats.note_columns(&self.decoder);
-                    return Some(SourceItem::Event(super::Record {
-                        event: std::mem::replace(&mut self.event, self.pool.take()),
-                        origin: self.origin.clone(),
-                        received: self.received,
-                    }));
+                    return Some(self.event_item());
                 }
                 Ok(Decoded::Header | Decoded::Skip) => self.origin.position = pos,
                 Err(error) => return Some(self.rejected(error, Some(pos))),
             }
         }
+    }
+
+    /// The event just decoded, as an item; the decoder gets a recycled event.
+    fn event_item(&mut self) -> SourceItem {
+        SourceItem::Event(super::Record {
+            event: std::mem::replace(&mut self.event, self.pool.take()),
+            origin: self.origin.clone(),
+            received: self.received,
+        })
+    }
+
+    /// Takes the decoder's counts of values skipped by design.
+    pub(crate) fn take_skipped(&mut self) -> crate::io::format::Skipped {
+        self.decoder.take_skipped()
     }
 
     /// A rejection at the error's own position (or `pos`), counted.
@@ -295,6 +314,7 @@ pub(crate) async fn deliver(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), End> {
     let strict =
         ctx.close_on_reject && matches!(conn.origin.kind, SourceKind::Tcp | SourceKind::Unix);
     while let Some(item) = conn.next_item() {
+        ctx.out.stats.skipped(conn.take_skipped());
         let stop = match &item {
             SourceItem::Rejected { error, .. } => {
                 SourceStats::add(&ctx.out.stats.rejected, 1);

@@ -1,5 +1,5 @@
 //! The UDP source: one MessagePack record per datagram, or one or more lines (CSV, JSON
-//! Lines). All datagrams share one decoder. UDP cannot push back, so a datagram that finds
+//! Lines, Graphite, line protocol). All datagrams share one decoder. UDP cannot push back, so a datagram that finds
 //! the channel full is dropped and counted.
 
 use std::collections::HashMap;
@@ -225,18 +225,24 @@ impl Datagram<'_> {
     /// Decodes one record at stream byte `offset` and sends it without waiting.
     fn decode(&mut self, frame: &[u8], offset: u64) -> Flow {
         self.origin.position = Position::Offset(offset);
-        let (item, fatal) = match self.decoder.decode_frame(frame, offset, self.event) {
-            Ok(Decoded::Event) => (
-                {
-                    self.out.stats.note_columns(self.decoder);
-                    SourceItem::Event(super::Record {
+        let decoded = self.decoder.decode_frame(frame, offset, self.event);
+        SourceStats::skipped(&self.out.stats, self.decoder.take_skipped());
+        let (item, fatal) = match decoded {
+            Ok(Decoded::Event) => {
+                self.out.stats.note_columns(self.decoder);
+                // A line-protocol line holds one event per numeric field.
+                loop {
+                    let item = SourceItem::Event(super::Record {
                         event: std::mem::replace(self.event, self.out.pool.take()),
                         origin: self.origin.clone(),
                         received: std::time::Instant::now(),
-                    })
-                },
-                None,
-            ),
+                    });
+                    match self.send(item) {
+                        Flow::Go if self.decoder.next_event(self.event) => {}
+                        flow => return flow,
+                    }
+                }
+            }
             Ok(Decoded::Header | Decoded::Skip) => return Flow::Go,
             Err(error) => {
                 SourceStats::add(&self.out.stats.rejected, 1);
@@ -248,14 +254,9 @@ impl Datagram<'_> {
                 (item, fatal)
             }
         };
-        let flow = match self.out.try_send(item) {
-            Ok(()) => Flow::Go,
-            Err(TrySendError::Closed(())) => return Flow::Stop(Ok(())),
-            Err(TrySendError::Full(())) => {
-                // The rest of this datagram is dropped with it.
-                SourceStats::add(&self.out.stats.dropped_datagrams, 1);
-                Flow::SkipRest
-            }
+        let flow = match self.send(item) {
+            Flow::Stop(outcome) => return Flow::Stop(outcome),
+            flow => flow,
         };
         match fatal {
             Some(error) => Flow::Stop(Err(SourceError::Parse {
@@ -263,6 +264,19 @@ impl Datagram<'_> {
                 error,
             })),
             None => flow,
+        }
+    }
+
+    /// Sends `item` without waiting.
+    fn send(&mut self, item: SourceItem) -> Flow {
+        match self.out.try_send(item) {
+            Ok(()) => Flow::Go,
+            Err(TrySendError::Closed(())) => Flow::Stop(Ok(())),
+            Err(TrySendError::Full(())) => {
+                // The rest of this datagram is dropped with it.
+                SourceStats::add(&self.out.stats.dropped_datagrams, 1);
+                Flow::SkipRest
+            }
         }
     }
 }
