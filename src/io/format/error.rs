@@ -188,6 +188,27 @@ impl ParseError {
         }
     }
 
+    /// The error's kind as a short name, for counting rejected input by reason (the `reason`
+    /// label of `tbptt_rejected_total`): `malformed`, `arity`, `non_finite`, `missing`,
+    /// `not_a_number`, `not_utf8`, `too_long`, `frame_too_large`, `bad_timestamp`,
+    /// `unknown_column`, `duplicate_column` or `no_columns`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ParseError::Malformed { .. } => "malformed",
+            ParseError::Arity { .. } => "arity",
+            ParseError::NonFinite { .. } => "non_finite",
+            ParseError::Missing { .. } => "missing",
+            ParseError::NotANumber { .. } => "not_a_number",
+            ParseError::NotUtf8 { .. } => "not_utf8",
+            ParseError::TooLong { .. } => "too_long",
+            ParseError::FrameTooLarge { .. } => "frame_too_large",
+            ParseError::BadTimestamp { .. } => "bad_timestamp",
+            ParseError::UnknownColumn { .. } => "unknown_column",
+            ParseError::DuplicateColumn { .. } => "duplicate_column",
+            ParseError::NoColumns { .. } => "no_columns",
+        }
+    }
+
     /// Whether the error concerns the configuration rather than one record, so that every
     /// further record would fail the same way ([`UnknownColumn`](ParseError::UnknownColumn),
     /// [`DuplicateColumn`](ParseError::DuplicateColumn), [`NoColumns`](ParseError::NoColumns)).
