@@ -284,6 +284,10 @@ pub struct RunStatus<'a> {
     pub series: Option<&'a KeyedStats>,
     /// Input records rejected so far.
     pub rejected: u64,
+    /// TBPTT updates applied so far.
+    pub updates: u64,
+    /// Due updates skipped because the background trainer was busy.
+    pub skipped_updates: u64,
 }
 
 /// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
@@ -1128,6 +1132,13 @@ impl EventLoop {
             Engine::Keyed(w) => (w.in_flight(), Some(w.stats())),
             _ => (0, None),
         };
+        let (updates, skipped_updates) = match (&self.engine, &series) {
+            (_, Some(k)) => (k.updates, 0),
+            (Engine::Single(p), None) => p
+                .learner()
+                .map_or((0, 0), |l| (l.updates(), l.skipped_updates())),
+            _ => (0, 0),
+        };
         let status = RunStatus {
             queued: rx.len(),
             queue_capacity: rx.max_capacity(),
@@ -1135,6 +1146,8 @@ impl EventLoop {
             source: &clock.source,
             series: series.as_ref(),
             rejected: self.rejects.count,
+            updates,
+            skipped_updates,
         };
         for o in &mut self.observers {
             if o.wants_status() {

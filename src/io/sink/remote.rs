@@ -263,7 +263,10 @@ impl Remote {
     ) -> crate::Result<Remote> {
         config.validate()?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            crate::Error::config("output", "a remote output must be started on a tokio runtime")
+            crate::Error::config(
+                "output",
+                "a remote output must be started on a tokio runtime",
+            )
         })?;
         let outbox = Arc::new(Outbox {
             state: Mutex::new(State {
@@ -341,10 +344,11 @@ async fn send_loop<B: Backend>(
         let mut wait = c.backoff;
         let mut attempt = 1;
         loop {
-            let result = match tokio::time::timeout(c.timeout, backend.send(&batch, &counters)).await {
-                Ok(r) => r,
-                Err(e) => Err(SendError::Transient(Box::new(e))),
-            };
+            let result =
+                match tokio::time::timeout(c.timeout, backend.send(&batch, &counters)).await {
+                    Ok(r) => r,
+                    Err(e) => Err(SendError::Transient(Box::new(e))),
+                };
             let late = closed_at
                 .or_else(|| outbox.is_closed().then(Instant::now))
                 .is_some_and(|t| t.elapsed() >= c.close_timeout);
