@@ -11,6 +11,7 @@ mod hostile;
 mod keyed;
 mod learning;
 mod memory;
+mod monitor;
 mod nab;
 mod stdout;
 mod sweep;
