@@ -270,6 +270,111 @@ mod tests {
         assert_eq!(out, b"ab");
     }
 
+    /// A loopback HTTP server that answers request `i` with `statuses[i]` (204 past the end)
+    /// and keeps every request's body.
+    fn server(
+        statuses: Vec<u16>,
+    ) -> (
+        String,
+        Arc<std::sync::Mutex<Vec<String>>>,
+        std::thread::JoinHandle<()>,
+    ) {
+        use std::io::{BufRead, Read};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/write?db=x", l.local_addr().unwrap());
+        let bodies: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let got = bodies.clone();
+        let t = std::thread::spawn(move || {
+            for i in 0..=statuses.len() {
+                let Ok((conn, _)) = l.accept() else { return };
+                let mut r = std::io::BufReader::new(conn);
+                let mut len = 0;
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap() > 2 {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                got.lock().unwrap().push(String::from_utf8(body).unwrap());
+                let status = statuses.get(i).copied().unwrap_or(204);
+                let text = if status == 404 {
+                    "{\"error\":\"database not found: \\\"x\\\"\"}"
+                } else {
+                    ""
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = r.get_mut().write_all(answer.as_bytes());
+            }
+        });
+        (url, bodies, t)
+    }
+
+    fn quick() -> RemoteConfig {
+        RemoteConfig {
+            flush_interval: std::time::Duration::from_millis(20),
+            backoff: std::time::Duration::from_millis(5),
+            close_timeout: std::time::Duration::from_secs(5),
+            ..RemoteConfig::default()
+        }
+    }
+
+    fn send_three(url: &str, config: RemoteConfig) -> super::remote::RemoteStats {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _enter = rt.enter();
+        let mut sink = InfluxSink::start(url, config).unwrap();
+        for i in 0..3 {
+            let r = OutputRecord {
+                key: format!("m{{i=\"{i}\"}}"),
+                forecast: vec![i as f64],
+                ..Default::default()
+            };
+            sink.write(&r).unwrap();
+        }
+        let counters = sink.counters();
+        drop(sink);
+        counters.snapshot()
+    }
+
+    #[test]
+    fn server_errors_are_retried_with_backoff_and_counted() {
+        let (url, bodies, t) = server(vec![503, 500]);
+        let s = send_three(&url, quick());
+        t.join().unwrap();
+        assert_eq!((s.written, s.batches, s.retries, s.dropped), (3, 1, 2, 0));
+        let bodies = bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 3);
+        assert!(bodies.iter().all(|b| b == &bodies[0]));
+        assert_eq!(bodies[0].lines().count(), 3);
+        assert!(bodies[0].starts_with("m,i=0 forecast=0,score=0,anomaly=false\n"));
+    }
+
+    #[test]
+    fn a_refused_batch_is_dropped_at_once_and_a_dead_server_after_its_attempts() {
+        let (url, bodies, t) = server(vec![404]);
+        let s = send_three(&url, quick());
+        assert_eq!((s.written, s.retries, s.dropped), (0, 0, 3));
+        assert_eq!(bodies.lock().unwrap().len(), 1);
+        drop(t);
+        // Nobody listens: every attempt fails to connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = RemoteConfig {
+            max_attempts: 4,
+            ..quick()
+        };
+        let s = send_three(&format!("http://127.0.0.1:{port}/write?db=x"), config);
+        assert_eq!((s.written, s.retries, s.dropped), (0, 3, 3));
+    }
+
     #[test]
     fn only_http_and_nanoseconds() {
         let rt = tokio::runtime::Runtime::new().unwrap();
