@@ -201,7 +201,12 @@ impl Outbox {
                 s.spare.push(old);
             }
         }
-        let next = s.spare.pop().unwrap_or_default();
+        // A new buffer starts at the size of the full one: one allocation, not one per
+        // doubling.
+        let next = match s.spare.pop() {
+            Some(b) => b,
+            None => Vec::with_capacity(s.current.capacity()),
+        };
         let full = std::mem::replace(&mut s.current, next);
         let n = std::mem::take(&mut s.lines);
         s.started = None;
