@@ -435,7 +435,7 @@ impl Table {
                 let Some((k, e)) = self.lru.peek_lru() else {
                     break;
                 };
-                if !e.hold_until.is_some_and(|t| t > now) {
+                if e.hold_until.is_none_or(|t| t <= now) {
                     break;
                 }
                 self.scratch.clear();
