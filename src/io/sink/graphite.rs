@@ -13,7 +13,7 @@
 //! - `TIMESTAMP` is the event's time in whole seconds when it is a Unix time (2001 to 2286),
 //!   else the time of writing.
 //!
-//! Lines are batched and queued as [`remote`](super::remote) describes. Before each batch the
+//! Lines are batched and queued as [`remote`] describes. Before each batch the
 //! connection is checked for a close by the server, so a restarted carbon loses nothing that
 //! was written after it closed; a batch whose write fails is sent again on a new connection.
 

@@ -1,5 +1,5 @@
 //! Records to InfluxDB: line protocol POSTed over HTTP (hyper's client), batched, retried
-//! with backoff, from a bounded queue ([`remote`](super::remote)).
+//! with backoff, from a bounded queue ([`remote`]).
 //!
 //! Each record becomes one line, `MEASUREMENT,TAGS FIELDS TIMESTAMP`:
 //! - `MEASUREMENT` is the series' metric name (a plain key as it is; `tbptt` for an unkeyed
