@@ -483,3 +483,51 @@ fn promtool_accepts_the_alert_rules_and_their_tests() {
         String::from_utf8_lossy(&test.stderr)
     );
 }
+
+#[test]
+fn unknown_output_schemes_and_bad_metrics_addresses_are_refused_by_name() {
+    let input = crate::util::data("airline_passengers.csv");
+    let done = crate::util::run(
+        {
+            let mut c = tbptt(["replay", "-q", "-o", "kafka://127.0.0.1:9092"]);
+            c.arg(&input);
+            c
+        },
+        Input::Null,
+    );
+    done.assert_code(2);
+    assert!(
+        done.stderr.contains("unknown scheme kafka://"),
+        "{}",
+        done.stderr
+    );
+    let done = crate::util::run(
+        {
+            let mut c = tbptt(["replay", "-q", "-o", "none", "--metrics", "not an address"]);
+            c.arg(&input);
+            c
+        },
+        Input::Null,
+    );
+    done.assert_code(2);
+    assert!(
+        done.stderr
+            .contains("--metrics: expected PORT or HOST:PORT"),
+        "{}",
+        done.stderr
+    );
+    let done = crate::util::run(
+        {
+            let mut c = tbptt(["replay", "-q", "-o", "influx+https://h:8086/write?db=x"]);
+            c.arg(&input);
+            c
+        },
+        Input::Null,
+    );
+    done.assert_code(2);
+    assert!(
+        done.stderr.contains("only http:// is supported"),
+        "{}",
+        done.stderr
+    );
+}
