@@ -269,3 +269,106 @@ fn the_likelihood_allocates_nothing_over_a_long_hostile_run() {
     assert_eq!(l.heap_bytes(), before);
     assert!(l.validate().is_ok());
 }
+
+#[cfg(feature = "monitor")]
+/// Records of `keys` canonical series, cycling, with the record buffers made once.
+fn monitored_records(keys: usize) -> Vec<tbptt::OutputRecord> {
+    (0..keys)
+        .map(|i| {
+            let mut key = String::new();
+            tbptt::io::labels::canonical(
+                "cpu_usage",
+                &mut [("host", &format!("web-{i:03}")), ("dc", "eu west")],
+                &mut key,
+            );
+            tbptt::OutputRecord {
+                key,
+                time: Some(1.7e9),
+                error: Some(0.01),
+                residual: vec![0.1],
+                forecast: vec![1.5],
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+#[cfg(feature = "monitor")]
+#[test]
+fn metrics_allocate_nothing_per_record_once_warm_even_past_their_series_bound() {
+    use tbptt::service::metrics::{Metrics, MetricsConfig};
+    use tbptt::service::run::Observer;
+    // 12 series through a table of 5: every record of a series not in it takes a place.
+    let metrics = Metrics::new(MetricsConfig {
+        max_series: 5,
+        ..MetricsConfig::default()
+    });
+    let mut observer = metrics.observer();
+    let mut records = monitored_records(12);
+    let event = tbptt::Event::new();
+    let mut feed = |records: &mut [tbptt::OutputRecord], n: usize| {
+        for i in 0..n {
+            let r = &mut records[i % 12];
+            r.score = (i % 7) as f64 / 7.0;
+            r.anomaly = i % 97 == 0;
+            r.updates = (i / 8) as u64;
+            observer.accepted_at(&event, r, std::time::Instant::now());
+        }
+    };
+    feed(&mut records, 1_000);
+    let (allocs, ()) = count(|| feed(&mut records, 20_000));
+    assert_eq!(allocs, 0, "{allocs} allocations in 20,000 records");
+    let mut text = String::new();
+    metrics
+        .encode(tbptt::service::metrics::Format::Prometheus, &mut text)
+        .unwrap();
+    assert!(text.contains("tbptt_metrics_series 5\n"), "{text}");
+}
+
+#[cfg(feature = "monitor")]
+#[test]
+fn remote_sinks_allocate_at_most_a_buffer_per_batch_once_warm() {
+    use tbptt::io::sink::remote::RemoteConfig;
+    use tbptt::io::sink::Sink;
+    // A Graphite listener that reads and discards.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut &conn, &mut std::io::sink());
+            });
+        }
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _enter = rt.enter();
+    let config = RemoteConfig {
+        batch_lines: 400,
+        timeout: std::time::Duration::from_secs(1),
+        close_timeout: std::time::Duration::from_secs(1),
+        ..RemoteConfig::default()
+    };
+    let graphite =
+        tbptt::io::sink::graphite::GraphiteSink::start(&addr.to_string(), config.clone()).unwrap();
+    let influx = tbptt::io::sink::influx::InfluxSink::start(
+        &format!("http://{addr}/write?db=x"),
+        RemoteConfig {
+            max_attempts: 1,
+            ..config
+        },
+    )
+    .unwrap();
+    let mut sinks: Vec<Box<dyn Sink + Send>> = vec![Box::new(graphite), Box::new(influx)];
+    let records = monitored_records(12);
+    let mut feed = |n: usize| {
+        for i in 0..n {
+            for s in &mut sinks {
+                s.write(&records[i % 12]).unwrap();
+            }
+        }
+    };
+    feed(20_000);
+    let (allocs, ()) = count(|| feed(20_000));
+    // Graphite: 4 lines a record, 200 batches; InfluxDB: one a record, 50 batches.
+    assert!(allocs <= 250, "{allocs} allocations for 20,000 records");
+}

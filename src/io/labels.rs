@@ -99,6 +99,102 @@ pub fn parse(key: &str) -> Option<(&str, Vec<(String, String)>)> {
     Some((&key[..open], labels))
 }
 
+/// Splits a key into its metric name and an iterator over its labels without allocating;
+/// `None` when the key has braces that do not hold well-formed `label="value"` pairs (as
+/// [`parse`]). A key without braces is a name with no labels.
+///
+/// ```
+/// use tbptt::io::labels;
+///
+/// let (name, mut pairs) = labels::split(r#"up{job="a \"b\"",x="1"}"#).unwrap();
+/// assert_eq!(name, "up");
+/// let (k, v) = pairs.next().unwrap();
+/// assert_eq!((k, v.chars().collect::<String>()), ("job", r#"a "b""#.to_string()));
+/// assert_eq!(pairs.next().map(|(k, _)| k), Some("x"));
+/// assert!(pairs.next().is_none());
+/// ```
+pub fn split(key: &str) -> Option<(&str, Pairs<'_>)> {
+    let Some(open) = key.find('{') else {
+        return Some((key, Pairs { rest: "" }));
+    };
+    let body = key[open + 1..].strip_suffix('}')?;
+    // Check the whole body first, so that the iterator never meets a malformed pair.
+    let mut check = Pairs { rest: body };
+    while !check.rest.is_empty() {
+        check.step()?;
+    }
+    Some((&key[..open], Pairs { rest: body }))
+}
+
+/// The labels of a key, in key order: `(name, value)` ([`split`]).
+#[derive(Clone, Debug)]
+pub struct Pairs<'a> {
+    rest: &'a str,
+}
+
+/// A label value as it stands in the key, escaped; [`Value::chars`] unescapes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Value<'a>(&'a str);
+
+impl<'a> Value<'a> {
+    /// The value's characters, unescaped (`\\`, `\"`, `\n`).
+    pub fn chars(&self) -> impl Iterator<Item = char> + 'a {
+        let mut it = self.0.chars();
+        std::iter::from_fn(move || match it.next()? {
+            '\\' => match it.next()? {
+                'n' => Some('\n'),
+                c => Some(c),
+            },
+            c => Some(c),
+        })
+    }
+
+    /// Whether the value has no characters.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> Pairs<'a> {
+    /// The next pair, or `None` (malformed) and the rest left as it was.
+    fn step(&mut self) -> Option<(&'a str, Value<'a>)> {
+        let rest = self.rest;
+        let eq = rest.find("=\"")?;
+        let name = &rest[..eq];
+        let value_start = eq + 2;
+        let mut bytes = rest[value_start..].bytes().enumerate();
+        let end = loop {
+            match bytes.next()? {
+                (i, b'"') => break value_start + i,
+                (_, b'\\') => {
+                    bytes.next()?;
+                }
+                _ => {}
+            }
+        };
+        let value = Value(&rest[value_start..end]);
+        let after = &rest[end + 1..];
+        self.rest = match after.strip_prefix(',') {
+            Some(r) if !r.is_empty() => r,
+            Some(_) => return None,
+            None if after.is_empty() => after,
+            None => return None,
+        };
+        Some((name, value))
+    }
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a str, Value<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        self.step()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +233,28 @@ mod tests {
         assert_eq!(name, "m");
         assert_eq!(labels[0], ("v".to_string(), raw.to_string()));
         assert_eq!(labels[1], ("w".to_string(), "}".to_string()));
+    }
+
+    #[test]
+    fn split_agrees_with_parse() {
+        for k in [
+            r#"m{a="1",b="x \"y\" \\ \n"}"#,
+            "plain.graphite.path",
+            "m{}",
+            "m{a=1}",
+            "m{a=\"1\",}",
+            "m{a=\"1\"b=\"2\"}",
+            "m{a=\"1\\",
+        ] {
+            let parsed = parse(k);
+            let split = split(k).map(|(n, p)| {
+                let pairs: Vec<(String, String)> = p
+                    .map(|(k, v)| (k.to_string(), v.chars().collect()))
+                    .collect();
+                (n, pairs)
+            });
+            assert_eq!(parsed, split, "{k}");
+        }
     }
 
     #[test]

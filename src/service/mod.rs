@@ -2,5 +2,7 @@
 //! sink) and the async stream adapter for embedding. Builds on [`crate::io`] and below.
 
 pub mod keyed;
+#[cfg(feature = "monitor")]
+pub mod metrics;
 pub mod run;
 pub mod stream;

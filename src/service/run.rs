@@ -229,8 +229,36 @@ pub trait Observer: Send {
         let _ = (event, record);
     }
 
+    /// [`Observer::accepted`], with the instant the bytes that completed the event were read
+    /// (for a latency from input to record). The run calls this one; by default it calls
+    /// [`Observer::accepted`].
+    fn accepted_at(&mut self, event: &Event, record: &OutputRecord, received: Instant) {
+        let _ = received;
+        self.accepted(event, record);
+    }
+
     /// An input record was rejected and skipped.
     fn rejected(&mut self) {}
+
+    /// [`Observer::rejected`], with why: a [`ParseError::reason`](crate::io::format::ParseError::reason)
+    /// for a record that did not decode, or a [`SeriesError::reason`] (`refused` with one
+    /// pipeline) for an event its pipeline refused. The run calls this one; by default it
+    /// calls [`Observer::rejected`].
+    fn rejected_for(&mut self, reason: &'static str) {
+        let _ = reason;
+        self.rejected();
+    }
+
+    /// Whether this observer wants [`Observer::status`] (about once a second). Default: no.
+    fn wants_status(&self) -> bool {
+        false
+    }
+
+    /// The run's state: when the engine starts, then about once a second while it runs (also
+    /// while the input is idle), if [`Observer::wants_status`] says so.
+    fn status(&mut self, status: &RunStatus<'_>) {
+        let _ = status;
+    }
 
     /// The run stopped reading input, whatever the reason (before the final checkpoint).
     fn stopped(&mut self) {}
@@ -265,6 +293,28 @@ impl SkippedValues {
     fn total(&self) -> u64 {
         self.fields + self.stale_markers + self.out_of_order + self.non_finite
     }
+}
+
+/// What [`Observer::status`] sees: queue depths and counters of the running engine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RunStatus<'a> {
+    /// Items the source has decoded that the predict thread has not taken yet.
+    pub queued: usize,
+    /// The source queue's capacity.
+    pub queue_capacity: usize,
+    /// Keyed events handed to the workers and not yet written.
+    pub in_flight: usize,
+    /// The source's counters (connections, dropped datagrams).
+    pub source: &'a source::SourceStats,
+    /// The keyed series' counters, with keyed series.
+    pub series: Option<&'a KeyedStats>,
+    /// Input records rejected so far.
+    pub rejected: u64,
+    /// TBPTT updates applied so far.
+    pub updates: u64,
+    /// Due updates skipped because the background trainer was busy.
+    pub skipped_updates: u64,
 }
 
 /// Figures of a finished run, written to stderr and, as JSON, to `--summary FILE`.
@@ -345,6 +395,11 @@ pub struct Summary {
     /// With keyed series: their counters (series, evictions, restores, store writes, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<KeyedStats>,
+    /// The outputs to a time-series database (InfluxDB, Graphite): lines written, retried and
+    /// dropped. Filled by the caller that made them (the command), since they finish after
+    /// the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<crate::io::sink::RemoteStats>,
 }
 
 impl std::fmt::Display for Summary {
@@ -419,6 +474,14 @@ impl std::fmt::Display for Summary {
                     k.store_writes, k.store_failures
                 )?;
             }
+        }
+        for o in &self.outputs {
+            writeln!(
+                f,
+                "  output            {}: {} lines written in {} batches, {} retries, {} \
+                 reconnects, {} lines dropped",
+                o.target, o.written, o.batches, o.retries, o.reconnects, o.dropped
+            )?;
         }
         writeln!(f, "  anomalies         {}", self.anomalies)?;
         if self.series.is_none() {
@@ -762,6 +825,7 @@ impl Runner {
             pool: handle.pool().clone(),
             closer: handle.closer(),
             stats: stats.clone(),
+            runtime: tokio::runtime::Handle::current(),
         };
         let sink = match sink {
             Some(s) => s,
@@ -874,14 +938,26 @@ impl Checkpoints {
     }
 }
 
+/// How often observers that want it see [`Observer::status`].
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When the observers last saw a status, and what the next one needs.
+struct StatusClock {
+    source: std::sync::Arc<source::SourceStats>,
+    runtime: tokio::runtime::Handle,
+    last: Instant,
+}
+
 /// What the predict loop reads: the source's items, and the pool their events go back to.
 struct Inbox {
     rx: tokio::sync::mpsc::Receiver<SourceItem>,
     pool: source::EventPool,
     /// Closes a listener's connection (strict mode per connection).
     closer: source::Closer,
-    /// The source's counters, and the input's columns once known.
+    /// The source's counters (for [`Observer::status`]), and the input's columns once known.
     stats: std::sync::Arc<source::SourceStats>,
+    /// The runtime, to wait for the source with a timeout when observers want a status.
+    runtime: tokio::runtime::Handle,
 }
 
 /// What turns events into records: one pipeline, or a pipeline per key on workers.
@@ -920,6 +996,8 @@ struct EventLoop {
     source: Option<std::sync::Arc<source::SourceStats>>,
     /// Whether the columns were announced and handed to the sink.
     begun: bool,
+    /// With observers that want a status: when they last saw one.
+    status: Option<StatusClock>,
 }
 
 impl EventLoop {
@@ -965,6 +1043,7 @@ impl EventLoop {
             submitted: 0,
             source: None,
             begun: false,
+            status: None,
         })
     }
 
@@ -1085,9 +1164,18 @@ impl EventLoop {
             pool,
             closer,
             stats,
+            runtime,
         } = inbox;
         self.closer = Some(closer);
-        self.source = Some(stats);
+        self.source = Some(std::sync::Arc::clone(&stats));
+        if self.observers.iter().any(|o| o.wants_status()) {
+            self.status = Some(StatusClock {
+                source: stats,
+                runtime,
+                last: Instant::now(),
+            });
+            self.report_status(&rx);
+        }
         let end = self.drain_items(&mut rx, &pool);
         // Keyed series: the records of the events still in flight (unless the output is
         // gone or the run failed).
@@ -1099,6 +1187,60 @@ impl EventLoop {
             }
         }
         end
+    }
+
+    /// The next item from the source (`None` when it has ended). With observers that want a
+    /// status, one is reported every [`STATUS_INTERVAL`] while the input is idle.
+    fn wait_for_item(
+        &mut self,
+        rx: &mut tokio::sync::mpsc::Receiver<SourceItem>,
+    ) -> Option<SourceItem> {
+        let Some(runtime) = self.status.as_ref().map(|c| c.runtime.clone()) else {
+            return rx.blocking_recv();
+        };
+        loop {
+            match runtime.block_on(tokio::time::timeout(STATUS_INTERVAL, rx.recv())) {
+                Ok(item) => return item,
+                Err(_) => self.report_status(rx),
+            }
+        }
+    }
+
+    /// Shows the observers that want it the engine's state now.
+    fn report_status(&mut self, rx: &tokio::sync::mpsc::Receiver<SourceItem>) {
+        let Some(clock) = self.status.take() else {
+            return;
+        };
+        let (in_flight, series) = match &self.engine {
+            Engine::Keyed(w) => (w.in_flight(), Some(w.stats())),
+            _ => (0, None),
+        };
+        let (updates, skipped_updates) = match (&self.engine, &series) {
+            (_, Some(k)) => (k.updates, 0),
+            (Engine::Single(p), None) => p
+                .learner()
+                .map_or((0, 0), |l| (l.updates(), l.skipped_updates())),
+            _ => (0, 0),
+        };
+        let status = RunStatus {
+            queued: rx.len(),
+            queue_capacity: rx.max_capacity(),
+            in_flight,
+            source: &clock.source,
+            series: series.as_ref(),
+            rejected: self.rejects.count,
+            updates,
+            skipped_updates,
+        };
+        for o in &mut self.observers {
+            if o.wants_status() {
+                o.status(&status);
+            }
+        }
+        self.status = Some(StatusClock {
+            last: Instant::now(),
+            ..clock
+        });
     }
 
     fn workers(&mut self) -> Option<&mut Workers<source::Record>> {
@@ -1131,7 +1273,7 @@ impl EventLoop {
                         }
                         self.dirty = false;
                     }
-                    match rx.blocking_recv() {
+                    match self.wait_for_item(rx) {
                         Some(item) => item,
                         None => return Ok(EndReason::EndOfInput),
                     }
@@ -1140,6 +1282,13 @@ impl EventLoop {
                     return Ok(EndReason::EndOfInput)
                 }
             };
+            if self
+                .status
+                .as_ref()
+                .is_some_and(|c| c.last.elapsed() >= STATUS_INTERVAL)
+            {
+                self.report_status(rx);
+            }
             match item {
                 SourceItem::Event(rec) => {
                     if let Some(end) = self.dispatch(rec, pool)? {
@@ -1232,7 +1381,10 @@ impl EventLoop {
         } = d;
         let end = match result {
             Ok(()) => self.accepted(&rec, &record),
-            Err(e) => self.refused(&rec, e).map(|()| None),
+            Err(e) => {
+                let reason = e.reason();
+                self.refused(&rec, e, reason).map(|()| None)
+            }
         };
         pool.give(rec.event);
         if let Some(w) = self.workers() {
@@ -1276,7 +1428,7 @@ impl EventLoop {
         let ok = result.is_ok();
         let end = match result {
             Ok(()) => self.accepted(rec, &out),
-            Err(e) => self.refused(rec, e).map(|()| None),
+            Err(e) => self.refused(rec, e, "refused").map(|()| None),
         };
         self.out = out;
         let end = end?;
@@ -1307,7 +1459,7 @@ impl EventLoop {
                 .map_err(RunError::Output)?;
         }
         for o in &mut self.observers {
-            o.accepted(&rec.event, r);
+            o.accepted_at(&rec.event, r, rec.received);
         }
         if let Some(end) = judge_output(self.sink.write(r))? {
             return Ok(Some(end));
@@ -1323,6 +1475,7 @@ impl EventLoop {
         &mut self,
         rec: &source::Record,
         e: impl std::error::Error + Send + Sync + 'static,
+        reason: &'static str,
     ) -> Result<(), RunError> {
         if self.per_connection(&rec.origin) {
             if let Some(c) = &self.closer {
@@ -1334,7 +1487,10 @@ impl EventLoop {
                 reason: Box::new(e),
             });
         }
-        self.rejects.note(&rec.origin, "event", &e);
+        self.rejects.note(&rec.origin, reason, &e);
+        for o in &mut self.observers {
+            o.rejected_for(reason);
+        }
         Ok(())
     }
 
@@ -1370,9 +1526,9 @@ impl EventLoop {
                 reason: Box::new(error.clone()),
             });
         }
-        self.rejects.note(&at, error.kind(), error);
+        self.rejects.note(&at, error.reason(), error);
         for o in &mut self.observers {
-            o.rejected();
+            o.rejected_for(error.reason());
         }
         Ok(())
     }

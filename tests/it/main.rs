@@ -8,6 +8,7 @@ mod fuzz_corpus;
 mod golden;
 mod gradcheck;
 mod hostile;
+mod ingest;
 mod keyed;
 mod learning;
 mod memory;

@@ -685,9 +685,18 @@ pub struct Common {
     pub likelihood: Option<LikelihoodConfig>,
 
     // ---- output
-    /// Where records go: '-' for stdout, a file, or 'none'.
-    #[arg(short = 'o', long, default_value = "-", help_heading = "Output")]
-    pub output: String,
+    /// Where records go: '-' for stdout, a file, 'none', or a time-series database:
+    /// influx+http://HOST:PORT/write?db=NAME (InfluxDB line protocol over HTTP) or
+    /// graphite://HOST:PORT (plaintext over TCP). Repeat it to write to several.
+    #[arg(
+        short = 'o',
+        long,
+        default_value = "-",
+        value_name = "TARGET",
+        action = clap::ArgAction::Append,
+        help_heading = "Output"
+    )]
+    pub output: Vec<String>,
     /// Record format.
     #[arg(long, value_enum, default_value_t = OutputFormatArg::Csv, help_heading = "Output")]
     pub output_format: OutputFormatArg,
@@ -715,6 +724,96 @@ pub struct Common {
 
     #[command(flatten)]
     pub series: SeriesArgs,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+// ---- monitoring daemon: /metrics and the outputs to a time-series database
+
+/// Flags of the metrics endpoint and of the outputs to a time-series database, shared by
+/// `learn` and `replay`.
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (OpenMetrics when the scraper asks
+    /// for it), with /healthz and /ready. A bare port means 127.0.0.1:PORT; port 0 picks a
+    /// free one (announced on stderr) [default: off].
+    #[arg(long, value_name = "ADDR", help_heading = "Monitoring")]
+    pub metrics: Option<String>,
+    /// Series exported one by one at /metrics at most: the most recently seen, and those
+    /// flagged as anomalies in the last 10 minutes; the rest count in the aggregates.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        help_heading = "Monitoring"
+    )]
+    pub metrics_series: u64,
+    /// Lines per batch of an influx+http:// or graphite:// output; a batch not full is sent
+    /// after 1 s.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        help_heading = "Monitoring"
+    )]
+    pub output_batch: u64,
+    /// Batches an influx+http:// or graphite:// output queues at most; past it the oldest is
+    /// dropped (counted).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..=100_000),
+        help_heading = "Monitoring"
+    )]
+    pub output_queue: u64,
+    /// Attempts per batch of an influx+http:// or graphite:// output (retried with backoff
+    /// from 100 ms to 5 s); then the batch is dropped (counted).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=100),
+        help_heading = "Monitoring"
+    )]
+    pub output_attempts: u32,
+}
+
+impl MonitorArgs {
+    /// The `--metrics` address: a bare port is on the loopback interface.
+    ///
+    /// # Errors
+    /// A message for an address that does not parse.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let Some(a) = &self.metrics else {
+            return Ok(None);
+        };
+        let a = a.trim();
+        let full = if a.parse::<u16>().is_ok() {
+            format!("127.0.0.1:{a}")
+        } else {
+            a.to_string()
+        };
+        use std::net::ToSocketAddrs;
+        full.to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .map(Some)
+            .ok_or_else(|| format!("--metrics: expected PORT or HOST:PORT, got {a:?}"))
+    }
+
+    /// The batching and retrying of the remote outputs.
+    pub fn remote(&self) -> tbptt::io::sink::remote::RemoteConfig {
+        tbptt::io::sink::remote::RemoteConfig {
+            batch_lines: usize::try_from(self.output_batch).unwrap_or(5000),
+            max_batches: usize::try_from(self.output_queue).unwrap_or(64),
+            max_attempts: self.output_attempts,
+            ..Default::default()
+        }
+    }
 }
 
 /// Flags of keyed series (`--key`, or the monitoring formats, whose events name their

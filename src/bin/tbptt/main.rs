@@ -1,6 +1,7 @@
 //! The `tbptt` command: parses flags, builds the configuration and calls [`tbptt::service::run::run`].
 
 mod cli;
+mod monitor;
 mod nab;
 mod observe;
 mod sweep;
@@ -16,9 +17,7 @@ use tbptt::io::format::{ColumnSpec, DecoderConfig, Format, TimeStyle};
 use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
 use tbptt::io::store::Store;
 use tbptt::service::keyed::KeyedConfig;
-use tbptt::service::run::{
-    CheckpointConfig, Keys, OutputTarget, RunConfig, Runner, Speed, Summary,
-};
+use tbptt::service::run::{CheckpointConfig, Keys, RunConfig, Runner, Speed, Summary};
 use tbptt::{CellKind, LearnerConfig, Truncation};
 
 fn main() -> ExitCode {
@@ -128,17 +127,28 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         config.source.decoder.format,
         config.source.decoder.delimiter,
     );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // The metrics endpoint and the outputs to a time-series database run on this runtime.
+    let (monitoring, sink) = {
+        let _enter = runtime.enter();
+        monitor::start(&common, &config)?
+    };
     let mut runner = Runner::new(config);
+    if let Some(sink) = sink {
+        runner = runner.sink(sink);
+    }
+    if let Some(o) = monitoring.observer() {
+        runner = runner.observer(o);
+    }
     if let Some(p) = progress {
         runner = runner.observer(p);
     }
     if let Some(p) = plot {
         runner = runner.observer(p);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     // A --summary file that cannot be written is found before the run, not after it.
     if let Some(path) = &common.summary {
         std::fs::OpenOptions::new()
@@ -150,7 +160,7 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
     }
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = interrupted.clone();
-    let (summary, result): (Summary, _) = runtime.block_on(async move {
+    let (mut summary, result): (Summary, _) = runtime.block_on(async move {
         let (trigger, shutdown) = tbptt::io::shutdown::channel();
         tokio::spawn(async move {
             let signal = wait_for_signal().await;
@@ -163,6 +173,10 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         });
         runner.run_summarized(shutdown).await
     });
+    // The outputs to a time-series database have sent what they could by now (the run drops
+    // its sink at its end).
+    summary.outputs = monitoring.output_stats();
+    monitoring.stop();
     // The summary is written on every exit, with the reason when the run failed.
     if !common.quiet {
         eprintln!("{summary}");
@@ -382,11 +396,7 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
     if let Some(l) = c.likelihood {
         pipeline.anomaly.likelihood = l;
     }
-    let output = match c.output.as_str() {
-        "-" => OutputTarget::Stdout,
-        "none" => OutputTarget::Discard,
-        p => OutputTarget::File(p.into()),
-    };
+    let output = monitor::local_output(&c.output)?;
     Ok(RunConfig {
         source,
         pipeline,

@@ -192,11 +192,12 @@ impl ParseError {
         }
     }
 
-    /// A short name of the error's kind, for counting rejections by reason: `malformed`,
+    /// The error's kind as a short name, for counting rejected input by reason (the `reason`
+    /// label of `tbptt_rejected_total` and the summary's `rejected_by_reason`): `malformed`,
     /// `arity`, `non_finite`, `missing`, `not_a_number`, `not_utf8`, `too_long`,
-    /// `unknown_column`, `duplicate_column`, `no_columns`, `frame_too_large` or
-    /// `bad_timestamp`.
-    pub fn kind(&self) -> &'static str {
+    /// `frame_too_large`, `bad_timestamp`, `unknown_column`, `duplicate_column` or
+    /// `no_columns`.
+    pub fn reason(&self) -> &'static str {
         match self {
             ParseError::Malformed { .. } => "malformed",
             ParseError::Arity { .. } => "arity",
@@ -205,11 +206,11 @@ impl ParseError {
             ParseError::NotANumber { .. } => "not_a_number",
             ParseError::NotUtf8 { .. } => "not_utf8",
             ParseError::TooLong { .. } => "too_long",
+            ParseError::FrameTooLarge { .. } => "frame_too_large",
+            ParseError::BadTimestamp { .. } => "bad_timestamp",
             ParseError::UnknownColumn { .. } => "unknown_column",
             ParseError::DuplicateColumn { .. } => "duplicate_column",
             ParseError::NoColumns { .. } => "no_columns",
-            ParseError::FrameTooLarge { .. } => "frame_too_large",
-            ParseError::BadTimestamp { .. } => "bad_timestamp",
         }
     }
 
@@ -252,7 +253,7 @@ mod tests {
             got: 2,
         };
         assert_eq!(e.to_string(), "line 17: expected 3 fields, got 2");
-        assert_eq!(e.kind(), "arity");
+        assert_eq!(e.reason(), "arity");
         let e = ParseError::Malformed {
             pos: Position::Offset(1024),
             reason: "x".into(),

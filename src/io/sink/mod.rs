@@ -25,6 +25,13 @@
 //! as `null` when absent; the members as `"members": {"net": [..], ..}` and the weights as
 //! `"weights": {"net": .., ..}`.
 
+pub mod graphite;
+#[cfg(feature = "monitor")]
+pub mod influx;
+pub mod remote;
+
+pub use remote::RemoteStats;
+
 use crate::detect::forecast::MEMBER_NAMES;
 use crate::detect::pipeline::OutputRecord;
 use crate::io::format::{Columns, TimeStyle};
@@ -137,6 +144,40 @@ impl Sink for ChannelSink {
                 "the receiver of the output channel is gone",
             )
         })
+    }
+}
+
+/// Hands each record to several sinks in turn (records to a file and to InfluxDB, say). The
+/// first error stops the record there and is returned.
+///
+/// # Example
+/// ```
+/// use tbptt::detect::pipeline::OutputRecord;
+/// use tbptt::io::sink::{ChannelSink, Sink, Tee};
+///
+/// let (a, ra) = ChannelSink::bounded(4);
+/// let (b, rb) = ChannelSink::bounded(4);
+/// let mut tee = Tee::new(vec![Box::new(a), Box::new(b)]);
+/// tee.write(&OutputRecord { index: 2, ..Default::default() })?;
+/// assert_eq!((ra.len(), rb.len()), (1, 1));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Tee(Vec<Box<dyn Sink + Send>>);
+
+impl Tee {
+    /// A sink writing to each of `sinks`, in order.
+    pub fn new(sinks: Vec<Box<dyn Sink + Send>>) -> Self {
+        Tee(sinks)
+    }
+}
+
+impl Sink for Tee {
+    fn write(&mut self, record: &OutputRecord) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.write(record))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.flush())
     }
 }
 

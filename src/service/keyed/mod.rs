@@ -267,6 +267,8 @@ pub struct Workers<X: Carries> {
     spare: Vec<OutputRecord>,
     threads: Vec<JoinHandle<KeyedStats>>,
     writer: Option<JoinHandle<(u64, u64)>>,
+    /// Store transactions committed and failed so far (the writer thread counts them).
+    store_counts: Arc<[AtomicU64; 2]>,
     interval: Duration,
     last_flush: Instant,
 }
@@ -338,11 +340,13 @@ impl<X: Carries> Workers<X> {
             threads.push(t);
         }
         drop(batch_tx);
+        let store_counts: Arc<[AtomicU64; 2]> = Arc::default();
+        let counts = store_counts.clone();
         let writer = match store {
             Some(s) => Some(
                 std::thread::Builder::new()
                     .name("tbptt-store".into())
-                    .spawn(move || write_batches(&s, batch_rx, &committed))
+                    .spawn(move || write_batches(&s, batch_rx, &committed, &counts))
                     .map_err(|source| SeriesError::Spawn {
                         what: "store",
                         source,
@@ -358,6 +362,7 @@ impl<X: Carries> Workers<X> {
             spare: Vec::new(),
             threads,
             writer,
+            store_counts,
             interval: config.store_interval,
             last_flush: Instant::now(),
         })
@@ -435,6 +440,8 @@ impl<X: Carries> Workers<X> {
                 }
             }
         }
+        all.store_writes = self.store_counts[0].load(Ordering::Relaxed);
+        all.store_failures = self.store_counts[1].load(Ordering::Relaxed);
         all
     }
 
@@ -536,6 +543,7 @@ fn write_batches(
     store: &Store,
     rx: Receiver<(usize, Batch)>,
     committed: &[Arc<AtomicU64>],
+    counts: &[AtomicU64; 2],
 ) -> (u64, u64) {
     let (mut writes, mut failures) = (0, 0);
     // After a failed write a worker's evicted states stay in its memory for the rest of the
@@ -547,12 +555,14 @@ fn write_batches(
         match store.write(puts, removes) {
             Ok(()) => {
                 writes += 1;
+                counts[0].store(writes, Ordering::Relaxed);
                 if !failed[w] {
                     committed[w].store(b.generation, Ordering::Release);
                 }
             }
             Err(e) => {
                 failures += 1;
+                counts[1].store(failures, Ordering::Relaxed);
                 failed[w] = true;
                 if failures <= 10 || failures % 1000 == 0 {
                     tracing::error!("{e} ({failures} failed writes)");

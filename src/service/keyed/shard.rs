@@ -63,6 +63,22 @@ pub enum SeriesError {
     },
 }
 
+impl SeriesError {
+    /// The error's kind as a short name, for counting refused events by reason: `refused`
+    /// (the pipeline refused the event), `series_full` (`max_series` without a store),
+    /// `store`, `encode`, `config` or `spawn`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SeriesError::Event { .. } => "refused",
+            SeriesError::Full { .. } => "series_full",
+            SeriesError::Store(_) => "store",
+            SeriesError::Encode { .. } => "encode",
+            SeriesError::Config(_) => "config",
+            SeriesError::Spawn { .. } => "spawn",
+        }
+    }
+}
+
 /// A series in memory.
 struct Entry {
     pipeline: Pipeline,
