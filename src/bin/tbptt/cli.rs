@@ -141,6 +141,7 @@ Examples:
   tbptt learn --listen tcp://127.0.0.1:9000 --format jsonl --threshold 0.4
   tbptt learn --listen udp://127.0.0.1:9001 --columns cpu,mem --time ts
   tbptt learn --listen 127.0.0.1:9000 --key host --store series.redb --max-series 50000
+  tbptt learn --listen 127.0.0.1:9000 --key host --metrics 9464 -o graphite://127.0.0.1:2003
   tbptt learn --connect 127.0.0.1:9000 --output-format jsonl
   tbptt learn --listen 127.0.0.1:9000 --checkpoint model.ckpt --checkpoint-interval 60
   tbptt learn --listen tcp://127.0.0.1:9000 --record day.jsonl";
