@@ -93,6 +93,8 @@ pub struct Recorder<W: Write> {
     time_text: String,
     /// The input columns' names, when lines are written as flat objects.
     names: Vec<String>,
+    /// Appending to a structured recording: keep its form.
+    structured_only: bool,
 }
 
 impl Recorder<std::fs::File> {
@@ -105,16 +107,24 @@ impl Recorder<std::fs::File> {
     }
 
     /// A recorder appending to the file at `path` (created if missing): a run resumed from a
-    /// checkpoint continues the recording of the run before it.
+    /// checkpoint continues the recording of the run before it. When the file's first line is
+    /// in the structured form, new lines keep that form (and times in seconds), so that the
+    /// whole file replays with one layout.
     ///
     /// # Errors
-    /// The I/O error of opening the file.
+    /// The I/O error of opening or reading the file.
     pub fn append(path: &Path) -> io::Result<Self> {
+        use std::io::{BufRead, Read};
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)?;
-        Ok(Recorder::new(file))
+        let mut first = Vec::new();
+        io::BufReader::new((&file).take(1 << 20)).read_until(b'\n', &mut first)?;
+        let mut rec = Recorder::new(file);
+        rec.structured_only = memchr::memmem::find(&first, b"\"values\":").is_some();
+        Ok(rec)
     }
 }
 
@@ -127,6 +137,7 @@ impl<W: Write> Recorder<W> {
             style: TimeStyle::Number,
             time_text: String::new(),
             names: Vec::new(),
+            structured_only: false,
         }
     }
 
@@ -134,6 +145,9 @@ impl<W: Write> Recorder<W> {
     /// have names (see the module documentation), so that a replay reads the events the same
     /// way and writes the same output. Default: seconds as numbers, the structured form.
     pub fn set_columns(&mut self, columns: &Columns) {
+        if self.structured_only {
+            return;
+        }
         self.style = columns.time_style;
         let names = columns.forecast_names().unwrap_or_default();
         let flat = columns.named
@@ -251,5 +265,57 @@ impl WallClock {
         } else {
             self.epoch - (self.instant - at).as_secs_f64()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appending_keeps_the_form_of_the_recording_it_continues() {
+        let dir = std::env::temp_dir().join(format!("tbptt-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rec.jsonl");
+        let ev = Event {
+            time: Some(1396310400.0),
+            key: String::new(),
+            values: vec![1.5],
+            targets: vec![],
+        };
+        let named = Columns {
+            time: Some("timestamp".into()),
+            time_style: TimeStyle::of("2014-04-01 00:00:00"),
+            inputs: vec!["cpu".into()],
+            named: true,
+            ..Columns::default()
+        };
+        let write = |rec: &mut Recorder<std::fs::File>| {
+            rec.set_columns(&named);
+            rec.write(&ev, 2.0).unwrap();
+            rec.flush().unwrap();
+        };
+        // A structured recording (no names when it started) stays structured.
+        let mut first = Recorder::create(&path).unwrap();
+        first.write(&ev, 1.0).unwrap();
+        first.flush().unwrap();
+        write(&mut Recorder::append(&path).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.lines().all(|l| l.contains("\"values\":[1.5]")),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 2);
+        // A flat one stays flat.
+        write(&mut Recorder::create(&path).unwrap());
+        write(&mut Recorder::append(&path).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with("{\"time\":\"2014-04-01 00:00:00\",\"cpu\":1.5,")),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

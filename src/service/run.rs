@@ -330,7 +330,7 @@ pub struct Summary {
     pub rejected_updates: u64,
     /// Input records rejected (malformed, wrong arity, NaN/Inf, too long, missing values).
     pub rejected: u64,
-    /// The rejected records by reason ([`ParseError::kind`](crate::io::format::ParseError::kind),
+    /// The rejected records by reason ([`ParseError::reason`](crate::io::format::ParseError::reason),
     /// or `event` for an event its pipeline refused); only reasons that occurred.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub rejected_by_reason: std::collections::BTreeMap<String, u64>,
@@ -655,7 +655,7 @@ impl Recording {
 /// Logs rejected records: the first 20 individually, then one line per 1000.
 struct RejectLog {
     count: u64,
-    /// Counts by [`ParseError::kind`](crate::io::format::ParseError::kind) (`event` for
+    /// Counts by [`ParseError::reason`](crate::io::format::ParseError::reason) (`event` for
     /// events a pipeline refused).
     by_reason: std::collections::BTreeMap<&'static str, u64>,
 }
