@@ -58,6 +58,16 @@ pub enum StoreError {
         #[source]
         source: CheckpointError,
     },
+    /// Creating the store's file failed (its staging file could not be removed, renamed or
+    /// made durable).
+    #[error("state store {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store's series were created with other settings.
     #[error("state store {}: {source}", path.display())]
     Settings {
@@ -92,16 +102,13 @@ impl Store {
     /// # Errors
     /// [`StoreError::Open`] if the file cannot be opened (another process holds it, it is not
     /// a database), [`StoreError::Settings`] if it was written with other settings,
-    /// [`StoreError::Db`] if a read or the first write fails.
+    /// [`StoreError::Db`] if a read or the first write fails, [`StoreError::Io`] if a new
+    /// store's file cannot be put in place.
     pub fn open(path: &Path, template: &PipelineConfig) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        })?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-        };
+        if !path.exists() {
+            return Store::create_new(path, template);
+        }
+        let store = Store::open_db(path, Database::create(path))?;
         match store.template()? {
             Some(saved) => checkpoint::check_compatible(&saved, template).map_err(|source| {
                 StoreError::Settings {
@@ -109,22 +116,71 @@ impl Store {
                     source,
                 }
             })?,
-            None => {
-                let json = serde_json::to_vec(template).map_err(|e| StoreError::Settings {
-                    path: store.path.clone(),
-                    source: CheckpointError::Encode(e.to_string()),
-                })?;
-                store.commit(|tx| {
-                    tx.open_table(SERIES).map_err(boxed)?;
-                    tx.open_table(META)
-                        .map_err(boxed)?
-                        .insert(TEMPLATE, json.as_slice())
-                        .map_err(boxed)?;
-                    Ok(())
-                })?;
-            }
+            None => store.save_template(template)?,
         }
         Ok(store)
+    }
+
+    /// Creates a new store at `path` in one step: the database is made under a staging
+    /// name beside it (`<file>.creating`), its settings committed, and only then renamed to
+    /// `path`. A process killed while creating leaves no `path` at all (redb writes its
+    /// header after creating the file, so a kill in between would leave a file that is not
+    /// yet a database), and the next run starts afresh.
+    fn create_new(path: &Path, template: &PipelineConfig) -> Result<Store, StoreError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".creating");
+        let staging = path.with_file_name(name);
+        let io_err = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::remove_file(&staging) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(e)),
+            _ => {}
+        }
+        let store = Store::open_db(&staging, Database::create(&staging))?;
+        store.save_template(template)?;
+        std::fs::rename(&staging, path).map_err(io_err)?;
+        // Make the rename itself durable: fsync the directory that holds the entry.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err)?;
+        }
+        Ok(Store {
+            db: store.db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn open_db(
+        path: &Path,
+        db: Result<Database, redb::DatabaseError>,
+    ) -> Result<Store, StoreError> {
+        let db = db.map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Commits the settings of a new store, with its empty series table.
+    fn save_template(&self, template: &PipelineConfig) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(template).map_err(|e| StoreError::Settings {
+            path: self.path.clone(),
+            source: CheckpointError::Encode(e.to_string()),
+        })?;
+        self.commit(|tx| {
+            tx.open_table(SERIES).map_err(boxed)?;
+            tx.open_table(META)
+                .map_err(boxed)?
+                .insert(TEMPLATE, json.as_slice())
+                .map_err(boxed)?;
+            Ok(())
+        })
     }
 
     /// Opens an existing store whatever its settings (to inspect it).
@@ -133,14 +189,7 @@ impl Store {
     /// [`StoreError::Open`] if the file is missing, held by another process or not a
     /// database.
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::open(path).map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        })?;
-        Ok(Store {
-            db,
-            path: path.to_path_buf(),
-        })
+        Store::open_db(path, Database::open(path))
     }
 
     /// The settings the store's series were created with; `None` for an empty store.
@@ -321,6 +370,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn a_new_store_appears_whole_and_a_killed_creation_is_started_afresh() {
+        let d = dir("create");
+        let path = d.join("s.redb");
+        // What a process killed between creating the file and writing redb's header leaves.
+        let staging = d.join("s.redb.creating");
+        std::fs::write(&staging, vec![0u8; 4096]).unwrap();
+        let template = state(1, 1).config;
+        let store = Store::open(&path, &template).unwrap();
+        assert!(!staging.exists(), "the staging file is renamed into place");
+        assert_eq!(store.path(), path);
+        let mut head = [0u8; 8];
+        std::io::Read::read_exact(&mut std::fs::File::open(&path).unwrap(), &mut head).unwrap();
+        assert!(
+            Store::sniff(&head),
+            "the file at the path is a database from the start"
+        );
+        assert_eq!(store.settings().unwrap(), Some(template.clone()));
+        let e = checkpoint::encode(&state(10, 1)).unwrap();
+        store.write([("a", e.as_slice())], []).unwrap();
+        drop(store);
+        let store = Store::open(&path, &template).unwrap();
+        assert_eq!(store.len().unwrap(), 1);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

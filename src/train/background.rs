@@ -45,11 +45,7 @@ pub(crate) struct Background<T: Float> {
 }
 
 impl<T: Float> Background<T> {
-    #[allow(clippy::type_complexity)]
-    pub(super) fn spawn(
-        trainer: Trainer<T>,
-        model: Model<T>,
-    ) -> std::result::Result<Self, (Box<Trainer<T>>, Error)> {
+    pub(super) fn spawn(trainer: Trainer<T>, model: Model<T>) -> Result<Self> {
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job<T>>(JOBS);
         let (free_jobs_tx, free_jobs_rx) = crossbeam_channel::bounded::<Job<T>>(JOBS);
         let (weights_tx, weights_rx) = crossbeam_channel::bounded::<Published<T>>(WEIGHT_BUFFERS);
@@ -116,7 +112,7 @@ impl<T: Float> Background<T> {
                 mean_loss,
                 truncation,
             }),
-            Err(e) => Err((Box::new(snapshot), Error::Spawn(e.into()))),
+            Err(e) => Err(Error::Spawn(e.into())),
         }
     }
 
@@ -160,8 +156,9 @@ impl<T: Float> Background<T> {
         }
     }
 
-    /// Closes the job queue, waits for the thread and returns its trainer and weights.
-    pub(super) fn join(mut self) -> Result<(Box<Trainer<T>>, Model<T>)> {
+    /// Closes the job queue, waits for the thread and returns its trainer and weights. Once
+    /// joined (or after a panic) it takes no more windows.
+    pub(super) fn join(&mut self) -> Result<(Box<Trainer<T>>, Model<T>)> {
         self.jobs = None;
         let handle = self.handle.take();
         match handle.map(|h| h.join()) {

@@ -395,7 +395,7 @@ impl<T: Float> Learner<T> {
     pub fn trainer(&self) -> Option<&Trainer<T>> {
         match &self.mode {
             Mode::Inline(t) => Some(t),
-            Mode::Background(_) | Mode::Switching => None,
+            Mode::Background(_) => None,
         }
     }
 
@@ -404,7 +404,7 @@ impl<T: Float> Learner<T> {
     pub fn take_window(&mut self) -> Option<Window<T>> {
         match &mut self.mode {
             Mode::Inline(t) => Some(t.take_window()),
-            Mode::Background(_) | Mode::Switching => None,
+            Mode::Background(_) => None,
         }
     }
 
@@ -413,7 +413,7 @@ impl<T: Float> Learner<T> {
     pub fn swap_window(&mut self, window: &mut Window<T>) -> bool {
         match &mut self.mode {
             Mode::Inline(t) => t.swap_window(window),
-            Mode::Background(_) | Mode::Switching => false,
+            Mode::Background(_) => false,
         }
     }
 
@@ -441,7 +441,6 @@ impl<T: Float> Learner<T> {
         match &self.mode {
             Mode::Inline(t) => t.rejected(),
             Mode::Background(b) => b.rejected,
-            Mode::Switching => 0,
         }
     }
 
@@ -450,7 +449,6 @@ impl<T: Float> Learner<T> {
         match &self.mode {
             Mode::Inline(t) => t.mean_loss(),
             Mode::Background(b) => b.mean_loss,
-            Mode::Switching => 0.0,
         }
     }
 
@@ -467,19 +465,14 @@ impl<T: Float> Learner<T> {
         if self.is_background() {
             return Ok(());
         }
-        let Mode::Inline(trainer) = std::mem::replace(&mut self.mode, Mode::Switching) else {
+        let Mode::Inline(trainer) = &self.mode else {
             return Ok(());
         };
-        match Background::spawn(*trainer, self.model.clone()) {
-            Ok(b) => {
-                self.mode = Mode::Background(Box::new(b));
-                Ok(())
-            }
-            Err((trainer, e)) => {
-                self.mode = Mode::Inline(trainer);
-                Err(e)
-            }
-        }
+        // The thread gets a copy; the inline trainer stays in place until the thread runs,
+        // so a failed spawn leaves the learner as it was.
+        let b = Background::spawn((**trainer).clone(), self.model.clone())?;
+        self.mode = Mode::Background(Box::new(b));
+        Ok(())
     }
 
     /// Waits for the background trainer to finish the windows it holds, takes its final
@@ -492,9 +485,11 @@ impl<T: Float> Learner<T> {
         if !self.is_background() {
             return Ok(());
         }
-        let Mode::Background(b) = std::mem::replace(&mut self.mode, Mode::Switching) else {
-            return Err(Error::config("trainer", "learner is in an invalid state"));
+        let Mode::Background(b) = &mut self.mode else {
+            return Ok(());
         };
+        // After a panic the spent background stays: it takes no more windows, and the
+        // learner predicts with the last weights it received.
         let (trainer, model) = b.join()?;
         self.model.copy_params_from(model.params())?;
         self.mode = Mode::Inline(trainer);
@@ -518,7 +513,7 @@ impl<T: Float> Learner<T> {
         }
         let trainer = match &self.mode {
             Mode::Inline(t) => t.to_state(),
-            Mode::Background(_) | Mode::Switching => {
+            Mode::Background(_) => {
                 return Err(Error::config("trainer", "learner is in an invalid state"))
             }
         };
@@ -630,7 +625,6 @@ impl<T: Float> Learner<T> {
         match &self.mode {
             Mode::Inline(t) => t.window_len(),
             Mode::Background(b) => b.truncation.current,
-            Mode::Switching => self.config.window,
         }
     }
 
@@ -641,7 +635,6 @@ impl<T: Float> Learner<T> {
         match &self.mode {
             Mode::Inline(t) => t.truncation(),
             Mode::Background(b) => b.truncation,
-            Mode::Switching => TruncationReport::fixed(self.config.window, 0),
         }
     }
 
@@ -650,7 +643,6 @@ impl<T: Float> Learner<T> {
         match &self.mode {
             Mode::Inline(t) => t.updates(),
             Mode::Background(b) => b.updates,
-            Mode::Switching => 0,
         }
     }
 
@@ -788,7 +780,6 @@ impl<T: Float> Learner<T> {
                 }
                 None
             }
-            (Mode::Switching, true) => None,
         };
         Ok(Prediction {
             index,
@@ -817,8 +808,6 @@ impl<T: Float> Learner<T> {
 enum Mode<T: Float> {
     Inline(Box<Trainer<T>>),
     Background(Box<Background<T>>),
-    /// Only while switching between the two.
-    Switching,
 }
 
 impl<T: Float> Clone for Mode<T> {
@@ -827,7 +816,6 @@ impl<T: Float> Clone for Mode<T> {
         match self {
             Mode::Inline(t) => Mode::Inline(t.clone()),
             Mode::Background(b) => Mode::Inline(Box::new(b.snapshot.clone())),
-            Mode::Switching => Mode::Switching,
         }
     }
 }
@@ -837,7 +825,6 @@ impl<T: Float> std::fmt::Debug for Mode<T> {
         match self {
             Mode::Inline(_) => f.write_str("Inline"),
             Mode::Background(b) => write!(f, "Background {{ updates: {} }}", b.updates),
-            Mode::Switching => f.write_str("Switching"),
         }
     }
 }
