@@ -80,8 +80,11 @@ fn learner(c: &mut Criterion) {
         let config = LearnerConfig {
             cell,
             d_hidden: 64,
-            window: 32,
-            every: 8,
+            trainer: tbptt::TrainerConfig {
+                truncation: 32.into(),
+                every: 8,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let mut l = config.build::<f32>().expect("learner");

@@ -52,11 +52,14 @@ fn learner_config(cell: CellKind, h: usize, t: usize, k: usize) -> LearnerConfig
     LearnerConfig {
         cell,
         d_hidden: h,
-        window: t,
-        every: k,
-        loss_steps: LossSteps::Every,
-        optimizer: OptimizerConfig::adam(3e-3),
-        clip: None,
+        trainer: tbptt::TrainerConfig {
+            truncation: t.into(),
+            every: k,
+            loss_steps: LossSteps::Every,
+            optimizer: OptimizerConfig::adam(3e-3),
+            clip: None,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

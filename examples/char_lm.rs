@@ -121,19 +121,22 @@ fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         fixed => fixed,
     };
-    let mut config = LearnerConfig {
+    let config = LearnerConfig {
         cell: a.cell,
         d_input: 256,
         d_hidden: a.hidden,
         d_target: Some(256),
         targets: Targets::Explicit,
-        every: a.every,
-        loss: Loss::CrossEntropy,
-        optimizer: OptimizerConfig::adam(a.lr),
         seed: a.seed,
+        trainer: tbptt::TrainerConfig {
+            truncation,
+            every: a.every,
+            loss: Loss::CrossEntropy,
+            optimizer: OptimizerConfig::adam(a.lr),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    config.set_truncation(truncation);
     let mut learner = config.build::<f32>()?;
     let (mut x, mut y) = ([0.0f32; 256], [0.0f32; 256]);
     let mut counts = [0u64; 256];

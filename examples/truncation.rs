@@ -160,8 +160,11 @@ fn gradient_errors(
     let config = LearnerConfig {
         cell,
         d_hidden: 32,
-        window: 32,
-        every: K,
+        trainer: tbptt::TrainerConfig {
+            truncation: 32.into(),
+            every: K,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut learner = config.build::<f64>()?;

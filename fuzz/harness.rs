@@ -186,7 +186,7 @@ pub fn checkpoint(data: &[u8]) {
     state.config.background = false;
     let d = state.inner.as_ref().map_or(1, |i| i.learner.config.d_input);
     // Guard the fuzzer's time, not correctness: huge models are valid but slow.
-    if state.learner_config().d_hidden > 64 || d > 16 || state.learner_config().window > 64 {
+    if state.learner_config().d_hidden > 64 || d > 16 || state.learner_config().max_window() > 64 {
         return;
     }
     let mut p =

@@ -82,9 +82,12 @@ fn configs() -> Vec<LearnerConfig> {
                     layers,
                     d_input: 3,
                     d_hidden: 16,
-                    window: 12,
-                    every: 4,
-                    optimizer,
+                    trainer: tbptt::TrainerConfig {
+                        optimizer,
+                        truncation: 12.into(),
+                        every: 4,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 });
             }
@@ -92,27 +95,36 @@ fn configs() -> Vec<LearnerConfig> {
     }
     let mut auto = LearnerConfig {
         d_hidden: 16,
-        every: 4,
+        trainer: tbptt::TrainerConfig {
+            every: 4,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    auto.set_truncation(Truncation::Auto(AutoTruncation {
+    auto.trainer.truncation = Truncation::Auto(AutoTruncation {
         min: 8,
         max: 40,
         history: 4,
         ..Default::default()
-    }));
+    });
     v.push(auto);
     v.push(LearnerConfig {
-        loss: Loss::Huber { delta: 0.5 },
-        loss_steps: LossSteps::All,
-        clip: None,
+        trainer: tbptt::TrainerConfig {
+            loss_steps: LossSteps::All,
+            loss: Loss::Huber { delta: 0.5 },
+            clip: None,
+            ..Default::default()
+        },
         ..Default::default()
     });
     v.push(LearnerConfig {
         d_input: 4,
         d_target: Some(4),
         targets: Targets::Explicit,
-        loss: Loss::CrossEntropy,
+        trainer: tbptt::TrainerConfig {
+            loss: Loss::CrossEntropy,
+            ..Default::default()
+        },
         ..Default::default()
     });
     v
@@ -156,7 +168,7 @@ fn no_allocation_per_event_or_update_after_warm_up() {
             updates
         });
         assert!(
-            updates as usize >= 200 / config.every,
+            updates as usize >= 200 / config.trainer.every,
             "{config:?}: only {updates} updates"
         );
         assert_eq!(
@@ -165,7 +177,7 @@ fn no_allocation_per_event_or_update_after_warm_up() {
             "{:?} {} layers, {}: {allocs} allocations in 200 events",
             config.cell,
             config.layers,
-            config.optimizer.name()
+            config.trainer.optimizer.name()
         );
     }
 }
@@ -174,8 +186,11 @@ fn no_allocation_per_event_or_update_after_warm_up() {
 fn no_allocation_on_the_prediction_thread_with_a_background_trainer() {
     let config = LearnerConfig {
         d_hidden: 16,
-        window: 16,
-        every: 4,
+        trainer: tbptt::TrainerConfig {
+            truncation: 16.into(),
+            every: 4,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut learner = config.build::<f32>().unwrap();

@@ -423,7 +423,7 @@ impl Pipeline {
         let explicit = !ev.targets.is_empty();
         let mut lc = self.config.learner.clone();
         lc.d_input = d;
-        let categorical = lc.loss == crate::Loss::CrossEntropy;
+        let categorical = lc.trainer.loss == crate::Loss::CrossEntropy;
         let forecaster = (!explicit && !categorical && !self.config.forecast.is_plain_level())
             .then(|| Forecaster::new(self.config.forecast, d, ev.time.is_some()));
         if explicit {
@@ -767,7 +767,7 @@ impl Pipeline {
         } else {
             d
         };
-        let categorical = lc.loss == crate::Loss::CrossEntropy;
+        let categorical = lc.trainer.loss == crate::Loss::CrossEntropy;
         let wants_forecaster = !explicit && !categorical && !p.config.forecast.is_plain_level();
         match (&s.forecaster, wants_forecaster) {
             (Some(f), true) => {
@@ -1068,8 +1068,8 @@ mod tests {
     #[test]
     fn cross_entropy_forecasts_class_probabilities_of_a_cycle() {
         let mut config = PipelineConfig::default();
-        config.learner.loss = crate::Loss::CrossEntropy;
-        config.learner.optimizer = crate::OptimizerConfig::adam(1e-2);
+        config.learner.trainer.loss = crate::Loss::CrossEntropy;
+        config.learner.trainer.optimizer = crate::OptimizerConfig::adam(1e-2);
         let mut p = Pipeline::new(config).unwrap();
         let mut last = vec![];
         for t in 0..3000 {

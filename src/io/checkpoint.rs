@@ -810,17 +810,17 @@ pub fn check_compatible(
     cmp("--cell", &a.cell, &b.cell)?;
     cmp("--hidden", &a.d_hidden, &b.d_hidden)?;
     cmp("--layers", &a.layers, &b.layers)?;
-    cmp("--window (T)", &a.window, &b.window)?;
+    cmp("--window (T)", &a.max_window(), &b.max_window())?;
     cmp(
         "-T auto (--t-min, --t-tolerance)",
-        &a.auto_truncation,
-        &b.auto_truncation,
+        &a.trainer.auto_truncation(),
+        &b.trainer.auto_truncation(),
     )?;
-    cmp("--every (k)", &a.every, &b.every)?;
-    cmp("--loss-steps", &a.loss_steps, &b.loss_steps)?;
-    cmp("--loss", &a.loss, &b.loss)?;
-    cmp("--opt/--lr", &a.optimizer, &b.optimizer)?;
-    cmp("--clip", &a.clip, &b.clip)?;
+    cmp("--every (k)", &a.trainer.every, &b.trainer.every)?;
+    cmp("--loss-steps", &a.trainer.loss_steps, &b.trainer.loss_steps)?;
+    cmp("--loss", &a.trainer.loss, &b.trainer.loss)?;
+    cmp("--opt/--lr", &a.trainer.optimizer, &b.trainer.optimizer)?;
+    cmp("--clip", &a.trainer.clip, &b.trainer.clip)?;
     cmp("--seed", &a.seed, &b.seed)?;
     cmp("normalization", &saved.normalize, &requested.normalize)?;
     cmp(
@@ -983,8 +983,8 @@ mod tests {
     fn pipeline(events: usize) -> Pipeline {
         let mut config = PipelineConfig::default();
         config.learner.d_hidden = 4;
-        config.learner.window = 4;
-        config.learner.every = 2;
+        config.learner.trainer.truncation = crate::Truncation::Fixed(4);
+        config.learner.trainer.every = 2;
         let mut p = Pipeline::new(config).unwrap();
         let mut ev = Event::new();
         for t in 0..events {

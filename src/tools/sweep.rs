@@ -6,7 +6,7 @@
 //!
 //! - [`TAxis`]: a value of the `T` axis: a fixed window, [`TAxis::Auto`] (adaptive
 //!   truncation, [`crate::train::truncation`], with the settings of the base configuration's
-//!   [`crate::LearnerConfig::auto_truncation`]) or [`TAxis::Full`] (full BPTT through
+//!   [`crate::TrainerConfig::auto_truncation`]) or [`TAxis::Full`] (full BPTT through
 //!   everything seen so far, the thing truncation approximates). (Not to be confused with
 //!   [`crate::train::truncation::Truncation`], how one learner chooses `T`.)
 //! - [`Grid`] → [`RunSpec`]s: the cartesian product of `T`, `k`, cell and hidden size
@@ -91,7 +91,7 @@ pub enum TAxis {
     Fixed(usize),
     /// TBPTT with adaptive truncation: `T` follows the measured gradient decay
     /// ([`crate::train::truncation`]). Its settings are the base configuration's
-    /// [`crate::LearnerConfig::auto_truncation`], or [`crate::train::truncation::AutoTruncation::default`] when unset.
+    /// [`crate::TrainerConfig::auto_truncation`], or [`crate::train::truncation::AutoTruncation::default`] when unset.
     Auto,
     /// Full BPTT: every update backpropagates through everything seen so far.
     ///
@@ -516,16 +516,16 @@ pub fn run_config(base: &PipelineConfig, spec: &RunSpec, n_events: usize) -> Pip
     c.background = false;
     c.learner.cell = spec.cell;
     c.learner.d_hidden = spec.hidden;
-    c.learner.every = spec.every;
+    c.learner.trainer.every = spec.every;
     match spec.window {
-        TAxis::Fixed(t) => c.learner.set_truncation(Truncation::Fixed(t)),
+        TAxis::Fixed(t) => c.learner.trainer.truncation = Truncation::Fixed(t),
         TAxis::Auto => {
-            let a = base.learner.auto_truncation.clone().unwrap_or_default();
-            c.learner.set_truncation(Truncation::Auto(a));
+            let a = base.learner.trainer.auto_truncation().cloned();
+            let a = a.unwrap_or_default();
+            c.learner.trainer.truncation = Truncation::Auto(a);
         }
         TAxis::Full => {
-            c.learner
-                .set_truncation(Truncation::Fixed(n_events.max(spec.every) + 1));
+            c.learner.trainer.truncation = Truncation::Fixed(n_events.max(spec.every) + 1);
         }
     }
     c
@@ -543,10 +543,16 @@ pub fn check_auto(base: &PipelineConfig, specs: &[RunSpec]) -> Result<()> {
         let c = run_config(base, s, 0).learner;
         // The settings first, so that an error names the auto flag rather than the window
         // sized from it; then everything else the trainer checks.
-        if let (Some(a), false) = (&c.auto_truncation, c.loss_steps == crate::LossSteps::All) {
-            a.validate(c.every, c.loss_steps.resolve(a.max, c.every))?;
+        if let (Some(a), false) = (
+            c.trainer.auto_truncation(),
+            c.trainer.loss_steps == crate::LossSteps::All,
+        ) {
+            a.validate(
+                c.trainer.every,
+                c.trainer.loss_steps.resolve(a.max, c.trainer.every),
+            )?;
         }
-        c.trainer_config().validate()?;
+        c.trainer.validate()?;
     }
     Ok(())
 }
@@ -573,12 +579,12 @@ impl FullBptt {
         let lc = l.config();
         Ok(FullBptt {
             window: Window::new(&mc, n_events.max(1))?,
-            optimizer: Optimizer::new(lc.optimizer.clone(), mc.n_params())?,
+            optimizer: Optimizer::new(lc.trainer.optimizer.clone(), mc.n_params())?,
             start: vec![0.0; mc.state_len()],
-            clip: lc.clip,
-            loss: lc.loss,
-            loss_steps: lc.loss_steps,
-            every: lc.every,
+            clip: lc.trainer.clip,
+            loss: lc.trainer.loss,
+            loss_steps: lc.trainer.loss_steps,
+            every: lc.trainer.every,
             steps: 0,
         })
     }
@@ -755,9 +761,9 @@ pub fn evaluate_traced(
 fn mc_auto_max(pipeline: &Pipeline) -> usize {
     pipeline
         .learner()
-        .map_or(0, |l| match &l.config().auto_truncation {
+        .map_or(0, |l| match &l.config().trainer.auto_truncation() {
             Some(a) => a.max,
-            None => l.config().window,
+            None => l.config().max_window(),
         })
 }
 
@@ -815,7 +821,8 @@ pub fn estimated_madds(
     let steps = match spec.window {
         TAxis::Fixed(t) => t as f64 / k,
         TAxis::Auto => {
-            let a = base.learner.auto_truncation.clone().unwrap_or_default();
+            let a = base.learner.trainer.auto_truncation().cloned();
+            let a = a.unwrap_or_default();
             (a.min + a.max) as f64 / 2.0 / k
         }
         TAxis::Full => n / 2.0 / k,
@@ -1117,7 +1124,7 @@ mod tests {
             })
             .collect();
         let mut base = PipelineConfig::default();
-        base.learner.auto_truncation = Some(AutoTruncation {
+        base.learner.trainer.truncation = Truncation::Auto(AutoTruncation {
             min: 8,
             max: 32,
             ..Default::default()
@@ -1130,7 +1137,8 @@ mod tests {
         };
         assert!(run_config(&base, &spec(TAxis::Fixed(8)), 1000)
             .learner
-            .auto_truncation
+            .trainer
+            .auto_truncation()
             .is_none());
         let r = evaluate(&ev, &base, &spec(TAxis::Auto), None).unwrap();
         let t = r.truncation.expect("auto runs carry the report");
@@ -1147,7 +1155,7 @@ mod tests {
         let t32 = evaluate(&ev, &base, &spec(TAxis::Fixed(32)), None).unwrap();
         assert_eq!(r.buffer_bytes, t32.buffer_bytes);
         check_auto(&base, &[spec(TAxis::Auto)]).unwrap();
-        base.learner.auto_truncation = Some(AutoTruncation {
+        base.learner.trainer.truncation = Truncation::Auto(AutoTruncation {
             min: 5,
             ..Default::default()
         });

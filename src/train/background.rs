@@ -50,7 +50,7 @@ impl<T: Float> Background<T> {
         let (free_jobs_tx, free_jobs_rx) = crossbeam_channel::bounded::<Job<T>>(JOBS);
         let (weights_tx, weights_rx) = crossbeam_channel::bounded::<Published<T>>(WEIGHT_BUFFERS);
         let (free_w_tx, free_w_rx) = crossbeam_channel::bounded::<Vec<T>>(WEIGHT_BUFFERS);
-        let t = trainer.config().window;
+        let t = trainer.config().max_window();
         let mc = *model.config();
         for _ in 0..JOBS {
             let job = Job {

@@ -17,8 +17,10 @@ use crate::nn::model::{Model, ModelConfig, StepWorkspace, Window};
 use crate::nn::optim::OptimizerConfig;
 use crate::train::background::Background;
 use crate::train::ring::{Ring, RingState};
-use crate::train::trainer::{LossSteps, Trainer, TrainerConfig, TrainerState, UpdateStats};
-use crate::train::truncation::{AutoTruncation, Truncation, TruncationReport};
+use crate::train::trainer::{
+    LossSteps, Trainer, TrainerConfig, TrainerConfigRepr, TrainerState, UpdateStats,
+};
+use crate::train::truncation::{AutoTruncation, TruncationReport};
 use crate::{CellKind, Error, Float, Result};
 use serde::{Deserialize, Serialize};
 
@@ -47,12 +49,17 @@ pub enum Targets {
 /// # Example
 /// ```
 /// use tbptt::{CellKind, LearnerConfig};
-/// let config = LearnerConfig { cell: CellKind::Lstm, d_hidden: 16, window: 16, every: 4, ..Default::default() };
+/// let config = LearnerConfig {
+///     cell: CellKind::Lstm,
+///     d_hidden: 16,
+///     trainer: tbptt::TrainerConfig { truncation: 16.into(), every: 4, ..Default::default() },
+///     ..Default::default()
+/// };
 /// let learner = config.build::<f32>().unwrap();
 /// assert_eq!(learner.model().config().d_hidden, 16);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "LearnerConfigRepr", into = "LearnerConfigRepr")]
 pub struct LearnerConfig {
     /// Cell kind. Default: GRU.
     pub cell: CellKind,
@@ -67,30 +74,16 @@ pub struct LearnerConfig {
     pub d_target: Option<usize>,
     /// What is predicted. Default: the next input.
     pub targets: Targets,
-    /// Window length `T` (k2); with [`LearnerConfig::auto_truncation`], the largest `T`
-    /// (ring and buffers are sized for it). Default: 32.
-    pub window: usize,
-    /// Update period `k` (k1), in events. Default: 8.
-    pub every: usize,
-    /// Steps the loss counts. Default: `k`.
-    pub loss_steps: LossSteps,
-    /// Loss. Default: MSE.
-    pub loss: Loss,
-    /// Optimizer. Default: Adam, learning rate 3e-3.
-    pub optimizer: OptimizerConfig,
-    /// Global gradient-norm clip; `None` = off. Default: 1.0.
-    pub clip: Option<f64>,
+    /// The training side: truncation `T` (k2), update period `k` (k1), loss, optimizer and
+    /// clipping. Default: [`TrainerConfig::default`] (`T = 32`, `k = 8`, MSE, Adam 3e-3,
+    /// clip 1.0).
+    pub trainer: TrainerConfig,
     /// Seed of the weight initialization. Default: 0.
     pub seed: u64,
-    /// Adapt `T` online between a minimum and `window` ([`crate::train::truncation`]); set it with
-    /// [`LearnerConfig::set_truncation`]. Default: `None` (fixed `T = window`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_truncation: Option<AutoTruncation>,
 }
 
 impl Default for LearnerConfig {
     fn default() -> Self {
-        let t = TrainerConfig::default();
         LearnerConfig {
             cell: CellKind::Gru,
             d_input: 1,
@@ -98,15 +91,86 @@ impl Default for LearnerConfig {
             layers: 1,
             d_target: None,
             targets: Targets::NextInput,
+            trainer: TrainerConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// The stored form of [`LearnerConfig`]: one flat record, fields in this order, as
+/// checkpoints, store templates and [`crate::io::checkpoint::config_hash`] have always read
+/// it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LearnerConfigRepr {
+    cell: CellKind,
+    d_input: usize,
+    d_hidden: usize,
+    layers: usize,
+    d_target: Option<usize>,
+    targets: Targets,
+    window: usize,
+    every: usize,
+    loss_steps: LossSteps,
+    loss: Loss,
+    optimizer: OptimizerConfig,
+    clip: Option<f64>,
+    seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auto_truncation: Option<AutoTruncation>,
+}
+
+impl Default for LearnerConfigRepr {
+    fn default() -> Self {
+        LearnerConfig::default().into()
+    }
+}
+
+impl From<LearnerConfig> for LearnerConfigRepr {
+    fn from(c: LearnerConfig) -> Self {
+        let t = TrainerConfigRepr::from(c.trainer);
+        LearnerConfigRepr {
+            cell: c.cell,
+            d_input: c.d_input,
+            d_hidden: c.d_hidden,
+            layers: c.layers,
+            d_target: c.d_target,
+            targets: c.targets,
             window: t.window,
             every: t.every,
             loss_steps: t.loss_steps,
             loss: t.loss,
             optimizer: t.optimizer,
             clip: t.clip,
-            seed: 0,
-            auto_truncation: None,
+            seed: c.seed,
+            auto_truncation: t.auto_truncation,
         }
+    }
+}
+
+impl TryFrom<LearnerConfigRepr> for LearnerConfig {
+    type Error = Error;
+
+    fn try_from(r: LearnerConfigRepr) -> Result<Self> {
+        let trainer = TrainerConfig::try_from(TrainerConfigRepr {
+            window: r.window,
+            every: r.every,
+            loss_steps: r.loss_steps,
+            loss: r.loss,
+            optimizer: r.optimizer,
+            clip: r.clip,
+            auto_truncation: r.auto_truncation,
+        })?;
+        Ok(LearnerConfig {
+            cell: r.cell,
+            d_input: r.d_input,
+            d_hidden: r.d_hidden,
+            layers: r.layers,
+            d_target: r.d_target,
+            targets: r.targets,
+            trainer,
+            seed: r.seed,
+        })
     }
 }
 
@@ -144,51 +208,10 @@ impl LearnerConfig {
         Ok(m)
     }
 
-    /// The training side's settings.
-    pub fn trainer_config(&self) -> TrainerConfig {
-        TrainerConfig {
-            window: self.window,
-            every: self.every,
-            loss_steps: self.loss_steps,
-            loss: self.loss,
-            optimizer: self.optimizer.clone(),
-            clip: self.clip,
-            auto_truncation: self.auto_truncation.clone(),
-        }
-    }
-
-    /// How `T` is chosen: fixed at `window`, or adapted up to it.
-    pub fn truncation(&self) -> Truncation {
-        match &self.auto_truncation {
-            Some(a) => Truncation::Auto(a.clone()),
-            None => Truncation::Fixed(self.window),
-        }
-    }
-
-    /// Sets how `T` is chosen: a fixed `T` sets `window`; adaptive truncation sets `window` to
-    /// its `max` (the buffers' size).
-    ///
-    /// # Example
-    /// ```
-    /// use tbptt::train::truncation::{AutoTruncation, Truncation};
-    /// let mut c = tbptt::LearnerConfig::default();
-    /// c.set_truncation("auto".parse()?);
-    /// assert_eq!((c.window, c.truncation()), (256, Truncation::Auto(AutoTruncation::default())));
-    /// c.set_truncation(Truncation::Fixed(12));
-    /// assert_eq!((c.window, c.auto_truncation.is_none()), (12, true));
-    /// # Ok::<(), tbptt::Error>(())
-    /// ```
-    pub fn set_truncation(&mut self, truncation: Truncation) {
-        match truncation {
-            Truncation::Fixed(t) => {
-                self.window = t;
-                self.auto_truncation = None;
-            }
-            Truncation::Auto(a) => {
-                self.window = a.max;
-                self.auto_truncation = Some(a);
-            }
-        }
+    /// The largest window length `T` (the ring's and buffers' size):
+    /// [`TrainerConfig::max_window`].
+    pub fn max_window(&self) -> usize {
+        self.trainer.max_window()
     }
 
     /// Checks every setting.
@@ -197,11 +220,11 @@ impl LearnerConfig {
     /// [`Error::Config`] naming the first bad field.
     pub fn validate(&self) -> Result<()> {
         let m = self.model_config()?;
-        self.trainer_config().validate()?;
+        self.trainer.validate()?;
         // The buffers a learner allocates grow with T × (sizes) and with the parameter count;
         // refuse configurations (typed or read from a checkpoint) that would need more than
         // MAX_BUFFER_ELEMENTS values, before anything is allocated.
-        let t = self.window as u128;
+        let t = self.max_window() as u128;
         let g = m.gate_rows() as u128;
         let per_step = (m.d_input + m.d_output + m.state_len()) as u128
             + m.layers as u128 * (3 * g + 6 * m.d_hidden as u128 + m.d_hidden as u128);
@@ -212,7 +235,7 @@ impl LearnerConfig {
                 format!(
                     "T = {} with these sizes needs about {need} buffer values, more than the \
                      limit of {MAX_BUFFER_ELEMENTS}; use a smaller T, hidden size or input",
-                    self.window
+                    self.max_window()
                 ),
             ));
         }
@@ -240,7 +263,7 @@ impl LearnerConfig {
 /// # Example
 /// ```
 /// use tbptt::{Learner, LearnerConfig};
-/// let mut a = LearnerConfig { d_hidden: 8, window: 8, every: 4, ..Default::default() }.build::<f64>()?;
+/// let mut a = LearnerConfig { d_hidden: 8, trainer: tbptt::TrainerConfig { truncation: 8.into(), every: 4, ..Default::default() }, ..Default::default() }.build::<f64>()?;
 /// for t in 0..50 { a.step(&[(t as f64 * 0.3).sin()])?; }
 /// let mut b = Learner::restore(a.snapshot()?)?;
 /// for t in 50..100 {
@@ -353,11 +376,11 @@ impl<T: Float> Learner<T> {
                 ),
             ));
         }
-        let trainer = Trainer::new(&mc, config.trainer_config())?;
+        let trainer = Trainer::new(&mc, config.trainer.clone())?;
         let s = mc.state_len();
         let z = |n: usize| vec![T::zero(); n];
         Ok(Learner {
-            ring: Ring::new(config.window, mc.d_input, mc.d_output, s),
+            ring: Ring::new(config.max_window(), mc.d_input, mc.d_output, s),
             state: z(s),
             pre: z(s),
             ws: StepWorkspace::new(&mc),
@@ -571,8 +594,14 @@ impl<T: Float> Learner<T> {
                 "a learner with explicit targets keeps no pending input".into(),
             );
         }
-        let ring = Ring::from_state(&state.ring, state.config.window, mc.d_input, mc.d_output, s)
-            .map_err(|e| Error::config("checkpoint.ring", e))?;
+        let ring = Ring::from_state(
+            &state.ring,
+            state.config.max_window(),
+            mc.d_input,
+            mc.d_output,
+            s,
+        )
+        .map_err(|e| Error::config("checkpoint.ring", e))?;
         if ring.pushed() > state.events {
             return bad(
                 "checkpoint.events",
@@ -585,7 +614,7 @@ impl<T: Float> Learner<T> {
         }
         let mut model = Model::zeros(mc)?;
         model.copy_params_from(&state.params)?;
-        let trainer = Trainer::from_state(&mc, state.config.trainer_config(), state.trainer)?;
+        let trainer = Trainer::from_state(&mc, state.config.trainer.clone(), state.trainer)?;
         let mut l = Learner::with_model(state.config, model)?;
         l.mode = Mode::Inline(Box::new(trainer));
         l.ring = ring;
@@ -657,7 +686,7 @@ impl<T: Float> Learner<T> {
     }
 
     fn score(&mut self, target: &[T]) -> T {
-        let loss = self.config.loss;
+        let loss = self.config.trainer.loss;
         let d = self.y.len();
         let v = loss.step_to(&self.y, target, &mut self.grad_scratch);
         v / T::of_usize(loss.normalizer(1, d))
@@ -769,8 +798,8 @@ impl<T: Float> Learner<T> {
     fn finish(&mut self, error: Option<T>) -> Result<Prediction<'_, T>> {
         let index = self.events;
         self.events += 1;
-        let due =
-            self.ring.len() >= self.window_len() && self.events % self.config.every as u64 == 0;
+        let due = self.ring.len() >= self.window_len()
+            && self.events % self.config.trainer.every as u64 == 0;
         let update = match (&mut self.mode, due) {
             (_, false) => None,
             (Mode::Inline(t), true) => Some(t.update(&mut self.model, &self.ring)?),
@@ -837,8 +866,11 @@ mod limit_tests {
     fn absurd_sizes_are_refused_before_allocation() {
         let c = LearnerConfig {
             d_input: 65_536,
-            window: 1 << 20,
-            every: 8,
+            trainer: TrainerConfig {
+                truncation: (1 << 20).into(),
+                every: 8,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let e = c.validate().unwrap_err();

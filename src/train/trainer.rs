@@ -14,7 +14,9 @@ use crate::nn::loss::Loss;
 use crate::nn::model::{Model, ModelConfig, Window};
 use crate::nn::optim::{clip_grad_norm, grad_norm, Optimizer, OptimizerConfig};
 use crate::train::ring::Ring;
-use crate::train::truncation::{Adaptive, AutoTruncation, TruncationReport, TruncationState};
+use crate::train::truncation::{
+    Adaptive, AutoTruncation, Truncation, TruncationReport, TruncationState,
+};
 use crate::{Error, Float, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -73,13 +75,22 @@ impl fmt::Display for LossSteps {
 }
 
 /// Settings of the training side.
+///
+/// # Example
+/// ```
+/// use tbptt::{Truncation, TrainerConfig};
+/// let c = TrainerConfig { truncation: Truncation::Fixed(16), every: 4, ..Default::default() };
+/// assert_eq!((c.max_window(), c.every), (16, 4));
+/// c.validate()?;
+/// # Ok::<(), tbptt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "TrainerConfigRepr", into = "TrainerConfigRepr")]
 pub struct TrainerConfig {
-    /// Window length `T = k2`: steps of backpropagation per update; with
-    /// [`TrainerConfig::auto_truncation`], the largest `T` (buffers are sized for it). Default:
-    /// 32.
-    pub window: usize,
+    /// How the window length `T = k2` (steps of backpropagation per update) is chosen: fixed,
+    /// or adapted online between bounds ([`crate::train::truncation`]); buffers are sized for
+    /// the largest. Default: fixed, 32.
+    pub truncation: Truncation,
     /// Update period `k = k1`, in events (`1 <= k <= T`). Default: 8.
     pub every: usize,
     /// How many newest steps the loss counts. Default: `k`.
@@ -90,29 +101,111 @@ pub struct TrainerConfig {
     pub optimizer: OptimizerConfig,
     /// Largest global gradient norm; `None` disables clipping. Default: 1.0.
     pub clip: Option<f64>,
-    /// Adapt `T` online ([`crate::train::truncation`]); its `max` must equal `window`. Default:
-    /// `None` (fixed `T`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_truncation: Option<AutoTruncation>,
 }
 
 impl Default for TrainerConfig {
     fn default() -> Self {
         TrainerConfig {
-            window: 32,
+            truncation: Truncation::Fixed(32),
             every: 8,
             loss_steps: LossSteps::Every,
             loss: Loss::Mse,
             optimizer: OptimizerConfig::default(),
             clip: Some(1.0),
-            auto_truncation: None,
         }
+    }
+}
+
+/// The stored form of [`TrainerConfig`] (and of the training half of
+/// [`crate::LearnerConfig`]): the window and the adaptive settings as separate fields, as
+/// checkpoints and store templates have always held them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TrainerConfigRepr {
+    pub(crate) window: usize,
+    pub(crate) every: usize,
+    pub(crate) loss_steps: LossSteps,
+    pub(crate) loss: Loss,
+    pub(crate) optimizer: OptimizerConfig,
+    pub(crate) clip: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) auto_truncation: Option<AutoTruncation>,
+}
+
+impl Default for TrainerConfigRepr {
+    fn default() -> Self {
+        TrainerConfig::default().into()
+    }
+}
+
+impl From<TrainerConfig> for TrainerConfigRepr {
+    fn from(c: TrainerConfig) -> Self {
+        let (window, auto_truncation) = match c.truncation {
+            Truncation::Fixed(t) => (t, None),
+            Truncation::Auto(a) => (a.max, Some(a)),
+        };
+        TrainerConfigRepr {
+            window,
+            every: c.every,
+            loss_steps: c.loss_steps,
+            loss: c.loss,
+            optimizer: c.optimizer,
+            clip: c.clip,
+            auto_truncation,
+        }
+    }
+}
+
+impl TryFrom<TrainerConfigRepr> for TrainerConfig {
+    type Error = Error;
+
+    /// Refuses adaptive settings whose largest `T` is not the stored window.
+    fn try_from(r: TrainerConfigRepr) -> Result<Self> {
+        let truncation = match r.auto_truncation {
+            None => Truncation::Fixed(r.window),
+            Some(a) if a.max == r.window => Truncation::Auto(a),
+            Some(a) => {
+                return Err(Error::config(
+                    "window",
+                    format!(
+                        "with adaptive truncation the window is the largest T and must equal \
+                         t_max = {}, got {}",
+                        a.max, r.window
+                    ),
+                ))
+            }
+        };
+        Ok(TrainerConfig {
+            truncation,
+            every: r.every,
+            loss_steps: r.loss_steps,
+            loss: r.loss,
+            optimizer: r.optimizer,
+            clip: r.clip,
+        })
     }
 }
 
 pub use super::ring::MAX_WINDOW;
 
 impl TrainerConfig {
+    /// The largest window length `T`, which the buffers are sized for: the fixed `T`, or the
+    /// adaptive maximum.
+    pub fn max_window(&self) -> usize {
+        match &self.truncation {
+            Truncation::Fixed(t) => *t,
+            Truncation::Auto(a) => a.max,
+        }
+    }
+
+    /// The adaptive settings, with adaptive truncation.
+    pub fn auto_truncation(&self) -> Option<&AutoTruncation> {
+        match &self.truncation {
+            Truncation::Fixed(_) => None,
+            Truncation::Auto(a) => Some(a),
+        }
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -120,26 +213,27 @@ impl TrainerConfig {
     /// (TBPTT(k1, k2) needs `k1 <= k2`), loss steps outside `1..=T`, a bad clip, loss or
     /// optimizer setting.
     pub fn validate(&self) -> Result<()> {
-        if self.window == 0 || self.window > MAX_WINDOW {
+        let window = self.max_window();
+        if window == 0 || window > MAX_WINDOW {
             return Err(Error::config(
                 "window",
-                format!("T must be in 1..={MAX_WINDOW}, got {}", self.window),
+                format!("T must be in 1..={MAX_WINDOW}, got {window}"),
             ));
         }
-        if self.every == 0 || self.every > self.window {
+        if self.every == 0 || self.every > window {
             return Err(Error::config(
                 "every",
                 format!(
-                    "k must be in 1..=T (k1 <= k2), got k = {} with T = {}",
-                    self.every, self.window
+                    "k must be in 1..=T (k1 <= k2), got k = {} with T = {window}",
+                    self.every
                 ),
             ));
         }
-        let l = self.loss_steps.resolve(self.window, self.every);
-        if l == 0 || l > self.window {
+        let l = self.loss_steps.resolve(window, self.every);
+        if l == 0 || l > window {
             return Err(Error::config(
                 "loss_steps",
-                format!("must be in 1..=T = {}, got {l}", self.window),
+                format!("must be in 1..=T = {window}, got {l}"),
             ));
         }
         if let Some(c) = self.clip {
@@ -150,22 +244,12 @@ impl TrainerConfig {
                 ));
             }
         }
-        if let Some(a) = &self.auto_truncation {
+        if let Some(a) = self.auto_truncation() {
             if self.loss_steps == LossSteps::All {
                 return Err(Error::config(
                     "loss_steps",
                     "adaptive truncation measures the gradient decay on the steps before the \
                      loss steps; use k or a number, not all",
-                ));
-            }
-            if a.max != self.window {
-                return Err(Error::config(
-                    "window",
-                    format!(
-                        "with adaptive truncation the window is the largest T and must equal \
-                         t_max = {}, got {}",
-                        a.max, self.window
-                    ),
                 ));
             }
             a.validate(self.every, l)?;
@@ -227,7 +311,7 @@ impl<T: Float> Trainer<T> {
     pub fn new(model: &ModelConfig, config: TrainerConfig) -> Result<Self> {
         config.validate()?;
         Ok(Trainer {
-            loss_steps: config.loss_steps.resolve(config.window, config.every),
+            loss_steps: config.loss_steps.resolve(config.max_window(), config.every),
             optimizer: Optimizer::new(config.optimizer.clone(), model.n_params())?,
             // The buffers are allocated at the first update (a learner that is lent a
             // worker's buffers never allocates its own).
@@ -235,10 +319,12 @@ impl<T: Float> Trainer<T> {
                 model.validate()?;
                 Window::empty(model)
             },
-            adaptive: config
-                .auto_truncation
-                .clone()
-                .map(|a| Adaptive::new(a, config.loss_steps.resolve(config.window, config.every))),
+            adaptive: config.auto_truncation().cloned().map(|a| {
+                Adaptive::new(
+                    a,
+                    config.loss_steps.resolve(config.max_window(), config.every),
+                )
+            }),
             config,
             updates: 0,
             rejected: 0,
@@ -255,14 +341,14 @@ impl<T: Float> Trainer<T> {
     pub fn window_len(&self) -> usize {
         self.adaptive
             .as_ref()
-            .map_or(self.config.window, |a| a.current())
+            .map_or(self.config.max_window(), |a| a.current())
     }
 
     /// The window lengths used so far (current, min, mean, max).
     pub fn truncation(&self) -> TruncationReport {
         match &self.adaptive {
             Some(a) => a.report(),
-            None => TruncationReport::fixed(self.config.window, self.updates + self.rejected),
+            None => TruncationReport::fixed(self.config.max_window(), self.updates + self.rejected),
         }
     }
 
@@ -387,7 +473,7 @@ impl<T: Float> Trainer<T> {
     /// another shape, or too short for the configured `T`, are left where they are (false).
     pub fn swap_window(&mut self, window: &mut Window<T>) -> bool {
         if window.model_config() != self.window.model_config()
-            || window.capacity() < self.config.window
+            || window.capacity() < self.config.max_window()
         {
             return false;
         }
@@ -404,7 +490,7 @@ impl<T: Float> Trainer<T> {
     fn ensure_window(&mut self) -> Result<()> {
         if self.window.capacity() == 0 {
             let shape = *self.window.model_config();
-            self.window = Window::new(&shape, self.config.window)?;
+            self.window = Window::new(&shape, self.config.max_window())?;
         }
         Ok(())
     }

@@ -22,10 +22,11 @@
 //! # Example
 //! ```
 //! use tbptt::train::truncation::{AutoTruncation, Truncation};
-//! use tbptt::LearnerConfig;
-//! let mut config = LearnerConfig { d_hidden: 8, every: 4, ..Default::default() };
-//! config.set_truncation(Truncation::Auto(AutoTruncation { min: 8, max: 64, ..Default::default() }));
-//! assert_eq!(config.window, 64); // buffers are sized for the largest T
+//! use tbptt::{LearnerConfig, TrainerConfig};
+//! let auto = Truncation::Auto(AutoTruncation { min: 8, max: 64, ..Default::default() });
+//! let trainer = TrainerConfig { truncation: auto, every: 4, ..Default::default() };
+//! let config = LearnerConfig { d_hidden: 8, trainer, ..Default::default() };
+//! assert_eq!(config.max_window(), 64); // buffers are sized for the largest T
 //! let mut learner = config.build::<f32>()?;
 //! for t in 0..400 {
 //!     learner.step(&[(t as f32 * 0.3).sin()])?;
@@ -155,8 +156,8 @@ impl AutoTruncation {
 
 /// How the window length is chosen: a fixed `T`, or adapted online ([`AutoTruncation`]).
 ///
-/// Parses from `"auto"` (default settings) or a number; [`crate::LearnerConfig::set_truncation`]
-/// applies it to a configuration.
+/// Parses from `"auto"` (default settings) or a number; a number converts into a fixed `T`
+/// (`16.into()`). It is [`crate::TrainerConfig::truncation`].
 ///
 /// # Example
 /// ```
@@ -174,6 +175,13 @@ pub enum Truncation {
     Fixed(usize),
     /// A window length adapted online between `min` and `max`.
     Auto(AutoTruncation),
+}
+
+impl From<usize> for Truncation {
+    /// A fixed window of `t` steps.
+    fn from(t: usize) -> Self {
+        Truncation::Fixed(t)
+    }
 }
 
 impl FromStr for Truncation {

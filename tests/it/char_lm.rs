@@ -12,10 +12,13 @@ fn char_model_beats_the_unigram_baseline_within_4000_characters() {
         d_hidden: 32,
         d_target: Some(256),
         targets: Targets::Explicit,
-        window: 16,
-        every: 8,
-        loss: Loss::CrossEntropy,
-        optimizer: OptimizerConfig::adam(1e-2),
+        trainer: tbptt::TrainerConfig {
+            truncation: 16.into(),
+            every: 8,
+            loss: Loss::CrossEntropy,
+            optimizer: OptimizerConfig::adam(1e-2),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut learner = config.build::<f32>().unwrap();

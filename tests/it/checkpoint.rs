@@ -142,8 +142,8 @@ fn a_background_trainer_resumes_with_its_optimizer_state() {
 fn sample_bytes() -> Vec<u8> {
     let mut config = PipelineConfig::default();
     config.learner.d_hidden = 4;
-    config.learner.window = 8;
-    config.learner.every = 4;
+    config.learner.trainer.truncation = 8.into();
+    config.learner.trainer.every = 4;
     let mut p = Pipeline::new(config).unwrap();
     let mut ev = Event::new();
     for t in 0..100 {
@@ -302,7 +302,7 @@ fn the_committed_v1_checkpoint_still_loads_and_resumes() {
     assert_eq!(c.state.events(), 60);
     let lc = c.state.learner_config();
     assert_eq!(
-        (lc.cell, lc.d_hidden, lc.window, lc.every),
+        (lc.cell, lc.d_hidden, lc.max_window(), lc.trainer.every),
         (tbptt::CellKind::Gru, 4, 8, 4)
     );
     let learner = &c.state.inner.as_ref().unwrap().learner;
@@ -711,8 +711,8 @@ fn a_resumed_run_appends_to_its_recording_and_a_fresh_one_replaces_it() {
 fn small_state(events: usize) -> tbptt::PipelineState {
     let mut config = PipelineConfig::default();
     config.learner.d_hidden = 4;
-    config.learner.window = 4;
-    config.learner.every = 2;
+    config.learner.trainer.truncation = 4.into();
+    config.learner.trainer.every = 2;
     let mut p = Pipeline::new(config).expect("pipeline");
     let mut ev = Event::new();
     for t in 0..events {

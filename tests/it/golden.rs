@@ -190,11 +190,14 @@ fn learner_from(fx: &Value) -> tbptt::Learner<f32> {
         cell: model.config().cell,
         d_input: model.config().d_input,
         d_hidden: model.config().d_hidden,
-        window: cfg["T"].as_u64().unwrap() as usize,
-        every: cfg["k"].as_u64().unwrap() as usize,
-        loss_steps: tbptt::LossSteps::Last(cfg["loss_steps"].as_u64().unwrap() as usize),
-        optimizer,
-        clip: (clip > 0.0).then_some(clip),
+        trainer: tbptt::TrainerConfig {
+            optimizer,
+            truncation: (cfg["T"].as_u64().unwrap() as usize).into(),
+            every: cfg["k"].as_u64().unwrap() as usize,
+            loss_steps: tbptt::LossSteps::Last(cfg["loss_steps"].as_u64().unwrap() as usize),
+            clip: (clip > 0.0).then_some(clip),
+            ..Default::default()
+        },
         ..Default::default()
     };
     tbptt::Learner::with_model(config, model).expect("learner")

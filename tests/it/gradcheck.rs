@@ -226,11 +226,14 @@ fn tbptt_with_window_covering_the_sequence_equals_full_bptt() {
                 d_input: 2,
                 d_hidden: 5,
                 layers,
-                window: n,
-                every: 1,
-                loss_steps: LossSteps::All,
-                optimizer: sgd.clone(),
-                clip: None,
+                trainer: tbptt::TrainerConfig {
+                    truncation: n.into(),
+                    every: 1,
+                    loss_steps: LossSteps::All,
+                    optimizer: sgd.clone(),
+                    clip: None,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let g = first_update_grads(cfg, model.clone(), &xs, None);
@@ -246,10 +249,13 @@ fn tbptt_with_window_covering_the_sequence_equals_full_bptt() {
                 layers,
                 d_target: Some(2),
                 targets: Targets::Explicit,
-                window: n,
-                every: n,
-                optimizer: sgd,
-                clip: None,
+                trainer: tbptt::TrainerConfig {
+                    truncation: n.into(),
+                    every: n,
+                    optimizer: sgd,
+                    clip: None,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let g = first_update_grads(cfg, model.clone(), &xs[..n], Some(&ys));
@@ -281,15 +287,28 @@ fn a_shorter_window_gives_a_different_gradient() {
     let xs: Vec<Vec<f64>> = seq.iter().map(|v| vec![*v]).collect();
     let cfg = LearnerConfig {
         d_hidden: 4,
-        window: 20,
-        every: 1,
-        loss_steps: LossSteps::Last(1),
-        optimizer: OptimizerConfig::sgd(0.1),
-        clip: None,
+        trainer: tbptt::TrainerConfig {
+            truncation: 20.into(),
+            every: 1,
+            loss_steps: LossSteps::Last(1),
+            optimizer: OptimizerConfig::sgd(0.1),
+            clip: None,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let long = first_update_grads(cfg.clone(), model.clone(), &xs, None);
-    let mut l = Learner::with_model(LearnerConfig { window: 3, ..cfg }, model).unwrap();
+    let mut l = Learner::with_model(
+        LearnerConfig {
+            trainer: tbptt::TrainerConfig {
+                truncation: 3.into(),
+                ..cfg.trainer.clone()
+            },
+            ..cfg
+        },
+        model,
+    )
+    .unwrap();
     let mut short = None;
     for x in &xs {
         if l.step(x).unwrap().update.is_some() {

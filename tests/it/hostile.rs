@@ -31,7 +31,7 @@ fn a_non_finite_update_leaves_weights_and_optimizer_unchanged() {
         d_output: 1,
     };
     let tc = TrainerConfig {
-        window: 8,
+        truncation: 8.into(),
         every: 4,
         ..Default::default()
     };
@@ -73,7 +73,7 @@ fn clipping_bounds_an_exploding_but_finite_gradient() {
         d_output: 1,
     };
     let tc = TrainerConfig {
-        window: 8,
+        truncation: 8.into(),
         every: 4,
         optimizer: OptimizerConfig::sgd(0.1),
         clip: Some(1.0),
@@ -122,8 +122,11 @@ fn feed(learner: &mut Learner<f32>, xs: impl Iterator<Item = f64>) -> (f64, f64,
 fn a_learner_survives_a_1e30_burst_and_alternating_1e15_and_keeps_learning() {
     let mut learner = LearnerConfig {
         d_hidden: 16,
-        window: 16,
-        every: 4,
+        trainer: tbptt::TrainerConfig {
+            truncation: 16.into(),
+            every: 4,
+            ..Default::default()
+        },
         ..Default::default()
     }
     .build::<f32>()
@@ -162,8 +165,8 @@ fn a_learner_survives_a_1e30_burst_and_alternating_1e15_and_keeps_learning() {
 fn a_pipeline_normalizes_a_burst_away_and_its_forecasts_recover() {
     let mut config = PipelineConfig::default();
     config.learner.d_hidden = 16;
-    config.learner.window = 16;
-    config.learner.every = 4;
+    config.learner.trainer.truncation = 16.into();
+    config.learner.trainer.every = 4;
     // The z-score flags every event of the burst (the likelihood only its onset).
     config.anomaly.kind = tbptt::detect::anomaly::AnomalyKind::ZScore;
     config.anomaly.threshold = 4.0;

@@ -58,9 +58,12 @@ fn delayed_recall_mse(window: usize, delay: usize, events: usize) -> f64 {
         d_hidden: 32,
         d_target: Some(1),
         targets: Targets::Explicit,
-        window,
-        every: 4,
-        optimizer: OptimizerConfig::adam(3e-3),
+        trainer: tbptt::TrainerConfig {
+            truncation: window.into(),
+            every: 4,
+            optimizer: OptimizerConfig::adam(3e-3),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut learner = config.build::<f32>().unwrap();

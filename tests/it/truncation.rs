@@ -20,15 +20,18 @@ fn auto_config(min: usize, max: usize) -> LearnerConfig {
         d_hidden: 32,
         d_target: Some(1),
         targets: Targets::Explicit,
-        every: 4,
-        optimizer: OptimizerConfig::adam(3e-3),
+        trainer: tbptt::TrainerConfig {
+            every: 4,
+            optimizer: OptimizerConfig::adam(3e-3),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    c.set_truncation(Truncation::Auto(AutoTruncation {
+    c.trainer.truncation = Truncation::Auto(AutoTruncation {
         min,
         max,
         ..Default::default()
-    }));
+    });
     c
 }
 

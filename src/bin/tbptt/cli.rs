@@ -566,11 +566,14 @@ impl TrainArgs {
         let clip = self.clip.unwrap_or(1.0);
         let learner = tbptt::LearnerConfig {
             layers: self.layers.unwrap_or(1),
-            loss_steps: self.loss_steps.unwrap_or(LossSteps::Every),
-            loss: self.loss.unwrap_or(Loss::Mse),
-            optimizer,
-            clip: (clip > 0.0).then_some(clip),
             seed: self.seed.unwrap_or(0),
+            trainer: tbptt::TrainerConfig {
+                optimizer,
+                loss_steps: self.loss_steps.unwrap_or(LossSteps::Every),
+                loss: self.loss.unwrap_or(Loss::Mse),
+                clip: (clip > 0.0).then_some(clip),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let normalize = match (self.no_normalize, self.norm_halflife) {

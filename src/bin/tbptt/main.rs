@@ -18,7 +18,7 @@ use tbptt::io::source::{ListenAddr, SourceConfig, SourceSpec};
 use tbptt::io::store::Store;
 use tbptt::service::keyed::KeyedConfig;
 use tbptt::service::run::{CheckpointConfig, Keys, RunConfig, Runner, Speed, Summary};
-use tbptt::{CellKind, LearnerConfig, Truncation};
+use tbptt::{CellKind, LearnerConfig, TrainerConfig, Truncation};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -119,7 +119,10 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         let l = &config.pipeline.learner;
         let title = format!(
             "{} H={} T={} k={}: forecast and anomaly score",
-            l.cell, l.d_hidden, l.window, l.every
+            l.cell,
+            l.d_hidden,
+            l.max_window(),
+            l.trainer.every
         );
         observe::Plot::new(path.clone(), title)
     });
@@ -373,13 +376,16 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
     source.decoder = decoder;
     source.validate()?;
     let (base, normalize) = c.train.learner()?;
-    let mut learner = LearnerConfig {
+    let learner = LearnerConfig {
         cell: c.cell.map_or(CellKind::Gru, CellKind::from),
         d_hidden: c.hidden.unwrap_or(32),
-        every: c.every.unwrap_or(8),
+        trainer: TrainerConfig {
+            truncation: truncation(c)?,
+            every: c.every.unwrap_or(8),
+            ..base.trainer
+        },
         ..base
     };
-    learner.set_truncation(truncation(c)?);
     let mut pipeline = PipelineConfig {
         learner,
         normalize,
@@ -501,32 +507,29 @@ fn setup_checkpoints(config: &mut RunConfig, common: &Common) -> Result<(), AnyE
         r.layers = f.layers;
     }
     // `-T auto` keeps a saved run's adaptive settings; --t-* flags given change them.
-    let both_auto = f.auto_truncation.is_some() && r.auto_truncation.is_some();
+    let both_auto = f.trainer.auto_truncation().is_some() && r.trainer.auto_truncation().is_some();
     if t.window.is_some() && !both_auto {
-        r.window = f.window;
-        r.auto_truncation = f.auto_truncation.clone();
+        r.trainer.truncation = f.trainer.truncation.clone();
     }
-    if let Some(a) = r.auto_truncation.take() {
-        let a = common.auto.apply(a);
-        r.window = a.max;
-        r.auto_truncation = Some(a);
+    if let Truncation::Auto(a) = &mut r.trainer.truncation {
+        *a = common.auto.apply(a.clone());
     }
     if t.every.is_some() {
-        r.every = f.every;
+        r.trainer.every = f.trainer.every;
     }
     if train.loss_steps.is_some() {
-        r.loss_steps = f.loss_steps;
+        r.trainer.loss_steps = f.trainer.loss_steps;
     }
     if train.loss.is_some() {
-        r.loss = f.loss;
+        r.trainer.loss = f.trainer.loss;
     }
     if train.opt.is_some() {
-        r.optimizer = f.optimizer.clone();
+        r.trainer.optimizer = f.trainer.optimizer.clone();
     } else if let Some(lr) = common.train.lr {
-        r.optimizer = r.optimizer.clone().with_lr(lr);
+        r.trainer.optimizer = r.trainer.optimizer.clone().with_lr(lr);
     }
     if train.clip.is_some() {
-        r.clip = f.clip;
+        r.trainer.clip = f.trainer.clip;
     }
     if train.seed.is_some() {
         r.seed = f.seed;
@@ -732,9 +735,9 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
     writeln!(
         out,
         "training          TBPTT(k = {}, T = {}), loss {} on {} steps, {} lr {}, clip {}",
-        lc.every,
+        lc.trainer.every,
         match (
-            &lc.auto_truncation,
+            &lc.trainer.auto_truncation(),
             learner.and_then(|l| l.trainer.truncation.as_ref())
         ) {
             (Some(a), Some(st)) => format!(
@@ -742,13 +745,13 @@ fn inspect(a: &InspectArgs) -> Result<(), AnyError> {
                 a.min, a.max, a.tolerance, st.current
             ),
             (Some(a), None) => format!("auto in {}..={} (tolerance {})", a.min, a.max, a.tolerance),
-            (None, _) => lc.window.to_string(),
+            (None, _) => lc.max_window().to_string(),
         },
-        lc.loss,
-        lc.loss_steps,
-        lc.optimizer.name(),
-        lc.optimizer.lr(),
-        lc.clip.map_or("off".to_string(), |c| c.to_string())
+        lc.trainer.loss,
+        lc.trainer.loss_steps,
+        lc.trainer.optimizer.name(),
+        lc.trainer.optimizer.lr(),
+        lc.trainer.clip.map_or("off".to_string(), |c| c.to_string())
     )?;
     let norm = match s.config.normalize {
         NormMode::Off => "off".to_string(),

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 use tbptt::detect::pipeline::PipelineConfig;
 use tbptt::tools::nab::{self, NabError};
-use tbptt::LearnerConfig;
+use tbptt::{LearnerConfig, TrainerConfig};
 
 /// Runs the detector over every CSV below `a.data_dir`, writing result files below
 /// `a.out_dir`; prints the files, rows and wall time on stderr.
@@ -17,9 +17,12 @@ pub fn run(a: &NabArgs) -> Result<(), Box<dyn std::error::Error>> {
         learner: LearnerConfig {
             cell: a.cell.into(),
             d_hidden: a.hidden,
-            window: a.window,
-            every: a.every,
             seed: a.seed,
+            trainer: TrainerConfig {
+                truncation: a.window.into(),
+                every: a.every,
+                ..Default::default()
+            },
             ..Default::default()
         },
         ..Default::default()

@@ -9,7 +9,7 @@ use tbptt::detect::trace::ForecastTrace;
 use tbptt::io::source::{SourceConfig, SourceSpec};
 use tbptt::tools::plot;
 use tbptt::tools::sweep::{self, Grid, Recommendation, RunResult, TAxis};
-use tbptt::train::truncation::AutoTruncation;
+use tbptt::train::truncation::{AutoTruncation, Truncation};
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -149,7 +149,7 @@ fn grid(a: &SweepArgs) -> Result<Grid, AnyError> {
 fn base_config(a: &SweepArgs) -> Result<PipelineConfig, AnyError> {
     let (mut learner, normalize) = a.train.learner()?;
     if a.auto.any() {
-        learner.auto_truncation = Some(a.auto.apply(AutoTruncation::default()));
+        learner.trainer.truncation = Truncation::Auto(a.auto.apply(AutoTruncation::default()));
     }
     let mut p = PipelineConfig {
         learner,
@@ -180,7 +180,7 @@ pub fn run(a: &SweepArgs) -> Result<(), AnyError> {
     let grid = grid(a)?;
     let base = base_config(a)?;
     let has_auto = grid.windows.contains(&TAxis::Auto);
-    if base.learner.auto_truncation.is_some() && !has_auto {
+    if base.learner.trainer.auto_truncation().is_some() && !has_auto {
         return Err(format!(
             "--t-min, --t-max and --t-tolerance need auto in -T (got -T {})",
             a.window
