@@ -8,6 +8,13 @@
 //! are evaluated in `T` in PyTorch's order, fused where PyTorch's vectorized CPU kernels
 //! fuse (`add(.., alpha)` and `lerp`).
 
+mod adam;
+mod rmsprop;
+mod sgd;
+
+use adam::Adam;
+use rmsprop::RmsProp;
+use sgd::Sgd;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -405,37 +412,22 @@ impl FromStr for OptimizerConfig {
 /// assert!(adam.step(&mut p, &mut [1.0]).is_err()); // wrong length
 /// # Ok::<(), tbptt::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Optimizer<T> {
-    config: OptimizerConfig,
     /// Number of updates taken since creation or the last reset.
     step: u64,
     /// Length of the parameter buffer.
     n_params: usize,
-    /// SGD's and RMSprop's momentum buffer (empty when momentum is 0).
-    momentum_buffer: Vec<T>,
-    /// Adam's and AdamW's first-moment average (empty otherwise).
-    exp_avg: Vec<T>,
-    /// Adam's and AdamW's second-moment average (empty otherwise).
-    exp_avg_sq: Vec<T>,
-    /// RMSprop's squared-gradient average (empty otherwise).
-    square_avg: Vec<T>,
-    /// Centered RMSprop's gradient average (empty otherwise).
-    grad_avg: Vec<T>,
+    /// The update rule, with its hyper-parameters and its own state buffers.
+    rule: Rule<T>,
 }
 
-/// Lengths of the state buffers a configuration needs, in field order: momentum_buffer,
-/// exp_avg, exp_avg_sq, square_avg, grad_avg.
-fn state_lens(config: &OptimizerConfig, n: usize) -> [usize; 5] {
-    let when = |b: bool| if b { n } else { 0 };
-    match *config {
-        OptimizerConfig::Sgd { momentum, .. } => [when(momentum != 0.0), 0, 0, 0, 0],
-        OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => [0, n, n, 0, 0],
-        OptimizerConfig::RmsProp {
-            momentum, centered, ..
-        } => [when(momentum > 0.0), 0, 0, n, when(centered)],
-    }
+/// Each optimizer owns its state (in its own file); Adam and AdamW share one.
+#[derive(Clone, Debug, PartialEq)]
+enum Rule<T> {
+    Sgd(Sgd<T>),
+    Adam(Adam<T>),
+    RmsProp(RmsProp<T>),
 }
 
 /// PyTorch's `lerp(start, end, w)`: `start + w (end - start)` when `|w| < 0.5`, else
@@ -456,28 +448,17 @@ impl<T: Float> Optimizer<T> {
     /// Whatever [`OptimizerConfig::validate`] rejects.
     pub fn new(config: OptimizerConfig, n_params: usize) -> Result<Self> {
         config.validate()?;
-        let zeros = |len: usize| vec![T::cast(0.0); len];
-        let [buf, m, v, sq, ga] = state_lens(&config, n_params);
+        let buffers = state_lens(&config, n_params).map(|len| vec![T::cast(0.0); len]);
         Ok(Optimizer {
-            config,
             step: 0,
             n_params,
-            momentum_buffer: zeros(buf),
-            exp_avg: zeros(m),
-            exp_avg_sq: zeros(v),
-            square_avg: zeros(sq),
-            grad_avg: zeros(ga),
+            rule: Rule::assemble(config, buffers),
         })
     }
 
     /// Number of updates taken since creation or the last [`Optimizer::reset`].
     pub fn steps(&self) -> u64 {
         self.step
-    }
-
-    /// The configuration (with the current learning rate).
-    pub fn config(&self) -> &OptimizerConfig {
-        &self.config
     }
 
     /// Number of parameters the optimizer updates.
@@ -488,46 +469,29 @@ impl<T: Float> Optimizer<T> {
     /// Sets the learning rate for the following steps (e.g. for a schedule), keeping the
     /// state. Not validated here: pass a positive finite value.
     pub fn set_lr(&mut self, lr: f64) {
-        *self.config.lr_mut() = lr;
+        match &mut self.rule {
+            Rule::Sgd(o) => o.lr = lr,
+            Rule::Adam(o) => o.lr = lr,
+            Rule::RmsProp(o) => o.lr = lr,
+        }
     }
 
     /// Zeroes the state and the step count, as a freshly created optimizer.
     pub fn reset(&mut self) {
         self.step = 0;
         let zero = T::cast(0.0);
-        for buf in [
-            &mut self.momentum_buffer,
-            &mut self.exp_avg,
-            &mut self.exp_avg_sq,
-            &mut self.square_avg,
-            &mut self.grad_avg,
-        ] {
-            buf.fill(zero);
-        }
-    }
-
-    fn check(&self, n_p: usize, n_g: usize) -> Result<()> {
-        let n = self.n_params;
-        if n_p != n {
-            return Err(Error::len("Optimizer::step (params)", n, n_p));
-        }
-        if n_g != n {
-            return Err(Error::len("Optimizer::step (grads)", n, n_g));
-        }
-        // Guards against a deserialized state inconsistent with its configuration.
-        let have = [
-            self.momentum_buffer.len(),
-            self.exp_avg.len(),
-            self.exp_avg_sq.len(),
-            self.square_avg.len(),
-            self.grad_avg.len(),
-        ];
-        for (want, got) in state_lens(&self.config, n).into_iter().zip(have) {
-            if want != got {
-                return Err(Error::len("Optimizer state", want, got));
+        match &mut self.rule {
+            Rule::Sgd(o) => o.momentum_buffer.fill(zero),
+            Rule::Adam(o) => {
+                o.exp_avg.fill(zero);
+                o.exp_avg_sq.fill(zero);
+            }
+            Rule::RmsProp(o) => {
+                o.square_avg.fill(zero);
+                o.grad_avg.fill(zero);
+                o.momentum_buffer.fill(zero);
             }
         }
-        Ok(())
     }
 
     /// Takes one update, `params -= …`, exactly as the corresponding `torch.optim`
@@ -538,10 +502,16 @@ impl<T: Float> Optimizer<T> {
     /// gradient is written back into it. Does not allocate.
     ///
     /// # Errors
-    /// [`Error::Shape`] if `params` or `grads` is not `n_params` long (or a deserialized
-    /// state does not fit its configuration); nothing is updated then.
+    /// [`Error::Shape`] if `params` or `grads` is not `n_params` long; nothing is updated
+    /// then.
     pub fn step(&mut self, params: &mut [T], grads: &mut [T]) -> Result<()> {
-        self.check(params.len(), grads.len())?;
+        let n = self.n_params;
+        if params.len() != n {
+            return Err(Error::len("Optimizer::step (params)", n, params.len()));
+        }
+        if grads.len() != n {
+            return Err(Error::len("Optimizer::step (grads)", n, grads.len()));
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::nn::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
@@ -564,43 +534,175 @@ impl<T: Float> Optimizer<T> {
     #[inline(always)]
     fn step_impl(&mut self, params: &mut [T], grads: &mut [T]) {
         self.step += 1;
-        let t = self.step;
-        let one = T::cast(1.0);
-        match self.config {
+        match &mut self.rule {
+            Rule::Sgd(o) => o.step(self.step, params, grads),
+            Rule::Adam(o) => o.step(self.step, params, grads),
+            Rule::RmsProp(o) => o.step(params, grads),
+        }
+    }
+}
+
+/// The stored form of an [`Optimizer`], as checkpoints have always held it: the
+/// configuration, the counters and all five buffers by name (empty where unused).
+#[derive(Serialize)]
+struct OptimizerRef<'a, T> {
+    config: OptimizerConfig,
+    step: u64,
+    n_params: usize,
+    momentum_buffer: &'a [T],
+    exp_avg: &'a [T],
+    exp_avg_sq: &'a [T],
+    square_avg: &'a [T],
+    grad_avg: &'a [T],
+}
+
+/// [`OptimizerRef`], owned, for reading.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptimizerRepr<T> {
+    config: OptimizerConfig,
+    step: u64,
+    n_params: usize,
+    momentum_buffer: Vec<T>,
+    exp_avg: Vec<T>,
+    exp_avg_sq: Vec<T>,
+    square_avg: Vec<T>,
+    grad_avg: Vec<T>,
+}
+
+impl<T: Serialize> Serialize for Optimizer<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let [momentum_buffer, exp_avg, exp_avg_sq, square_avg, grad_avg] = self.buffers();
+        OptimizerRef {
+            config: self.config(),
+            step: self.step,
+            n_params: self.n_params,
+            momentum_buffer,
+            exp_avg,
+            exp_avg_sq,
+            square_avg,
+            grad_avg,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Optimizer<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let r = OptimizerRepr::<T>::deserialize(d)?;
+        Optimizer::from_repr(r).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<T> Optimizer<T> {
+    /// The configuration (with the current learning rate).
+    pub fn config(&self) -> OptimizerConfig {
+        match &self.rule {
+            Rule::Sgd(o) => OptimizerConfig::Sgd {
+                lr: o.lr,
+                momentum: o.momentum,
+                nesterov: o.nesterov,
+                weight_decay: o.weight_decay,
+            },
+            Rule::Adam(o) if o.decoupled => OptimizerConfig::AdamW {
+                lr: o.lr,
+                beta1: o.beta1,
+                beta2: o.beta2,
+                eps: o.eps,
+                weight_decay: o.weight_decay,
+            },
+            Rule::Adam(o) => OptimizerConfig::Adam {
+                lr: o.lr,
+                beta1: o.beta1,
+                beta2: o.beta2,
+                eps: o.eps,
+                weight_decay: o.weight_decay,
+            },
+            Rule::RmsProp(o) => OptimizerConfig::RmsProp {
+                lr: o.lr,
+                alpha: o.alpha,
+                eps: o.eps,
+                momentum: o.momentum,
+                centered: o.centered,
+                weight_decay: o.weight_decay,
+            },
+        }
+    }
+
+    /// The state buffers, in the stored order: momentum buffer, first and second moment
+    /// averages, squared-gradient and gradient averages (empty where unused).
+    fn buffers(&self) -> [&[T]; 5] {
+        match &self.rule {
+            Rule::Sgd(o) => [&o.momentum_buffer, &[], &[], &[], &[]],
+            Rule::Adam(o) => [&[], &o.exp_avg, &o.exp_avg_sq, &[], &[]],
+            Rule::RmsProp(o) => [&o.momentum_buffer, &[], &[], &o.square_avg, &o.grad_avg],
+        }
+    }
+
+    /// A stored optimizer whose buffers fit its configuration and parameter count.
+    fn from_repr(r: OptimizerRepr<T>) -> Result<Self> {
+        r.config.validate()?;
+        let names = [
+            "momentum_buffer",
+            "exp_avg",
+            "exp_avg_sq",
+            "square_avg",
+            "grad_avg",
+        ];
+        let stored = [
+            r.momentum_buffer,
+            r.exp_avg,
+            r.exp_avg_sq,
+            r.square_avg,
+            r.grad_avg,
+        ];
+        let want = state_lens(&r.config, r.n_params);
+        for ((name, buf), want) in names.iter().zip(&stored).zip(want) {
+            if buf.len() != want {
+                return Err(Error::config(
+                    "optimizer",
+                    format!("stored {name} holds {} values, expected {want}", buf.len()),
+                ));
+            }
+        }
+        Ok(Optimizer {
+            step: r.step,
+            n_params: r.n_params,
+            rule: Rule::assemble(r.config, stored),
+        })
+    }
+}
+
+/// Lengths of the state buffers a configuration needs, in the stored order: momentum
+/// buffer, first and second moment averages, squared-gradient and gradient averages.
+fn state_lens(config: &OptimizerConfig, n: usize) -> [usize; 5] {
+    let when = |b: bool| if b { n } else { 0 };
+    match *config {
+        OptimizerConfig::Sgd { momentum, .. } => [when(momentum != 0.0), 0, 0, 0, 0],
+        OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => [0, n, n, 0, 0],
+        OptimizerConfig::RmsProp {
+            momentum, centered, ..
+        } => [when(momentum > 0.0), 0, 0, n, when(centered)],
+    }
+}
+
+impl<T> Rule<T> {
+    /// The rule of `config` with its buffers, sized by [`state_lens`].
+    fn assemble(config: OptimizerConfig, buffers: [Vec<T>; 5]) -> Self {
+        let [momentum_buffer, exp_avg, exp_avg_sq, square_avg, grad_avg] = buffers;
+        match config {
             OptimizerConfig::Sgd {
                 lr,
                 momentum,
                 nesterov,
                 weight_decay,
-            } => {
-                let decay = weight_decay != 0.0;
-                let wd = T::cast(weight_decay);
-                let neg_lr = T::cast(-lr);
-                if momentum != 0.0 {
-                    let mom = T::cast(momentum);
-                    // PyTorch's buffer is created (a copy of the gradient) at the first step.
-                    let first = t == 1;
-                    let it = params
-                        .iter_mut()
-                        .zip(grads.iter_mut())
-                        .zip(self.momentum_buffer.iter_mut());
-                    for ((p, g), buf) in it {
-                        if decay {
-                            *g = p.fma(wd, *g); // grad.add(param, alpha=wd)
-                        }
-                        *buf = if first { *g } else { *buf * mom + *g };
-                        let d = if nesterov { buf.fma(mom, *g) } else { *buf };
-                        *p = d.fma(neg_lr, *p); // param.add_(grad, alpha=-lr)
-                    }
-                } else {
-                    for (p, g) in params.iter_mut().zip(grads.iter_mut()) {
-                        if decay {
-                            *g = p.fma(wd, *g);
-                        }
-                        *p = g.fma(neg_lr, *p);
-                    }
-                }
-            }
+            } => Rule::Sgd(Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+                momentum_buffer,
+            }),
             OptimizerConfig::Adam {
                 lr,
                 beta1,
@@ -614,39 +716,16 @@ impl<T: Float> Optimizer<T> {
                 beta2,
                 eps,
                 weight_decay,
-            } => {
-                let decoupled = matches!(self.config, OptimizerConfig::AdamW { .. });
-                let l2 = !decoupled && weight_decay != 0.0;
-                let wd = T::cast(weight_decay);
-                let shrink = T::cast(1.0 - lr * weight_decay);
-                let w1 = T::cast(1.0 - beta1);
-                let w1_small = w1 < T::cast(0.5) && w1 > T::cast(-0.5);
-                let w1_minus_1 = w1 - one;
-                let b2 = T::cast(beta2);
-                let c2 = T::cast(1.0 - beta2);
-                let tf = t as f64;
-                let bias_correction1 = 1.0 - beta1.powf(tf);
-                let bias_correction2 = 1.0 - beta2.powf(tf);
-                let neg_step_size = T::cast(-(lr / bias_correction1));
-                let bc2_sqrt = T::cast(bias_correction2.sqrt());
-                let eps = T::cast(eps);
-                let it = params
-                    .iter_mut()
-                    .zip(grads.iter_mut())
-                    .zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut()));
-                for ((p, g), (m, v)) in it {
-                    if decoupled {
-                        *p *= shrink; // param.mul_(1 - lr * weight_decay)
-                    } else if l2 {
-                        *g = p.fma(wd, *g); // grad.add(param, alpha=weight_decay)
-                    }
-                    let g = *g;
-                    *m = lerp(*m, g, w1, w1_small, w1_minus_1); // exp_avg.lerp_(grad, 1 - beta1)
-                    *v = *v * b2 + c2 * g * g; // exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
-                    let denom = v.sqrt() / bc2_sqrt + eps;
-                    *p += neg_step_size * *m / denom; // param.addcdiv_(m, denom, -step_size)
-                }
-            }
+            } => Rule::Adam(Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled: matches!(config, OptimizerConfig::AdamW { .. }),
+                exp_avg,
+                exp_avg_sq,
+            }),
             OptimizerConfig::RmsProp {
                 lr,
                 alpha,
@@ -654,48 +733,17 @@ impl<T: Float> Optimizer<T> {
                 momentum,
                 centered,
                 weight_decay,
-            } => {
-                let decay = weight_decay != 0.0;
-                let wd = T::cast(weight_decay);
-                let a = T::cast(alpha);
-                let c = T::cast(1.0 - alpha);
-                let c_small = c < T::cast(0.5) && c > T::cast(-0.5);
-                let c_minus_1 = c - one;
-                let eps = T::cast(eps);
-                let neg_lr = T::cast(-lr);
-                let mom = T::cast(momentum);
-                let use_momentum = momentum > 0.0;
-                // The optional buffers are empty when unused (checked above), so their
-                // iterators are only advanced when the variant uses them.
-                let mut grad_avg = self.grad_avg.iter_mut();
-                let mut momentum_buffer = self.momentum_buffer.iter_mut();
-                let it = params
-                    .iter_mut()
-                    .zip(grads.iter_mut())
-                    .zip(self.square_avg.iter_mut());
-                for ((p, g), sq) in it {
-                    if decay {
-                        *g = p.fma(wd, *g);
-                    }
-                    let g = *g;
-                    *sq = *sq * a + c * g * g; // square_avg.mul_(alpha).addcmul_(g, g, 1 - alpha)
-                    let root = match grad_avg.next() {
-                        Some(ga) if centered => {
-                            *ga = lerp(*ga, g, c, c_small, c_minus_1); // grad_avg.lerp_(g, 1 - alpha)
-                            (*sq - *ga * *ga).sqrt() // square_avg.addcmul(ga, ga, value=-1).sqrt_()
-                        }
-                        _ => sq.sqrt(),
-                    };
-                    let avg = root + eps;
-                    match momentum_buffer.next() {
-                        Some(buf) if use_momentum => {
-                            *buf = *buf * mom + g / avg; // buf.mul_(momentum).addcdiv_(g, avg)
-                            *p = buf.fma(neg_lr, *p); // param.add_(buf, alpha=-lr)
-                        }
-                        _ => *p += neg_lr * g / avg, // param.addcdiv_(g, avg, value=-lr)
-                    }
-                }
-            }
+            } => Rule::RmsProp(RmsProp {
+                lr,
+                alpha,
+                eps,
+                momentum,
+                centered,
+                weight_decay,
+                square_avg,
+                grad_avg,
+                momentum_buffer,
+            }),
         }
     }
 }
@@ -1157,14 +1205,15 @@ mod tests {
         assert_eq!(opt.steps(), 0);
         assert_eq!(p, [1.0; 3]);
         assert_eq!(opt, Optimizer::new(OptimizerConfig::adam(0.1), 3).unwrap());
-        // A deserialized state that does not fit its configuration is rejected.
+        // A stored state that does not fit its configuration is refused when it is read,
+        // naming the buffer (it cannot exist as an optimizer).
         let mut json = serde_json::to_value(&opt).unwrap();
         json["exp_avg"] = serde_json::json!([0.0]);
-        let mut bad: Optimizer<f64> = serde_json::from_value(json).unwrap();
-        assert!(matches!(
-            bad.step(&mut p, &mut [1.0; 3]),
-            Err(Error::Shape { .. })
-        ));
+        let e = serde_json::from_value::<Optimizer<f64>>(json).unwrap_err();
+        assert!(
+            e.to_string().contains("exp_avg holds 1 values, expected 3"),
+            "{e}"
+        );
         // Empty parameter sets are fine.
         let mut empty = Optimizer::<f32>::new(OptimizerConfig::default(), 0).unwrap();
         empty.step(&mut [], &mut []).unwrap();
