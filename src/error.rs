@@ -20,6 +20,16 @@ pub enum Error {
         /// Why it is rejected.
         reason: String,
     },
+    /// A saved state (a checkpoint's or a store entry's) is inconsistent: a length, count or
+    /// value that a running learner could not have produced, or settings that differ from
+    /// the ones it is restored with.
+    #[error("invalid state: {part}: {reason}")]
+    State {
+        /// The part of the state at fault, e.g. `"checkpoint.ring"`.
+        part: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A vector or matrix has the wrong length or shape.
     #[error("shape mismatch in {op}: expected {expected}, got {got}")]
     Shape {
@@ -89,6 +99,23 @@ impl Error {
         Error::Config {
             field,
             reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::State`].
+    pub(crate) fn state(part: &'static str, reason: impl Into<String>) -> Self {
+        Error::State {
+            part,
+            reason: reason.into(),
+        }
+    }
+
+    /// The same problem, reported as a problem of `part` of a saved state: a validator's
+    /// [`Error::State`] gets the caller's name for the part; other errors are unchanged.
+    pub(crate) fn in_part(self, part: &'static str) -> Self {
+        match self {
+            Error::State { reason, .. } => Error::State { part, reason },
+            other => other,
         }
     }
 

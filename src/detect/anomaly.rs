@@ -264,15 +264,18 @@ impl ZScore {
     ///
     /// # Errors
     /// A message naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
-        self.config.validate().map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> crate::Result<()> {
+        self.config.validate()?;
         if !(self.mean.is_finite()
             && self.var.is_finite()
             && self.var >= 0.0
             && self.weight.is_finite()
             && self.weight >= 0.0)
         {
-            return Err("anomaly statistics are not finite".into());
+            return Err(crate::Error::state(
+                "anomaly",
+                "anomaly statistics are not finite",
+            ));
         }
         Ok(())
     }

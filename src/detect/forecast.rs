@@ -191,7 +191,7 @@ impl SeasonRing {
         self.len == self.cap()
     }
 
-    fn validate(&self, dim: usize, max: usize) -> Result<(), String> {
+    fn validate(&self, dim: usize, max: usize) -> crate::Result<()> {
         let ok = self.dim == dim
             && self.period >= 2
             && self.period <= max
@@ -202,7 +202,10 @@ impl SeasonRing {
         if ok {
             Ok(())
         } else {
-            Err("season ring is inconsistent".into())
+            Err(crate::Error::state(
+                "forecaster",
+                "season ring is inconsistent",
+            ))
         }
     }
 }
@@ -519,20 +522,29 @@ impl Forecaster {
     ///
     /// # Errors
     /// A message naming the first problem.
-    pub fn validate(&self, config: &ForecastConfig, dim: usize) -> Result<(), String> {
+    pub fn validate(&self, config: &ForecastConfig, dim: usize) -> crate::Result<()> {
         if self.config != *config {
-            return Err("the forecaster's settings differ from the pipeline's".into());
+            return Err(crate::Error::state(
+                "forecaster",
+                "the forecaster's settings differ from the pipeline's",
+            ));
         }
         if self.dim != dim
             || self.pending.len() != MEMBERS * dim
             || self.prev.len() != dim
             || self.level.len() != dim
         {
-            return Err(format!("forecaster sizes differ from {dim} values"));
+            return Err(crate::Error::state(
+                "forecaster",
+                format!("forecaster sizes differ from {dim} values"),
+            ));
         }
         self.diffs.validate(dim)?;
         if self.diffs.mode() != NormMode::Cumulative {
-            return Err("forecaster change statistics have the wrong mode".into());
+            return Err(crate::Error::state(
+                "forecaster",
+                "forecaster change statistics have the wrong mode",
+            ));
         }
         if let Some(s) = &self.season {
             s.validate(dim, self.config.max_season)?;
@@ -544,7 +556,10 @@ impl Forecaster {
             && self.interval.is_none_or(|v| v.is_finite() && v > 0.0)
             && self.first_time.is_none_or(|v| v.is_finite());
         if !finite {
-            return Err("forecaster state is not finite".into());
+            return Err(crate::Error::state(
+                "forecaster",
+                "forecaster state is not finite",
+            ));
         }
         Ok(())
     }

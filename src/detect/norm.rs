@@ -173,17 +173,23 @@ impl Normalizer {
     ///
     /// # Errors
     /// A message naming the first problem.
-    pub fn validate(&self, d: usize) -> Result<(), String> {
+    pub fn validate(&self, d: usize) -> crate::Result<()> {
         if self.mean.len() != d || self.m2.len() != d {
-            return Err(format!(
-                "normalizer has {} / {} columns, expected {d}",
-                self.mean.len(),
-                self.m2.len()
+            return Err(crate::Error::state(
+                "norm",
+                format!(
+                    "normalizer has {} / {} columns, expected {d}",
+                    self.mean.len(),
+                    self.m2.len()
+                ),
             ));
         }
         if let NormMode::Ewm { half_life } = self.mode {
             if !(half_life > 0.0 && half_life.is_finite()) {
-                return Err(format!("normalizer half-life {half_life} is not positive"));
+                return Err(crate::Error::state(
+                    "norm",
+                    format!("normalizer half-life {half_life} is not positive"),
+                ));
             }
         }
         let finite = self.mean.iter().all(|v| v.is_finite())
@@ -191,7 +197,10 @@ impl Normalizer {
             && self.weight.is_finite()
             && self.weight >= 0.0;
         if !finite {
-            return Err("normalizer statistics are not finite".into());
+            return Err(crate::Error::state(
+                "norm",
+                "normalizer statistics are not finite",
+            ));
         }
         Ok(())
     }

@@ -135,34 +135,49 @@ impl ErrorTrail {
     ///
     /// # Errors
     /// A message naming the problem.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if self.max_blocks < 2 || self.max_blocks > TRAIL_BLOCKS || self.max_blocks % 2 != 0 {
-            return Err(format!(
-                "error trail keeps {} blocks, expected an even number in 2..={TRAIL_BLOCKS}",
-                self.max_blocks
+            return Err(crate::Error::state(
+                "trail",
+                format!(
+                    "error trail keeps {} blocks, expected an even number in 2..={TRAIL_BLOCKS}",
+                    self.max_blocks
+                ),
             ));
         }
         if self.sums.len() > self.max_blocks {
-            return Err(format!(
-                "error trail has {} blocks, at most {}",
-                self.sums.len(),
-                self.max_blocks
+            return Err(crate::Error::state(
+                "trail",
+                format!(
+                    "error trail has {} blocks, at most {}",
+                    self.sums.len(),
+                    self.max_blocks
+                ),
             ));
         }
         if !self.sums.is_empty() && self.block == 0 {
-            return Err("error trail has blocks of size 0".into());
+            return Err(crate::Error::state(
+                "trail",
+                "error trail has blocks of size 0",
+            ));
         }
         let mut n = 0u64;
         for (m, naive, c) in &self.sums {
             if m.is_nan() || naive.is_nan() || *c > self.block {
-                return Err("error trail holds an invalid block".into());
+                return Err(crate::Error::state(
+                    "trail",
+                    "error trail holds an invalid block",
+                ));
             }
             n = n.saturating_add(*c);
         }
         if n != self.events {
-            return Err(format!(
-                "error trail counts {n} events in its blocks and {} in total",
-                self.events
+            return Err(crate::Error::state(
+                "trail",
+                format!(
+                    "error trail counts {n} events in its blocks and {} in total",
+                    self.events
+                ),
             ));
         }
         Ok(())
@@ -728,14 +743,15 @@ impl Pipeline {
     /// later events fail or panic.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first inconsistency.
+    /// [`Error::Config`] for invalid settings; [`Error::State`] naming the first
+    /// inconsistency of the state.
     pub fn restore(state: PipelineState) -> Result<Self> {
         let mut p = Pipeline::new(state.config)?;
-        let bad = |field: &'static str, reason: String| Error::config(field, reason);
+        let bad = |part: &'static str, reason: String| Error::state(part, reason);
         state
             .trail
             .validate()
-            .map_err(|e| bad("checkpoint.trail", e))?;
+            .map_err(|e| e.in_part("checkpoint.trail"))?;
         p.trail = state.trail;
         p.anomalies = state.anomalies;
         let Some(s) = state.inner else {
@@ -772,7 +788,7 @@ impl Pipeline {
         match (&s.forecaster, wants_forecaster) {
             (Some(f), true) => {
                 f.validate(&p.config.forecast, d)
-                    .map_err(|e| bad("checkpoint.forecaster", e))?;
+                    .map_err(|e| e.in_part("checkpoint.forecaster"))?;
                 if !ahead || f.d_input() != lc.d_input || Some(f.d_target()) != lc.d_target {
                     return Err(bad(
                         "checkpoint.forecaster",
@@ -797,14 +813,14 @@ impl Pipeline {
             ("checkpoint.norm_x", &s.norm_x, d),
             ("checkpoint.norm_y", &s.norm_y, dy),
         ] {
-            n.validate(dim).map_err(|e| bad(name, e))?;
+            n.validate(dim).map_err(|e| e.in_part(name))?;
             if n.mode() != mode {
                 return Err(bad(name, format!("mode {:?}, expected {mode:?}", n.mode())));
             }
         }
         s.anomaly
             .validate()
-            .map_err(|e| bad("checkpoint.anomaly", e))?;
+            .map_err(|e| e.in_part("checkpoint.anomaly"))?;
         if s.anomaly.config().half_life != p.config.anomaly.half_life
             || s.anomaly.config().warmup != p.config.anomaly.warmup
         {
@@ -821,7 +837,8 @@ impl Pipeline {
                 ))
             }
             (Some(l), AnomalyKind::Likelihood) => {
-                l.validate().map_err(|e| bad("checkpoint.likelihood", e))?;
+                l.validate()
+                    .map_err(|e| e.in_part("checkpoint.likelihood"))?;
                 if *l.config() != p.config.anomaly.likelihood || l.dim() != dy {
                     return Err(bad(
                         "checkpoint.likelihood",

@@ -86,6 +86,10 @@ pub const MAX_PAYLOAD: u64 = 1 << 30;
 /// without overflow, and every count stays exact in JSON.
 pub const MAX_COUNTER: u64 = 1 << 53;
 
+/// The serializer's or deserializer's own error (MessagePack for checkpoints, JSON for a
+/// store's settings), kept as the source.
+pub type BoxedError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a checkpoint could not be read, written or used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -147,10 +151,10 @@ pub enum CheckpointError {
     },
     /// The payload is not a valid MessagePack state.
     #[error("checkpoint payload cannot be decoded: {0}")]
-    Decode(String),
+    Decode(#[source] BoxedError),
     /// The state could not be serialized.
     #[error("cannot encode checkpoint: {0}")]
-    Encode(String),
+    Encode(#[source] BoxedError),
     /// The header's configuration hash differs from the payload's configuration.
     #[error(
         "checkpoint header's configuration hash {header:#018x} differs from its payload's \
@@ -165,7 +169,7 @@ pub enum CheckpointError {
     /// The payload decodes but its contents are inconsistent (wrong lengths, non-finite
     /// weights, ...).
     #[error("checkpoint state is invalid: {0}")]
-    Invalid(String),
+    Invalid(#[source] crate::Error),
     /// The path is not a regular file (a FIFO, a device, a directory, a socket), so it is
     /// not read at all.
     #[error("checkpoint {}: not a regular file ({kind})", path.display())]
@@ -360,7 +364,7 @@ pub fn encode(state: &PipelineState) -> Result<Vec<u8>, CheckpointError> {
     };
     let mut out = vec![0u8; HEADER_LEN];
     rmp_serde::encode::write_named(&mut out, &payload)
-        .map_err(|e| CheckpointError::Encode(e.to_string()))?;
+        .map_err(|e| CheckpointError::Encode(e.into()))?;
     let len = (out.len() - HEADER_LEN) as u64;
     let crc = crc32(&out[HEADER_LEN..]);
     out[0..8].copy_from_slice(MAGIC);
@@ -476,7 +480,7 @@ fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         });
     }
     let p: PayloadV1 =
-        rmp_serde::from_slice(payload).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        rmp_serde::from_slice(payload).map_err(|e| CheckpointError::Decode(e.into()))?;
     let payload_hash = config_hash(p.state.learner_config());
     if payload_hash != hash {
         return Err(CheckpointError::HashMismatch {
@@ -487,7 +491,7 @@ fn decode_v1(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     check_counters(&p.state)?;
     let mut probe = p.state.clone();
     probe.config.background = false;
-    Pipeline::restore(probe).map_err(|e| CheckpointError::Invalid(e.to_string()))?;
+    Pipeline::restore(probe).map_err(CheckpointError::Invalid)?;
     Ok(Checkpoint {
         version: 1,
         config_hash: hash,

@@ -171,7 +171,7 @@ impl Store {
     fn save_template(&self, template: &PipelineConfig) -> Result<(), StoreError> {
         let json = serde_json::to_vec(template).map_err(|e| StoreError::Settings {
             path: self.path.clone(),
-            source: CheckpointError::Encode(e.to_string()),
+            source: CheckpointError::Encode(e.into()),
         })?;
         self.commit(|tx| {
             tx.open_table(SERIES).map_err(boxed)?;
@@ -245,7 +245,7 @@ impl Store {
             .map(Some)
             .map_err(|e| StoreError::Settings {
                 path: self.path.clone(),
-                source: CheckpointError::Decode(e.to_string()),
+                source: CheckpointError::Decode(e.into()),
             })
     }
 

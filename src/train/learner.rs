@@ -536,9 +536,8 @@ impl<T: Float> Learner<T> {
         }
         let trainer = match &self.mode {
             Mode::Inline(t) => t.to_state(),
-            Mode::Background(_) => {
-                return Err(Error::config("trainer", "learner is in an invalid state"))
-            }
+            // Still in the background after a successful join: only a dead trainer.
+            Mode::Background(_) => return Err(Error::TrainerPanicked),
         };
         let state = LearnerState {
             config: self.config.clone(),
@@ -565,13 +564,13 @@ impl<T: Float> Learner<T> {
     /// calls fail or panic.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the problem: an invalid configuration, buffers that do not fit
-    /// it, non-finite weights, states or optimizer moments.
+    /// [`Error::Config`] for an invalid configuration; [`Error::State`] naming the part for
+    /// buffers that do not fit it, non-finite weights, states or optimizer moments.
     pub fn restore(state: LearnerState<T>) -> Result<Self> {
         let mc = state.config.model_config()?;
         state.config.validate()?;
-        fn bad<X>(field: &'static str, reason: String) -> Result<X> {
-            Err(Error::config(field, reason))
+        fn bad<X>(part: &'static str, reason: String) -> Result<X> {
+            Err(Error::state(part, reason))
         }
         let s = mc.state_len();
         for (field, v, want) in [
@@ -601,7 +600,7 @@ impl<T: Float> Learner<T> {
             mc.d_output,
             s,
         )
-        .map_err(|e| Error::config("checkpoint.ring", e))?;
+        .map_err(|e| e.in_part("checkpoint.ring"))?;
         if ring.pushed() > state.events {
             return bad(
                 "checkpoint.events",

@@ -187,31 +187,38 @@ impl<T: Float> Ring<T> {
         d_in: usize,
         d_out: usize,
         state_len: usize,
-    ) -> Result<Self, String> {
+    ) -> crate::Result<Self> {
         let want = (capacity.max(1), d_in, d_out, state_len);
         let got = (st.capacity, st.d_in, st.d_out, st.state_len);
         if want != got {
-            return Err(format!(
-                "ring shape (capacity, d_in, d_out, state) is {got:?}, expected {want:?}"
+            return Err(crate::Error::state(
+                "ring",
+                format!("ring shape (capacity, d_in, d_out, state) is {got:?}, expected {want:?}"),
             ));
         }
         let n = st.x.len().checked_div(d_in).unwrap_or(0);
         if st.x.len() != n * d_in || st.y.len() != n * d_out || st.s.len() != n * state_len {
-            return Err(format!(
-                "ring buffers of {} / {} / {} values do not hold whole pairs",
-                st.x.len(),
-                st.y.len(),
-                st.s.len()
+            return Err(crate::Error::state(
+                "ring",
+                format!(
+                    "ring buffers of {} / {} / {} values do not hold whole pairs",
+                    st.x.len(),
+                    st.y.len(),
+                    st.s.len()
+                ),
             ));
         }
         if n > want.0 || (n as u64) > st.pushed {
-            return Err(format!(
-                "ring holds {n} pairs with capacity {} and {} pushed",
-                want.0, st.pushed
+            return Err(crate::Error::state(
+                "ring",
+                format!(
+                    "ring holds {n} pairs with capacity {} and {} pushed",
+                    want.0, st.pushed
+                ),
             ));
         }
         if !st.x.iter().chain(&st.y).chain(&st.s).all(|v| v.finite()) {
-            return Err("ring holds a non-finite value".into());
+            return Err(crate::Error::state("ring", "ring holds a non-finite value"));
         }
         let mut r = Ring::new(capacity, d_in, d_out, state_len);
         for j in 0..n {
@@ -246,16 +253,19 @@ mod tests {
         assert!(Ring::from_state(&good, 3, 1, 1, 2).is_ok());
         assert!(Ring::from_state(&good, 4, 1, 1, 2)
             .unwrap_err()
+            .to_string()
             .contains("shape"));
         let mut bad = good.clone();
         bad.s.pop();
         assert!(Ring::from_state(&bad, 3, 1, 1, 2)
             .unwrap_err()
+            .to_string()
             .contains("whole pairs"));
         let mut bad = good.clone();
         bad.x[0] = f32::NAN;
         assert!(Ring::from_state(&bad, 3, 1, 1, 2)
             .unwrap_err()
+            .to_string()
             .contains("non-finite"));
         let mut bad = good;
         bad.pushed = 0;

@@ -400,7 +400,7 @@ impl<T: Float> Trainer<T> {
         state: TrainerState<T>,
     ) -> Result<Self> {
         let mut t = Trainer::new(model, config)?;
-        let bad = |reason: String| Err(Error::config("checkpoint.optimizer", reason));
+        let bad = |reason: String| Err(Error::state("checkpoint.optimizer", reason));
         if state.optimizer.config() != t.optimizer.config() {
             return bad(format!(
                 "optimizer {:?} differs from the configuration's {:?}",
@@ -435,13 +435,13 @@ impl<T: Float> Trainer<T> {
             (None, None) => {}
             (Some(a), Some(st)) => a.restore(st)?,
             (Some(_), None) => {
-                return Err(Error::config(
+                return Err(Error::state(
                     "checkpoint.truncation",
                     "adaptive truncation is configured but the state has none".to_string(),
                 ))
             }
             (None, Some(_)) => {
-                return Err(Error::config(
+                return Err(Error::state(
                     "checkpoint.truncation",
                     "the state has adaptive-truncation data but T is fixed".to_string(),
                 ))

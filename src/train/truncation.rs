@@ -432,10 +432,10 @@ impl<T: Float> Adaptive<T> {
     /// Continues from `state`, checking it against the configuration.
     ///
     /// # Errors
-    /// [`Error::Config`] (`checkpoint.truncation`) naming the inconsistency.
+    /// [`Error::State`] (`checkpoint.truncation`) naming the inconsistency.
     pub(crate) fn restore(&mut self, st: &TruncationState) -> Result<()> {
         let c = &self.config;
-        let bad = |reason: String| Err(Error::config("checkpoint.truncation", reason));
+        let bad = |reason: String| Err(Error::state("checkpoint.truncation", reason));
         if !(c.min..=c.max).contains(&st.current) {
             return bad(format!(
                 "current T = {} outside {}..={}",

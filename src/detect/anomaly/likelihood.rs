@@ -278,14 +278,17 @@ impl Ring {
             + self.delta.capacity() * std::mem::size_of::<f32>()
     }
 
-    fn validate(&self, len: usize) -> Result<(), String> {
+    fn validate(&self, len: usize) -> crate::Result<()> {
         if self.delta.len() != len + BLOCK
             || self.base.len() != self.delta.len().div_ceil(BLOCK)
             || self.head >= self.delta.len()
             || !self.base.iter().all(|v| v.abs() <= VALUE_LIMIT)
             || !self.delta.iter().all(|v| v.is_finite())
         {
-            return Err("likelihood value history is inconsistent".into());
+            return Err(crate::Error::state(
+                "likelihood",
+                "likelihood value history is inconsistent",
+            ));
         }
         Ok(())
     }
@@ -317,10 +320,13 @@ impl Series {
     }
 
     /// Checks a deserialized series against the settings and the period.
-    fn validate(&self, c: &LikelihoodConfig, period: usize, events: u64) -> Result<(), String> {
+    fn validate(&self, c: &LikelihoodConfig, period: usize, events: u64) -> crate::Result<()> {
         self.ring.validate(c.ring_len(period))?;
         if self.ring.seen > events || self.min.is_nan() || self.max.is_nan() {
-            return Err("likelihood value history is inconsistent".into());
+            return Err(crate::Error::state(
+                "likelihood",
+                "likelihood value history is inconsistent",
+            ));
         }
         for t in [&self.shift, &self.season] {
             check_tail(t, Grid::Log, c.history, c.tail)?;
@@ -330,10 +336,13 @@ impl Series {
 }
 
 /// Checks a deserialized tail and that it has the grid and settings expected.
-fn check_tail(t: &Tail, grid: Grid, history: usize, tail: f64) -> Result<(), String> {
+fn check_tail(t: &Tail, grid: Grid, history: usize, tail: f64) -> crate::Result<()> {
     t.validate()?;
     if t.grid() != grid || t.history() != history.max(1) as f64 || t.fraction() != tail {
-        return Err("likelihood tail has the wrong grid, history or tail fraction".into());
+        return Err(crate::Error::state(
+            "likelihood",
+            "likelihood tail has the wrong grid, history or tail fraction",
+        ));
     }
     Ok(())
 }
@@ -427,7 +436,7 @@ enum RingRepr {
 }
 
 impl SeriesRepr {
-    fn into_series(self, c: &LikelihoodConfig, period: usize) -> Result<Series, String> {
+    fn into_series(self, c: &LikelihoodConfig, period: usize) -> crate::Result<Series> {
         let shift = self.shift.into_tail(Grid::Log)?;
         let season = self.season.into_tail(Grid::Log)?;
         let ring = match (self.ring, self.head, self.len) {
@@ -435,7 +444,10 @@ impl SeriesRepr {
             (RingRepr::Values(values), Some(head), Some(len)) => {
                 let cap = values.len();
                 if len > cap || (cap > 0 && head >= cap) || !values.iter().all(|v| v.is_finite()) {
-                    return Err("likelihood value history is inconsistent".into());
+                    return Err(crate::Error::state(
+                        "likelihood",
+                        "likelihood value history is inconsistent",
+                    ));
                 }
                 let mut ring = Ring::new(c.ring_len(period));
                 for lag in (0..len).rev() {
@@ -444,7 +456,12 @@ impl SeriesRepr {
                 }
                 ring
             }
-            _ => return Err("likelihood value history is neither a ring nor values".into()),
+            _ => {
+                return Err(crate::Error::state(
+                    "likelihood",
+                    "likelihood value history is neither a ring nor values",
+                ))
+            }
         };
         Ok(Series {
             ring,
@@ -457,13 +474,16 @@ impl SeriesRepr {
 }
 
 impl TryFrom<LikelihoodRepr> for Likelihood {
-    type Error = String;
+    type Error = crate::Error;
 
-    fn try_from(r: LikelihoodRepr) -> Result<Self, String> {
+    fn try_from(r: LikelihoodRepr) -> crate::Result<Self> {
         let c = r.config;
-        c.validate().map_err(|e| e.to_string())?;
+        c.validate()?;
         if r.period > c.max_period {
-            return Err(format!("likelihood period {} is out of range", r.period));
+            return Err(crate::Error::state(
+                "likelihood",
+                format!("likelihood period {} is out of range", r.period),
+            ));
         }
         let series = r
             .series
@@ -694,18 +714,24 @@ impl Likelihood {
     ///
     /// # Errors
     /// A message naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
-        self.config.validate().map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> crate::Result<()> {
+        self.config.validate()?;
         let c = &self.config;
         let d = self.series.len();
         if self.norm.dim() != d && !(d == 0 && self.events == 0) {
-            return Err("likelihood statistics have inconsistent sizes".into());
+            return Err(crate::Error::state(
+                "likelihood",
+                "likelihood statistics have inconsistent sizes",
+            ));
         }
         if d > 0 {
             self.norm.validate(d)?;
         }
         if self.period > c.max_period || self.period == 1 {
-            return Err(format!("likelihood period {} is out of range", self.period));
+            return Err(crate::Error::state(
+                "likelihood",
+                format!("likelihood period {} is out of range", self.period),
+            ));
         }
         if self.recent.len() > c.onset
             || (self.recent_head != 0 && self.recent_head >= self.recent.len())
@@ -714,7 +740,10 @@ impl Likelihood {
                 !(p.is_finite() && p >= 0.0) || left == 0 || left > c.confirm
             })
         {
-            return Err("likelihood onset history is inconsistent".into());
+            return Err(crate::Error::state(
+                "likelihood",
+                "likelihood onset history is inconsistent",
+            ));
         }
         check_tail(&self.error, Grid::Log, c.history, c.tail)?;
         check_tail(&self.episodes, Grid::Decades, c.precedents, 1.0)?;

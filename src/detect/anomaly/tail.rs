@@ -236,17 +236,20 @@ impl TailRepr {
     /// # Errors
     /// A message naming what is missing or out of range (the summary itself is checked by
     /// [`Tail::validate`]).
-    pub(crate) fn into_tail(self, legacy: Grid) -> Result<Tail, String> {
+    pub(crate) fn into_tail(self, legacy: Grid) -> crate::Result<Tail> {
         if let Some(grid) = self.grid {
             let (Some(history), Some(scale), Some(count), Some(bins)) =
                 (self.history, self.scale, self.count, self.bins)
             else {
-                return Err("tail summary misses a field".into());
+                return Err(crate::Error::state("tail", "tail summary misses a field"));
             };
             let first = self.first.unwrap_or(0);
             let mut t = Tail::with_grid(grid, 1, self.tail);
             if !(history >= 1.0 && history.is_finite()) {
-                return Err(format!("tail history {history} is out of range"));
+                return Err(crate::Error::state(
+                    "tail",
+                    format!("tail history {history} is out of range"),
+                ));
             }
             t.history = history;
             t.growth = (1.0 / history).exp();
@@ -254,7 +257,10 @@ impl TailRepr {
             t.count = count;
             if !bins.is_empty() || count > 0 {
                 if first.saturating_add(bins.len()) > grid.bins() {
-                    return Err("tail summary has bins beyond its grid".into());
+                    return Err(crate::Error::state(
+                        "tail",
+                        "tail summary has bins beyond its grid",
+                    ));
                 }
                 t.bins = vec![0.0; grid.bins()];
                 t.bins[first..first + bins.len()].copy_from_slice(&bins);
@@ -262,16 +268,22 @@ impl TailRepr {
             return Ok(t);
         }
         let (Some(capacity), Some(ring)) = (self.capacity, self.ring) else {
-            return Err("tail state is neither a summary nor an exact history".into());
+            return Err(crate::Error::state(
+                "tail",
+                "tail state is neither a summary nor an exact history",
+            ));
         };
         let head = self.head.unwrap_or(0);
         if capacity == 0 || ring.len() > capacity || (head != 0 && head >= ring.len()) {
-            return Err("tail history has inconsistent sizes".into());
+            return Err(crate::Error::state(
+                "tail",
+                "tail history has inconsistent sizes",
+            ));
         }
         let mut t = Tail::with_grid(legacy, capacity, self.tail);
         for x in ring[head..].iter().chain(&ring[..head]) {
             if !x.is_finite() {
-                return Err("tail history is not finite".into());
+                return Err(crate::Error::state("tail", "tail history is not finite"));
             }
             t.push(*x);
         }
@@ -475,28 +487,43 @@ impl Tail {
     ///
     /// # Errors
     /// A message naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if !(self.history >= 1.0 && self.history.is_finite() && self.tail > 0.0 && self.tail <= 1.0)
         {
-            return Err("tail summary has an invalid history or tail fraction".into());
+            return Err(crate::Error::state(
+                "tail",
+                "tail summary has an invalid history or tail fraction",
+            ));
         }
         if !(self.scale >= 1.0 && self.scale <= RESCALE * self.growth) {
-            return Err(format!("tail summary has an invalid scale {}", self.scale));
+            return Err(crate::Error::state(
+                "tail",
+                format!("tail summary has an invalid scale {}", self.scale),
+            ));
         }
         if !(self.bins.is_empty() || self.bins.len() == self.grid.bins())
             || (self.bins.is_empty() && self.count > 0)
         {
-            return Err("tail summary has the wrong number of bins".into());
+            return Err(crate::Error::state(
+                "tail",
+                "tail summary has the wrong number of bins",
+            ));
         }
         if !self.bins.iter().all(|b| b.is_finite() && *b >= 0.0) {
-            return Err("tail summary has a negative or non-finite bin".into());
+            return Err(crate::Error::state(
+                "tail",
+                "tail summary has a negative or non-finite bin",
+            ));
         }
         let n = self.weight();
         let most = (self.count as f64).min(self.growth / (self.growth - 1.0));
         if n.is_nan() || n > most * (1.0 + 1e-3) + 1e-3 {
-            return Err(format!(
-                "tail summary holds a weight of {n} values, more than the {} it can hold",
-                most
+            return Err(crate::Error::state(
+                "tail",
+                format!(
+                    "tail summary holds a weight of {n} values, more than the {} it can hold",
+                    most
+                ),
             ));
         }
         Ok(())
