@@ -917,9 +917,7 @@ impl SourceHandle {
     /// connect source ran out of attempts, [`SourceError::Task`] if the task panicked or was
     /// cancelled.
     pub async fn join(self) -> Result<()> {
-        self.task
-            .await
-            .map_err(|e| SourceError::Task(e.to_string()))?
+        self.task.await.map_err(SourceError::Task)?
     }
 }
 
@@ -986,7 +984,7 @@ pub enum SourceError {
     },
     /// A source task panicked or was cancelled.
     #[error("source task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// Spare events beyond the channel's capacity that a pool keeps.
