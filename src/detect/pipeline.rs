@@ -81,6 +81,13 @@ pub struct OutputRecord {
     pub score: f64,
     /// Whether the score is above the threshold.
     pub anomaly: bool,
+    /// When this record reports an episode, the index of the event where the episode began
+    /// (with the likelihood, whose episodes are reported `confirm` events after they begin,
+    /// every record with an episode's report; with the other scores, each flagged record,
+    /// whose episode is itself); `None` otherwise.
+    pub onset_index: Option<u64>,
+    /// The time of that event (`None` when it has none or the record reports no episode).
+    pub onset_time: Option<f64>,
     /// The forecast of the next event (or of this event's target), in the input's units;
     /// with the cross-entropy loss, class probabilities.
     pub forecast: Vec<f64>,
@@ -554,6 +561,8 @@ impl Pipeline {
         out.error = None;
         out.score = 0.0;
         out.anomaly = false;
+        out.onset_index = None;
+        out.onset_time = None;
         // An event with a value beyond measure (values near f64::MAX) is learned as a repeat
         // of the previous one, so that it cannot blow up the model, its loss or its statistics;
         // its record reports its saturated error and flags it.
@@ -659,10 +668,17 @@ impl Pipeline {
                 self.trail.push(mse, (naive / k).min(ERROR_LIMIT));
             }
         }
+        out.anomaly = out.score > self.config.anomaly.threshold;
+        if out.anomaly {
+            (out.onset_index, out.onset_time) = (Some(out.index), real.time);
+        }
         if let Some(l) = inner.likelihood.as_mut() {
             out.score = l.score(ev.time, real_actual, norm_error);
+            out.anomaly = out.score > self.config.anomaly.threshold;
+            let onset = l.reported();
+            out.onset_index = onset.map(|(lag, _)| out.index.saturating_sub(lag));
+            out.onset_time = onset.and_then(|(_, time)| time);
         }
-        out.anomaly = out.score > self.config.anomaly.threshold;
         if let Some(f) = inner.forecaster.as_mut() {
             f.forecast_to(step.forecast, actual, &inner.norm_x, &mut out.forecast);
             inner.prev_forecast.copy_from_slice(&out.forecast);

@@ -9,12 +9,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The CSV header of a one-value stream.
-const HEADER: &str = "index,time,key,error,score,anomaly,updates,residual_0,forecast_0";
+const HEADER: &str =
+    "index,time,key,error,score,anomaly,updates,residual_0,forecast_0,onset_index,onset_time";
 
 /// The CSV header of a one-value stream whose column is named `name`: output columns keep
 /// the input's names.
 fn header_of(name: &str) -> String {
-    format!("index,time,key,error,score,anomaly,updates,residual_{name},forecast_{name}")
+    format!(
+        "index,time,key,error,score,anomaly,updates,residual_{name},forecast_{name},\
+         onset_index,onset_time"
+    )
 }
 
 const NAB: &str = "nab_ec2_cpu_utilization_24ae8d.csv";
@@ -100,7 +104,7 @@ fn stdin_pipe_gives_one_record_per_event() {
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let (lo, hi) = (lo - 0.1 * lo.abs(), hi + 0.1 * hi.abs());
     for (i, r) in rows.iter().enumerate() {
-        assert_eq!(r.len(), 9, "row {i}: {r:?}");
+        assert_eq!(r.len(), 11, "row {i}: {r:?}");
         assert_eq!(r[0], i.to_string(), "index of row {i}");
         assert_eq!((r[1].as_str(), r[2].as_str()), ("", ""), "no time, no key");
         assert!(r[5] == "0" || r[5] == "1", "anomaly flag {:?}", r[5]);
@@ -237,7 +241,17 @@ fn sync_runs_are_reproducible_and_jsonl_matches_csv() {
         .collect();
     assert_eq!(objects.len(), 4032);
     let mut keys = [
-        "index", "time", "key", "error", "score", "anomaly", "updates", "residual", "forecast",
+        "index",
+        "time",
+        "key",
+        "error",
+        "score",
+        "anomaly",
+        "updates",
+        "residual",
+        "forecast",
+        "onset_index",
+        "onset_time",
     ];
     keys.sort_unstable();
     for (i, (o, r)) in objects.iter().zip(&rows).enumerate() {
@@ -1046,7 +1060,8 @@ fn r16_delimiters_and_formats_are_guessed_and_named() {
 
 /// The CSV header of a two-value stream.
 const HEADER_2: &str =
-    "index,time,key,error,score,anomaly,updates,residual_0,residual_1,forecast_0,forecast_1";
+    "index,time,key,error,score,anomaly,updates,residual_0,residual_1,forecast_0,forecast_1,\
+     onset_index,onset_time";
 
 #[test]
 fn r16_a_run_that_accepts_nothing_fails_with_a_hint() {
@@ -1206,7 +1221,9 @@ fn r16_output_keeps_the_input_names_and_time_format() {
     let out = live.stdout_str();
     let header = out.lines().next().unwrap();
     assert!(
-        header.ends_with(",residual_cpu,residual_mem,forecast_cpu,forecast_mem"),
+        header.ends_with(
+            ",residual_cpu,residual_mem,forecast_cpu,forecast_mem,onset_index,onset_time"
+        ),
         "{header}"
     );
     assert_eq!(column(&out, "time")[7], "2014-04-01 00:07:00");

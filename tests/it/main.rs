@@ -1,5 +1,6 @@
 //! Integration tests of tbptt: golden comparisons with PyTorch, gradient checks, learning.
 
+mod anomaly;
 mod char_lm;
 mod checkpoint;
 mod cli;

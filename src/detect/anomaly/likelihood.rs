@@ -115,6 +115,13 @@ pub struct LikelihoodConfig {
     /// Weight `a` of the other statistics' surprises added to the largest one: evidence from
     /// several statistics at once adds up. Default: 0.5.
     pub others: f64,
+    /// Half-life, in events, of the running root mean square of the forecast errors that the
+    /// error statistic is divided by (the error relative to the forecaster's recent accuracy,
+    /// so that the large errors of a forecaster still learning do not make later ones look
+    /// usual); 0 judges the error itself, in normalized units. Default: 0.
+    pub error_scale: usize,
+    /// Events before the forecast error enters its statistic. Default: 0.
+    pub error_warmup: usize,
 }
 
 impl Default for LikelihoodConfig {
@@ -132,6 +139,8 @@ impl Default for LikelihoodConfig {
             decades: 10.0,
             records: true,
             others: 0.5,
+            error_scale: 0,
+            error_warmup: 0,
         }
     }
 }
@@ -164,13 +173,22 @@ impl LikelihoodConfig {
                 return bad(field, format!("must be in 1..=65536, got {v}"));
             }
         }
-        if [self.max_period, self.onset, self.confirm, self.precedents]
-            .iter()
-            .any(|v| *v > 1 << 20)
+        if [
+            self.max_period,
+            self.onset,
+            self.confirm,
+            self.precedents,
+            self.error_scale,
+            self.error_warmup,
+        ]
+        .iter()
+        .any(|v| *v > 1 << 20)
         {
             return bad(
                 "anomaly.likelihood",
-                "max_period, onset, confirm and precedents must be at most 2^20".into(),
+                "max_period, onset, confirm, precedents, error_scale and error_warmup must be at \
+                 most 2^20"
+                    .into(),
             );
         }
         if !(0.0..=1.0).contains(&self.others) {
@@ -379,12 +397,20 @@ pub struct Likelihood {
     norm: Normalizer,
     series: Vec<Series>,
     error: Tail,
+    /// The running weight and mean square of the forecast errors (with `error_scale`).
+    error_ms: (f64, f64),
     /// Surprises of the last `onset` events (`f32`: the onset filter compares them only).
     recent: Vec<f32>,
     recent_head: usize,
     /// The episode being confirmed: its peak surprise so far and the events left before it is
     /// reported.
     pending: Option<(f64, usize)>,
+    /// The first event of the episode being confirmed: its number among the events scored
+    /// and its time.
+    pending_start: Option<(u64, Option<f64>)>,
+    /// The first event of the episode the last scored event reported (`None` when it
+    /// reported none).
+    reported: Option<(u64, Option<f64>)>,
     /// Peak surprises of the reported episodes, in tenths of `decades` (so 10 scores 1) on
     /// [`Grid::Decades`].
     episodes: Tail,
@@ -402,10 +428,16 @@ struct LikelihoodRepr {
     norm: Normalizer,
     series: Vec<SeriesRepr>,
     error: TailRepr,
+    #[serde(default)]
+    error_ms: (f64, f64),
     recent: Vec<f32>,
     recent_head: usize,
     #[serde(default)]
     pending: Option<(f64, usize)>,
+    #[serde(default)]
+    pending_start: Option<(u64, Option<f64>)>,
+    #[serde(default)]
+    reported: Option<(u64, Option<f64>)>,
     #[serde(default)]
     episodes: Option<TailRepr>,
 }
@@ -502,9 +534,12 @@ impl TryFrom<LikelihoodRepr> for Likelihood {
             norm: r.norm,
             series,
             error: r.error.into_tail(Grid::Log)?,
+            error_ms: r.error_ms,
             recent: r.recent,
             recent_head: r.recent_head,
             pending: r.pending,
+            pending_start: r.pending_start,
+            reported: r.reported,
             episodes,
         })
     }
@@ -533,9 +568,12 @@ impl Likelihood {
             norm: Normalizer::new(0, NormMode::Cumulative),
             series: Vec::new(),
             error: Tail::new(config.history, config.tail),
+            error_ms: (0.0, 0.0),
             recent: Vec::new(),
             recent_head: 0,
             pending: None,
+            pending_start: None,
+            reported: None,
             episodes: Tail::with_grid(Grid::Decades, config.precedents, 1.0),
         }
     }
@@ -617,8 +655,9 @@ impl Likelihood {
             }
         } else {
             self.norm.observe(actual);
-            if let Some(e) = error {
-                let s = ln(e.abs());
+            let judged = error.and_then(|e| self.relative_error(e.abs()));
+            if let Some(e) = judged.filter(|_| t >= c.error_warmup as u64) {
+                let s = ln(e);
                 note(&mut best, &mut total, self.error.surprise(s));
                 self.error.push(s);
             }
@@ -662,7 +701,9 @@ impl Likelihood {
         let unit = |s: f64| (s / c.decades).clamp(0.0, 1.0);
         let kept = kept_surprise(surprise);
         let surprise = f64::from(kept);
+        self.reported = None;
         if c.onset == 0 {
+            self.reported = Some((t, time));
             return unit(surprise);
         }
         let before = self.recent.iter().fold(0.0f64, |a, b| a.max(f64::from(*b)));
@@ -678,6 +719,7 @@ impl Likelihood {
                 return 0.0;
             }
             self.pending = None;
+            self.pending_start = None;
         }
         let peak = match &mut self.pending {
             _ if saturated => surprise,
@@ -689,15 +731,22 @@ impl Likelihood {
                 }
                 let peak = *peak;
                 self.pending = None;
+                // A state written before episodes kept their start: `confirm` events back.
+                let start = self.pending_start.take();
+                self.reported = start.or(Some((t.saturating_sub(c.confirm as u64), None)));
                 peak
             }
             None if surprise > before && c.confirm > 0 => {
                 self.pending = Some((surprise, c.confirm));
+                self.pending_start = Some((t, time));
                 return 0.0;
             }
             None if surprise > before => surprise,
             None => return 0.0,
         };
+        if self.reported.is_none() {
+            self.reported = Some((t, time));
+        }
         if c.precedents == 0 {
             return unit(peak);
         }
@@ -707,6 +756,48 @@ impl Likelihood {
         let seen = self.episodes.at_least(scaled);
         self.episodes.push(scaled);
         unit(peak - (1.0 + seen).log10())
+    }
+
+    /// The forecast error `e` as the error statistic judges it: `e` itself, or with
+    /// `error_scale` its ratio to the running root mean square of the errors before it (`None`
+    /// for the first), which `e` then joins, winsorized at 10 times that scale.
+    fn relative_error(&mut self, e: f64) -> Option<f64> {
+        let h = self.config.error_scale;
+        if h == 0 {
+            return Some(e);
+        }
+        let (w, ms) = self.error_ms;
+        let scale = (w > 0.0).then(|| ms.sqrt());
+        let sq = scale.map_or(e * e, |s| e.min(10.0 * s + FLOOR).powi(2));
+        let w = w * 0.5f64.powf(1.0 / h as f64) + 1.0;
+        self.error_ms = (w, ms + (sq.min(1e300) - ms) / w);
+        scale.map(|s| e / (s + FLOOR))
+    }
+
+    /// The first event of the episode that the last scored event reported, as the number of
+    /// events between it and the last one (0: the last event itself) and its time; `None` when
+    /// the last event reported no episode. An episode confirmed over `confirm` events is
+    /// reported `confirm` events after it began; one beyond measure, or with `confirm` or
+    /// `onset` 0, at once.
+    ///
+    /// # Example
+    /// ```
+    /// use tbptt::detect::anomaly::{Likelihood, LikelihoodConfig};
+    /// let mut l = Likelihood::new(LikelihoodConfig::default());
+    /// for t in 0..2000 {
+    ///     let noise = ((t * 7919) % 101) as f64 / 100.0 - 0.5;
+    ///     l.score(Some(t as f64 * 300.0), &[10.0 + noise], Some(noise.abs()));
+    /// }
+    /// l.score(Some(600_000.0), &[40.0], Some(30.0));
+    /// assert_eq!(l.reported(), None);
+    /// for t in 1..=5 {
+    ///     l.score(Some(600_000.0 + t as f64 * 300.0), &[10.0], Some(0.1));
+    /// }
+    /// assert_eq!(l.reported(), Some((5, Some(600_000.0))));
+    /// ```
+    pub fn reported(&self) -> Option<(u64, Option<f64>)> {
+        self.reported
+            .map(|(start, time)| (self.events.saturating_sub(1).saturating_sub(start), time))
     }
 
     /// Checks a deserialized state against its settings: sizes, indices and finite values, so
@@ -739,11 +830,19 @@ impl Likelihood {
             || self.pending.is_some_and(|(p, left)| {
                 !(p.is_finite() && p >= 0.0) || left == 0 || left > c.confirm
             })
+            || [self.pending_start, self.reported]
+                .iter()
+                .flatten()
+                .any(|(start, time)| *start >= self.events || time.is_some_and(|t| !t.is_finite()))
         {
             return Err(crate::Error::state(
                 "likelihood",
                 "likelihood onset history is inconsistent",
             ));
+        }
+        let (w, ms) = self.error_ms;
+        if !(w.is_finite() && w >= 0.0 && ms.is_finite() && ms >= 0.0) {
+            return Err("likelihood error scale is not finite".into());
         }
         check_tail(&self.error, Grid::Log, c.history, c.tail)?;
         check_tail(&self.episodes, Grid::Decades, c.precedents, 1.0)?;

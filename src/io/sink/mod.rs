@@ -227,7 +227,7 @@ impl fmt::Display for OutputFormat {
 /// let rec = OutputRecord { index: 3, forecast: vec![1.5], residual: vec![0.25], error: Some(0.0625), ..Default::default() };
 /// w.write(&rec).unwrap();
 /// let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
-/// assert_eq!(text, "index,time,key,error,score,anomaly,updates,residual_0,forecast_0\n3,,,0.0625,0,0,0,0.25,1.5\n");
+/// assert_eq!(text, "index,time,key,error,score,anomaly,updates,residual_0,forecast_0,onset_index,onset_time\n3,,,0.0625,0,0,0,0.25,1.5,,\n");
 /// ```
 pub struct RecordWriter<W: Write> {
     out: io::BufWriter<W>,
@@ -325,7 +325,7 @@ impl<W: Write> RecordWriter<W> {
                 column(&mut header, format!("weight_{m}"));
             }
         }
-        header.push('\n');
+        header.push_str(",onset_index,onset_time\n");
         self.out.write_all(header.as_bytes())?;
         self.header_done = true;
         Ok(())
@@ -364,7 +364,44 @@ impl<W: Write> RecordWriter<W> {
                 write!(o, ",{v}")?;
             }
         }
+        self.write_csv_onset(r)
+    }
+
+    /// The onset columns of a CSV row and its end: the episode's first event's index and
+    /// time, empty when the record reports no episode.
+    fn write_csv_onset(&mut self, r: &OutputRecord) -> io::Result<()> {
+        if let Some(t) = r.onset_time {
+            self.format_time(t);
+        }
+        let o = &mut self.out;
+        o.write_all(b",")?;
+        if let Some(i) = r.onset_index {
+            write!(o, "{i}")?;
+        }
+        o.write_all(b",")?;
+        if r.onset_time.is_some() {
+            write_csv_field(o, &self.time_text)?;
+        }
         o.write_all(b"\n")
+    }
+
+    /// The onset fields of a JSON line and its end (`null` when the record reports no
+    /// episode).
+    fn write_json_onset(&mut self, r: &OutputRecord) -> io::Result<()> {
+        let text = r.onset_time.map(|t| self.format_time(t));
+        let o = &mut self.out;
+        o.write_all(b",\"onset_index\":")?;
+        match r.onset_index {
+            Some(i) => write!(o, "{i}")?,
+            None => o.write_all(b"null")?,
+        }
+        o.write_all(b",\"onset_time\":")?;
+        match (r.onset_time, text) {
+            (Some(_), Some(true)) => write_json_str(o, &self.time_text)?,
+            (Some(_), Some(false)) => o.write_all(self.time_text.as_bytes())?,
+            (t, _) => write_opt(o, t)?,
+        }
+        o.write_all(b"}\n")
     }
 
     fn write_json(&mut self, r: &OutputRecord) -> io::Result<()> {
@@ -422,7 +459,7 @@ impl<W: Write> RecordWriter<W> {
             }
             o.write_all(b"}")?;
         }
-        o.write_all(b"}\n")
+        self.write_json_onset(r)
     }
 
     /// Flushes buffered output.
@@ -508,6 +545,8 @@ mod tests {
             updates: 9,
             members: vec![],
             weights: vec![],
+            onset_index: None,
+            onset_time: None,
         }
     }
 
@@ -524,13 +563,13 @@ mod tests {
         let header = text.lines().next().unwrap();
         assert!(header.ends_with(
             ",forecast_0,net_0,naive_0,seasonal_0,seasonal_change_0,weight_net,weight_naive,\
-             weight_seasonal,weight_seasonal_change"
+             weight_seasonal,weight_seasonal_change,onset_index,onset_time"
         ));
         assert!(text
             .lines()
             .nth(1)
             .unwrap()
-            .ends_with(",1.5,1,2,3,4,0.5,0.25,0.125,0.125"));
+            .ends_with(",1.5,1,2,3,4,0.5,0.25,0.125,0.125,,"));
         let mut w = RecordWriter::new(Vec::new(), OutputFormat::Jsonl).with_members(true);
         w.write(&r).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&w.into_inner().unwrap()).unwrap();
@@ -540,7 +579,11 @@ mod tests {
         let mut w = RecordWriter::new(Vec::new(), OutputFormat::Csv);
         w.write(&r).unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        assert!(text.lines().next().unwrap().ends_with(",forecast_0"));
+        assert!(text
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",forecast_0,onset_index,onset_time"));
     }
 
     #[test]
@@ -563,10 +606,33 @@ mod tests {
         w.write(&rec()).unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
-        assert_eq!(lines[0], "index,time,key,error,score,anomaly,updates,residual_0,residual_1,forecast_0,forecast_1\n");
+        assert_eq!(lines[0], "index,time,key,error,score,anomaly,updates,residual_0,residual_1,forecast_0,forecast_1,onset_index,onset_time\n");
         assert_eq!(
             &text[lines[0].len()..],
-            "7,1500000000,\"a,\"\"b\"\"\n\",,4.5,1,9,,,1,-2.25\n"
+            "7,1500000000,\"a,\"\"b\"\"\n\",,4.5,1,9,,,1,-2.25,,\n"
         );
+    }
+
+    #[test]
+    fn the_onset_of_a_reported_episode_is_written_as_the_time_is() {
+        let mut r = rec();
+        r.onset_index = Some(2);
+        r.onset_time = Some(1.5e9 - 300.0);
+        let mut w = RecordWriter::new(Vec::new(), OutputFormat::Csv);
+        w.write(&r).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert!(text.ends_with(",1,-2.25,2,1499999700\n"), "{text}");
+        let mut w = RecordWriter::new(Vec::new(), OutputFormat::Jsonl);
+        w.write(&r).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&w.into_inner().unwrap()).unwrap();
+        assert_eq!(v["onset_index"], 2);
+        assert_eq!(v["onset_time"], 1499999700.0);
+        r.onset_index = None;
+        r.onset_time = None;
+        let mut w = RecordWriter::new(Vec::new(), OutputFormat::Jsonl);
+        w.write(&r).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&w.into_inner().unwrap()).unwrap();
+        assert_eq!(v["onset_index"], serde_json::Value::Null);
+        assert_eq!(v["onset_time"], serde_json::Value::Null);
     }
 }
