@@ -842,7 +842,10 @@ impl Likelihood {
         }
         let (w, ms) = self.error_ms;
         if !(w.is_finite() && w >= 0.0 && ms.is_finite() && ms >= 0.0) {
-            return Err("likelihood error scale is not finite".into());
+            return Err(crate::Error::state(
+                "likelihood",
+                "likelihood error scale is not finite",
+            ));
         }
         check_tail(&self.error, Grid::Log, c.history, c.tail)?;
         check_tail(&self.episodes, Grid::Decades, c.precedents, 1.0)?;
