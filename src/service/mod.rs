@@ -6,3 +6,5 @@ pub mod keyed;
 pub mod metrics;
 pub mod run;
 pub mod stream;
+#[cfg(feature = "nats")]
+pub mod scale;

@@ -13,6 +13,7 @@ mod keyed;
 mod learning;
 mod memory;
 mod monitor;
+mod nats;
 mod nab;
 mod stdout;
 mod sweep;
