@@ -75,7 +75,7 @@ impl Cluster {
         rt().block_on(async {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                if let Ok(client) = async_nats::connect(c.url()).await {
+                if let Ok(client) = tbptt::service::scale::connect(&c.url(), Some(1)).await {
                     let js = jetstream::new(client);
                     let made = js
                         .get_or_create_stream(jetstream::stream::Config {
@@ -178,7 +178,7 @@ fn signal(p: &Proc, sig: &str) {
 /// Messages in TBPTT_OUT now.
 fn out_count(cluster: &Cluster) -> u64 {
     rt().block_on(async {
-        let Ok(client) = async_nats::connect(cluster.url()).await else {
+        let Ok(client) = tbptt::service::scale::connect(&cluster.url(), Some(1)).await else {
             return 0;
         };
         let js = jetstream::new(client);
@@ -193,7 +193,7 @@ fn out_count(cluster: &Cluster) -> u64 {
 fn outputs(cluster: &Cluster) -> BTreeMap<String, Vec<String>> {
     rt().block_on(async {
         use tokio_stream::StreamExt;
-        let client = async_nats::connect(cluster.url()).await.unwrap();
+        let client = tbptt::service::scale::connect(&cluster.url(), Some(1)).await.unwrap();
         let js = jetstream::new(client);
         let mut stream = js.get_stream("TBPTT_OUT").await.unwrap();
         let n = stream.info().await.unwrap().state.messages;
@@ -254,7 +254,7 @@ fn stats(f: &Finished) -> serde_json::Value {
 /// Lease holders of partitions `0..p`.
 fn holders(cluster: &Cluster, p: usize) -> Vec<Option<String>> {
     rt().block_on(async {
-        let client = async_nats::connect(cluster.url()).await.unwrap();
+        let client = tbptt::service::scale::connect(&cluster.url(), Some(1)).await.unwrap();
         let js = jetstream::new(client);
         let Ok(kv) = js.get_key_value("tbptt_leases").await else {
             return vec![None; p];
@@ -401,7 +401,7 @@ fn a_worker_paused_past_its_lease_stops_writing_for_its_partitions() {
 fn checkpoint_writers(cluster: &Cluster, p: usize) -> Vec<Vec<(u64, String)>> {
     rt().block_on(async {
         use tokio_stream::StreamExt;
-        let client = async_nats::connect(cluster.url()).await.unwrap();
+        let client = tbptt::service::scale::connect(&cluster.url(), Some(1)).await.unwrap();
         let js = jetstream::new(client);
         let kv = js.get_key_value("tbptt_checkpoints").await.unwrap();
         let mut all = Vec::new();

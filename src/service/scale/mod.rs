@@ -253,17 +253,24 @@ pub fn out_subject(key: &str) -> String {
     s
 }
 
-/// Connects to `url`, retrying with exponential backoff (0.1 s doubling to 5 s) and logging
+/// Connects to `url` (comma-separated URLs of one cluster), retrying with exponential backoff (0.1 s doubling to 5 s) and logging
 /// each failure, until it succeeds or `attempts` (`None`: forever) have failed.
 ///
 /// # Errors
 /// [`ScaleError::Nats`] after the last attempt.
 pub async fn connect(url: &str, attempts: Option<u32>) -> Result<async_nats::Client, ScaleError> {
+    let mut addrs = Vec::new();
+    for u in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        addrs.push(
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| ScaleError::nats("parse the server URL", e))?,
+        );
+    }
     let mut delay = Duration::from_millis(100);
     let mut failed = 0u32;
     loop {
         let opts = async_nats::ConnectOptions::new().max_reconnects(None);
-        match opts.connect(url).await {
+        match opts.connect(addrs.as_slice()).await {
             Ok(c) => return Ok(c),
             Err(e) => {
                 failed += 1;
@@ -286,15 +293,37 @@ pub async fn input_stream(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<stream::Stream, ScaleError> {
-    js.get_or_create_stream(stream::Config {
-        name: IN_STREAM.into(),
-        subjects: vec!["tbptt.in.>".into()],
-        num_replicas: replicas,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| ScaleError::nats("create stream TBPTT_IN", e))
+    let s = js
+        .get_or_create_stream(stream::Config {
+            name: IN_STREAM.into(),
+            subjects: vec!["tbptt.in.>".into()],
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ScaleError::nats("create stream TBPTT_IN", e))?;
+    led(s).await
+}
+
+/// Waits (at most 10 s) until a new replicated stream has elected its leader: until then the
+/// cluster answers "no stream found" to publishers.
+async fn led(mut s: stream::Stream) -> Result<stream::Stream, ScaleError> {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = s
+            .info()
+            .await
+            .map_err(|e| ScaleError::nats("read a stream's state", e))?;
+        let led = info
+            .cluster
+            .as_ref()
+            .is_none_or(|c| c.leader.is_some() || c.name.is_none());
+        if led || std::time::Instant::now() > until {
+            return Ok(s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The buckets and streams a worker uses, created if missing.
@@ -326,7 +355,7 @@ impl std::fmt::Debug for Buckets {
 pub async fn buckets(js: &jetstream::Context, config: &ScaleConfig) -> Result<Buckets, ScaleError> {
     let r = config.replicas;
     let input = input_stream(js, r).await?;
-    js.get_or_create_stream(stream::Config {
+    let out = js.get_or_create_stream(stream::Config {
         name: OUT_STREAM.into(),
         subjects: vec!["tbptt.out.>".into()],
         num_replicas: r,
@@ -336,6 +365,7 @@ pub async fn buckets(js: &jetstream::Context, config: &ScaleConfig) -> Result<Bu
     })
     .await
     .map_err(|e| ScaleError::nats("create stream TBPTT_OUT", e))?;
+    led(out).await?;
     let leases = kv_bucket(js, LEASES, 1, config.lease_ttl, r).await?;
     let checkpoints = kv_bucket(js, CHECKPOINTS, 64, Duration::ZERO, r).await?;
     let states = match js.get_object_store(STATES).await {
@@ -386,7 +416,9 @@ async fn kv_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| ScaleError::nats("create a bucket", e))?;
+    .map_err(|e| ScaleError::nats("create a bucket", e))
+    .map(led)?
+    .await?;
     js.get_key_value(name)
         .await
         .map_err(|e| ScaleError::nats("open a bucket", e))
