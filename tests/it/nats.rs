@@ -158,11 +158,10 @@ fn publish(cluster: &Cluster, dir: &TempDir, name: &str, csv: &str, partitions: 
 }
 
 fn worker(cluster: &Cluster, id: &str, partitions: usize) -> Proc {
-    let mut cmd = tbptt(["worker", "--nats", &cluster.url(), "--id", id]);
+    let mut cmd = tbptt(["--log-level", "info", "worker", "--nats", &cluster.url(), "--id", id]);
     cmd.args(["--partitions", &partitions.to_string(), "--replicas", "3"])
         .args(["--lease-ttl", "2s", "--state-interval", "500ms"])
-        .args(MODEL)
-        .env("RUST_LOG", "info");
+        .args(MODEL);
     Proc::spawn(cmd, Input::Null)
 }
 
@@ -296,6 +295,12 @@ fn a_sigkilled_workers_partitions_move_and_every_record_equals_a_single_process_
     wait_until("a third of the records", Duration::from_secs(60), || {
         out_count(&cluster) >= total / 3
     });
+    let owners = holders(&cluster, parts);
+    assert!(
+        owners.iter().any(|o| o.as_deref() == Some("a")),
+        "a owns no partition to lose: {owners:?}; a:\n{}",
+        ws[0].stderr()
+    );
     let mut ws = ws.into_iter();
     let victim = ws.next().unwrap();
     signal(&victim, "KILL");
@@ -362,12 +367,23 @@ fn a_worker_paused_past_its_lease_stops_writing_for_its_partitions() {
     let want = reference(&dir, &events_csv(keys, 0..80));
     let a = worker(&cluster, "a", parts);
     let b = worker(&cluster, "b", parts);
-    wait_until("both workers own partitions", Duration::from_secs(20), || {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
         let h = holders(&cluster, parts);
-        h.iter().flatten().count() == parts
+        if h.iter().flatten().count() == parts
             && h.iter().any(|o| o.as_deref() == Some("a"))
             && h.iter().any(|o| o.as_deref() == Some("b"))
-    });
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leases {h:?}; a:\n{}\nb:\n{}",
+            a.stderr(),
+            b.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     publish(&cluster, &dir, "first.csv", &events_csv(keys, 0..40), parts);
     settle(&cluster, (keys * 40) as u64, Duration::from_secs(60));
     signal(&a, "STOP");

@@ -226,8 +226,10 @@ impl Partition {
             .map_err(|e| ScaleError::nats("read a checkpoint pointer", e))?;
         if let Some(e) = entry.filter(|e| e.operation == kv::Operation::Put) {
             part.revision = Some(e.revision);
-            if let Some((seq, object)) = parse_pointer(&e.value) {
-                part.load(b, seq, &object).await?;
+            // "-": fenced by an owner that applied nothing.
+            match parse_pointer(&e.value) {
+                Some((seq, object)) if object != "-" => part.load(b, seq, &object).await?,
+                _ => {}
             }
         }
         let object = part.object.clone().unwrap_or_else(|| "-".into());

@@ -72,7 +72,7 @@ pub async fn run_worker(
     config.keyed.pipeline.background = false;
     let client = connect(&config.url, None).await?;
     let js = jetstream::new(client);
-    let b = buckets(&js, &config).await?;
+    let b = setup(&js, &config).await?;
     // The bucket's max_age is the TTL every worker obeys.
     if let Ok(s) = b.leases.status().await {
         if s.max_age() >= std::time::Duration::from_secs(1) {
@@ -106,6 +106,25 @@ pub async fn run_worker(
     }
     w.stop().await;
     Ok(w.stats())
+}
+
+/// The streams and buckets, retried with backoff (workers starting together on a new
+/// cluster race to create them, and a replicated creation can time out): 10 attempts.
+async fn setup(js: &jetstream::Context, config: &ScaleConfig) -> Result<Buckets, ScaleError> {
+    let mut delay = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match buckets(js, config).await {
+            Ok(b) => return Ok(b),
+            Err(e) if attempt < 10 => {
+                tracing::warn!("cannot set up the streams and buckets: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl Worker {
