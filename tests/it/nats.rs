@@ -434,3 +434,97 @@ fn checkpoint_writers(cluster: &Cluster, p: usize) -> Vec<Vec<(u64, String)>> {
         all
     })
 }
+
+#[test]
+fn a_killed_nats_node_loses_no_event_and_the_workers_carry_on() {
+    let Some(server) = real_server("nats-server") else {
+        return;
+    };
+    let (keys, events, parts) = (60, 100, 6);
+    let mut cluster = Cluster::start(&server);
+    let dir = TempDir::new("nats-node");
+    let csv = events_csv(keys, 0..events);
+    let want = reference(&dir, &csv);
+    publish(&cluster, &dir, "in.csv", &csv, parts);
+    let ws: Vec<Proc> = ["a", "b"].iter().map(|id| worker(&cluster, id, parts)).collect();
+    let total = (keys * events) as u64;
+    wait_until("a third of the records", Duration::from_secs(60), || {
+        out_count(&cluster) >= total / 3
+    });
+    cluster.kill(0);
+    let left = out_count(&cluster);
+    assert!(left < total, "all records were written before the node died");
+    settle(&cluster, total, Duration::from_secs(120));
+    assert_same(&outputs(&cluster), &want);
+    for w in ws {
+        stop(w).assert_code(0);
+    }
+}
+
+/// Figures for the README: `cargo test --release --test it nats::bench -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a benchmark: prints events/s, takeover time and checkpoint figures"]
+fn bench_events_per_second_takeover_and_checkpoints() {
+    let Some(server) = real_server("nats-server") else {
+        return;
+    };
+    let (keys, events, parts) = (200, 100, 12);
+    let total = (keys * events) as u64;
+    for (n, hidden) in [(1, "16"), (2, "16"), (3, "16"), (1, "64")] {
+        let cluster = Cluster::start(&server);
+        let dir = TempDir::new("nats-bench");
+        let t = Instant::now();
+        publish(&cluster, &dir, "in.csv", &events_csv(keys, 0..events), parts);
+        let publish_rate = total as f64 / t.elapsed().as_secs_f64();
+        let ids = ["a", "b", "c"];
+        let ws: Vec<Proc> = ids[..n]
+            .iter()
+            .map(|id| {
+                let mut cmd = tbptt(["worker", "--nats", &cluster.url(), "--id", id]);
+                cmd.args(["--partitions", &parts.to_string(), "--replicas", "3"])
+                    .args(["--lease-ttl", "2s", "--state-interval", "1s"])
+                    .args(["--hidden", hidden, "-T", "16", "-k", "4"]);
+                Proc::spawn(cmd, Input::Null)
+            })
+            .collect();
+        let mut first = None;
+        wait_until("every record", Duration::from_secs(300), || {
+            let c = out_count(&cluster);
+            if c > 0 && first.is_none() {
+                first = Some(Instant::now());
+            }
+            c >= total
+        });
+        let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+        let mut line = format!(
+            "workers {n} H={hidden}: {:.0} events/s (publish {publish_rate:.0}/s)",
+            total as f64 / secs
+        );
+        for w in ws {
+            let s = stats(&stop(w));
+            line.push_str(&format!(
+                "; checkpoint {} B in {:.1} ms",
+                s["checkpoint_bytes"], s["checkpoint_ms"].as_f64().unwrap_or(0.0)
+            ));
+        }
+        eprintln!("{line}");
+    }
+    // Takeover: two idle workers, one killed; until its partitions have a new owner.
+    let cluster = Cluster::start(&server);
+    let a = worker(&cluster, "a", parts);
+    let b = worker(&cluster, "b", parts);
+    wait_until("both own partitions", Duration::from_secs(30), || {
+        let h = holders(&cluster, parts);
+        h.iter().flatten().count() == parts && h.iter().any(|o| o.as_deref() == Some("a"))
+    });
+    signal(&a, "KILL");
+    let t = Instant::now();
+    wait_until("b to own every partition", Duration::from_secs(30), || {
+        holders(&cluster, parts)
+            .iter()
+            .all(|o| o.as_deref() == Some("b"))
+    });
+    eprintln!("takeover after SIGKILL (lease TTL 2 s): {:.2} s", t.elapsed().as_secs_f64());
+    stop(b).assert_code(0);
+}
