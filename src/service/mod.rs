@@ -5,6 +5,6 @@ pub mod keyed;
 #[cfg(feature = "monitor")]
 pub mod metrics;
 pub mod run;
-pub mod stream;
 #[cfg(feature = "nats")]
 pub mod scale;
+pub mod stream;

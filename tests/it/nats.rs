@@ -135,7 +135,14 @@ fn events_csv(keys: usize, events: std::ops::Range<usize>) -> String {
 fn reference(dir: &TempDir, csv: &str) -> BTreeMap<String, Vec<String>> {
     let file = dir.join("all.csv");
     std::fs::write(&file, csv).unwrap();
-    let mut cmd = tbptt(["learn", "--key", "host", "--sync", "--output-format", "jsonl"]);
+    let mut cmd = tbptt([
+        "learn",
+        "--key",
+        "host",
+        "--sync",
+        "--output-format",
+        "jsonl",
+    ]);
     cmd.args(["--epoch-times", "-q"]).args(MODEL).arg(&file);
     let out = crate::util::run(cmd, Input::Null);
     out.assert_code(0);
@@ -158,7 +165,15 @@ fn publish(cluster: &Cluster, dir: &TempDir, name: &str, csv: &str, partitions: 
 }
 
 fn worker(cluster: &Cluster, id: &str, partitions: usize) -> Proc {
-    let mut cmd = tbptt(["--log-level", "info", "worker", "--nats", &cluster.url(), "--id", id]);
+    let mut cmd = tbptt([
+        "--log-level",
+        "info",
+        "worker",
+        "--nats",
+        &cluster.url(),
+        "--id",
+        id,
+    ]);
     cmd.args(["--partitions", &partitions.to_string(), "--replicas", "3"])
         .args(["--lease-ttl", "2s", "--state-interval", "500ms"])
         .args(MODEL);
@@ -192,7 +207,9 @@ fn out_count(cluster: &Cluster) -> u64 {
 fn outputs(cluster: &Cluster) -> BTreeMap<String, Vec<String>> {
     rt().block_on(async {
         use tokio_stream::StreamExt;
-        let client = tbptt::service::scale::connect(&cluster.url(), Some(1)).await.unwrap();
+        let client = tbptt::service::scale::connect(&cluster.url(), Some(1))
+            .await
+            .unwrap();
         let js = jetstream::new(client);
         let mut stream = js.get_stream("TBPTT_OUT").await.unwrap();
         let n = stream.info().await.unwrap().state.messages;
@@ -218,9 +235,15 @@ fn outputs(cluster: &Cluster) -> BTreeMap<String, Vec<String>> {
 
 /// Waits until TBPTT_OUT holds `n` records and gets no more for a second.
 fn settle(cluster: &Cluster, n: u64, timeout: Duration) {
-    wait_until("the records to be written", timeout, || out_count(cluster) >= n);
+    wait_until("the records to be written", timeout, || {
+        out_count(cluster) >= n
+    });
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(out_count(cluster), n, "records beyond the events: duplicates");
+    assert_eq!(
+        out_count(cluster),
+        n,
+        "records beyond the events: duplicates"
+    );
 }
 
 fn assert_same(got: &BTreeMap<String, Vec<String>>, want: &BTreeMap<String, Vec<String>>) {
@@ -253,7 +276,9 @@ fn stats(f: &Finished) -> serde_json::Value {
 /// Lease holders of partitions `0..p`.
 fn holders(cluster: &Cluster, p: usize) -> Vec<Option<String>> {
     rt().block_on(async {
-        let client = tbptt::service::scale::connect(&cluster.url(), Some(1)).await.unwrap();
+        let client = tbptt::service::scale::connect(&cluster.url(), Some(1))
+            .await
+            .unwrap();
         let js = jetstream::new(client);
         let Ok(kv) = js.get_key_value("tbptt_leases").await else {
             return vec![None; p];
@@ -310,7 +335,9 @@ fn a_sigkilled_workers_partitions_move_and_every_record_equals_a_single_process_
     eprintln!("all records {:?} after the kill", killed_at.elapsed());
     let owners = holders(&cluster, parts);
     assert!(
-        owners.iter().all(|o| o.as_deref().is_some_and(|o| o != "a")),
+        owners
+            .iter()
+            .all(|o| o.as_deref().is_some_and(|o| o != "a")),
         "the killed worker still holds partitions: {owners:?}"
     );
     assert_same(&outputs(&cluster), &want);
@@ -334,14 +361,20 @@ fn restarted_workers_resume_from_their_checkpoints_not_from_zero() {
     let first = events_csv(keys, 0..60);
     let second = events_csv(keys, 60..100);
     let want = reference(&dir, &events_csv(keys, 0..100));
-    let ws: Vec<Proc> = ["a", "b"].iter().map(|id| worker(&cluster, id, parts)).collect();
+    let ws: Vec<Proc> = ["a", "b"]
+        .iter()
+        .map(|id| worker(&cluster, id, parts))
+        .collect();
     publish(&cluster, &dir, "first.csv", &first, parts);
     settle(&cluster, (keys * 60) as u64, Duration::from_secs(60));
     for w in ws {
         stop(w).assert_code(0);
     }
     publish(&cluster, &dir, "second.csv", &second, parts);
-    let ws: Vec<Proc> = ["c", "d"].iter().map(|id| worker(&cluster, id, parts)).collect();
+    let ws: Vec<Proc> = ["c", "d"]
+        .iter()
+        .map(|id| worker(&cluster, id, parts))
+        .collect();
     settle(&cluster, (keys * 100) as u64, Duration::from_secs(60));
     assert_same(&outputs(&cluster), &want);
     let (mut applied, mut restored) = (0, 0);
@@ -352,8 +385,15 @@ fn restarted_workers_resume_from_their_checkpoints_not_from_zero() {
         applied += s["events"].as_u64().unwrap();
         restored += s["restored"].as_u64().unwrap();
     }
-    assert_eq!(applied, (keys * 40) as u64, "only the new events are applied");
-    assert!(restored >= parts as u64, "every partition restored: {restored}");
+    assert_eq!(
+        applied,
+        (keys * 40) as u64,
+        "only the new events are applied"
+    );
+    assert!(
+        restored >= parts as u64,
+        "every partition restored: {restored}"
+    );
 }
 
 #[test]
@@ -392,7 +432,13 @@ fn a_worker_paused_past_its_lease_stops_writing_for_its_partitions() {
             .iter()
             .all(|o| o.as_deref() == Some("b"))
     });
-    publish(&cluster, &dir, "second.csv", &events_csv(keys, 40..80), parts);
+    publish(
+        &cluster,
+        &dir,
+        "second.csv",
+        &events_csv(keys, 40..80),
+        parts,
+    );
     settle(&cluster, (keys * 80) as u64, Duration::from_secs(60));
     signal(&a, "CONT");
     wait_until("a to notice", Duration::from_secs(10), || {
@@ -406,7 +452,10 @@ fn a_worker_paused_past_its_lease_stops_writing_for_its_partitions() {
             history.windows(2).all(|w| w[0].0 <= w[1].0),
             "partition {p}: a checkpoint went back: {history:?}"
         );
-        assert!(history.iter().any(|(_, w)| w == "b"), "partition {p}: {history:?}");
+        assert!(
+            history.iter().any(|(_, w)| w == "b"),
+            "partition {p}: {history:?}"
+        );
     }
     assert_same(&outputs(&cluster), &want);
     stop(b).assert_code(0);
@@ -417,7 +466,9 @@ fn a_worker_paused_past_its_lease_stops_writing_for_its_partitions() {
 fn checkpoint_writers(cluster: &Cluster, p: usize) -> Vec<Vec<(u64, String)>> {
     rt().block_on(async {
         use tokio_stream::StreamExt;
-        let client = tbptt::service::scale::connect(&cluster.url(), Some(1)).await.unwrap();
+        let client = tbptt::service::scale::connect(&cluster.url(), Some(1))
+            .await
+            .unwrap();
         let js = jetstream::new(client);
         let kv = js.get_key_value("tbptt_checkpoints").await.unwrap();
         let mut all = Vec::new();
@@ -446,14 +497,20 @@ fn a_killed_nats_node_loses_no_event_and_the_workers_carry_on() {
     let csv = events_csv(keys, 0..events);
     let want = reference(&dir, &csv);
     publish(&cluster, &dir, "in.csv", &csv, parts);
-    let ws: Vec<Proc> = ["a", "b"].iter().map(|id| worker(&cluster, id, parts)).collect();
+    let ws: Vec<Proc> = ["a", "b"]
+        .iter()
+        .map(|id| worker(&cluster, id, parts))
+        .collect();
     let total = (keys * events) as u64;
     wait_until("a third of the records", Duration::from_secs(60), || {
         out_count(&cluster) >= total / 3
     });
     cluster.kill(0);
     let left = out_count(&cluster);
-    assert!(left < total, "all records were written before the node died");
+    assert!(
+        left < total,
+        "all records were written before the node died"
+    );
     settle(&cluster, total, Duration::from_secs(120));
     assert_same(&outputs(&cluster), &want);
     for w in ws {
@@ -474,9 +531,6 @@ fn bench_events_per_second_takeover_and_checkpoints() {
     for (n, hidden) in [(1, "16"), (2, "16"), (3, "16"), (1, "64")] {
         let cluster = Cluster::start(&server);
         let dir = TempDir::new("nats-bench");
-        let t = Instant::now();
-        publish(&cluster, &dir, "in.csv", &events_csv(keys, 0..events), parts);
-        let publish_rate = total as f64 / t.elapsed().as_secs_f64();
         let ids = ["a", "b", "c"];
         let ws: Vec<Proc> = ids[..n]
             .iter()
@@ -488,24 +542,43 @@ fn bench_events_per_second_takeover_and_checkpoints() {
                 Proc::spawn(cmd, Input::Null)
             })
             .collect();
-        let mut first = None;
-        wait_until("every record", Duration::from_secs(300), || {
-            let c = out_count(&cluster);
-            if c > 0 && first.is_none() {
-                first = Some(Instant::now());
-            }
-            c >= total
+        // Balanced first: every worker owns its share.
+        wait_until("balanced leases", Duration::from_secs(60), || {
+            let h = holders(&cluster, parts);
+            h.iter().flatten().count() == parts
+                && ids[..n]
+                    .iter()
+                    .all(|id| h.iter().filter(|o| o.as_deref() == Some(*id)).count() == parts / n)
         });
-        let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+        let t = Instant::now();
+        publish(
+            &cluster,
+            &dir,
+            "in.csv",
+            &events_csv(keys, 0..events),
+            parts,
+        );
+        let publish_rate = total as f64 / t.elapsed().as_secs_f64();
+        while out_count(&cluster) < total {
+            assert!(t.elapsed() < Duration::from_secs(300), "records missing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let secs = t.elapsed().as_secs_f64();
         let mut line = format!(
-            "workers {n} H={hidden}: {:.0} events/s (publish {publish_rate:.0}/s)",
+            "workers {n} H={hidden}: {:.0} events/s end to end (publish alone {publish_rate:.0}/s)",
             total as f64 / secs
         );
         for w in ws {
-            let s = stats(&stop(w));
+            let f = stop(w);
+            let Some(l) = f.stderr.lines().rev().find(|l| l.starts_with('{')) else {
+                line.push_str("; a worker without counters");
+                continue;
+            };
+            let s: serde_json::Value = serde_json::from_str(l).unwrap();
             line.push_str(&format!(
                 "; checkpoint {} B in {:.1} ms",
-                s["checkpoint_bytes"], s["checkpoint_ms"].as_f64().unwrap_or(0.0)
+                s["checkpoint_bytes"],
+                s["checkpoint_ms"].as_f64().unwrap_or(0.0)
             ));
         }
         eprintln!("{line}");
@@ -525,6 +598,9 @@ fn bench_events_per_second_takeover_and_checkpoints() {
             .iter()
             .all(|o| o.as_deref() == Some("b"))
     });
-    eprintln!("takeover after SIGKILL (lease TTL 2 s): {:.2} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "takeover after SIGKILL (lease TTL 2 s): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     stop(b).assert_code(0);
 }

@@ -233,7 +233,12 @@ Examples:
 #[derive(Args, Debug)]
 pub struct NatsArgs {
     /// NATS server URLs, comma-separated.
-    #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222", help_heading = "NATS")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "nats://127.0.0.1:4222",
+        help_heading = "NATS"
+    )]
     pub nats: String,
     /// Partitions (workers and producers must agree).
     #[arg(long, value_name = "P", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096), help_heading = "NATS")]

@@ -61,12 +61,8 @@ pub fn publish(a: &PublishArgs) -> Result<(), AnyError> {
     let rt = runtime()?;
     let (n, refused) = rt.block_on(async {
         let client = connect(&a.nats.nats, None).await?;
-        let mut p = Publisher::new(
-            client,
-            a.nats.partitions as usize,
-            a.nats.replicas as usize,
-        )
-        .await?;
+        let mut p =
+            Publisher::new(client, a.nats.partitions as usize, a.nats.replicas as usize).await?;
         let mut ev = Event::new();
         let mut refused = 0u64;
         loop {

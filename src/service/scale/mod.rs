@@ -355,16 +355,17 @@ impl std::fmt::Debug for Buckets {
 pub async fn buckets(js: &jetstream::Context, config: &ScaleConfig) -> Result<Buckets, ScaleError> {
     let r = config.replicas;
     let input = input_stream(js, r).await?;
-    let out = js.get_or_create_stream(stream::Config {
-        name: OUT_STREAM.into(),
-        subjects: vec!["tbptt.out.>".into()],
-        num_replicas: r,
-        duplicate_window: config.dedup_window,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| ScaleError::nats("create stream TBPTT_OUT", e))?;
+    let out = js
+        .get_or_create_stream(stream::Config {
+            name: OUT_STREAM.into(),
+            subjects: vec!["tbptt.out.>".into()],
+            num_replicas: r,
+            duplicate_window: config.dedup_window,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ScaleError::nats("create stream TBPTT_OUT", e))?;
     led(out).await?;
     let leases = kv_bucket(js, LEASES, 1, config.lease_ttl, r).await?;
     let checkpoints = kv_bucket(js, CHECKPOINTS, 64, Duration::ZERO, r).await?;

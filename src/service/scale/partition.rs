@@ -441,7 +441,10 @@ impl Partition {
     fn refuse(&self, seq: u64, why: &str) {
         let n = self.counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= 10 || n % 1000 == 0 {
-            tracing::warn!("partition {}: event {seq} refused: {why} ({n} refused)", self.p);
+            tracing::warn!(
+                "partition {}: event {seq} refused: {why} ({n} refused)",
+                self.p
+            );
         }
     }
 

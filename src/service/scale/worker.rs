@@ -70,9 +70,17 @@ pub async fn run_worker(
 ) -> Result<WorkerStats, ScaleError> {
     config.validate()?;
     config.keyed.pipeline.background = false;
-    let client = connect(&config.url, None).await?;
-    let js = jetstream::new(client);
-    let b = setup(&js, &config).await?;
+    tokio::pin!(shutdown);
+    let ready = async {
+        let client = connect(&config.url, None).await?;
+        let js = jetstream::new(client);
+        let b = setup(&js, &config).await?;
+        Ok::<_, ScaleError>((js, b))
+    };
+    let (js, b) = tokio::select! {
+        r = ready => r?,
+        () = &mut shutdown => return Ok(WorkerStats::default()),
+    };
     // The bucket's max_age is the TTL every worker obeys.
     if let Ok(s) = b.leases.status().await {
         if s.max_age() >= std::time::Duration::from_secs(1) {
@@ -97,7 +105,6 @@ pub async fn run_worker(
     };
     let mut tick = tokio::time::interval(w.config.lease_ttl / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -267,11 +274,7 @@ impl Worker {
             }
             h.lease.release(&self.b.leases).await;
         }
-        let _ = self
-            .b
-            .leases
-            .delete(heartbeat_key(&self.config.id))
-            .await;
+        let _ = self.b.leases.delete(heartbeat_key(&self.config.id)).await;
     }
 
     fn stats(&self) -> WorkerStats {
