@@ -97,6 +97,9 @@ struct Entry {
     dirty: bool,
 }
 
+/// A series' key and encoded state.
+pub(crate) type Encoded = (Box<str>, Vec<u8>);
+
 /// A batch for the store: states to put, series to remove. Applied in one transaction.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -276,7 +279,7 @@ impl Shard {
     }
 
     /// Every series' encoded state, in key order (a partition's checkpoint).
-    pub(crate) fn encode_all(&mut self) -> Result<Vec<(Box<str>, Vec<u8>)>, SeriesError> {
+    pub(crate) fn encode_all(&mut self) -> Result<Vec<Encoded>, SeriesError> {
         let mut all = Vec::with_capacity(self.series.len());
         for (key, e) in self.series.iter_mut() {
             all.push((key.clone(), encode(key, &mut e.pipeline)?));

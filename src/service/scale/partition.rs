@@ -76,24 +76,27 @@ impl PartitionState {
         if crc32(body).to_le_bytes() != crc {
             return Err(bad("CRC mismatch (corrupt or truncated)"));
         }
+        let cut = || bad("truncated");
         let mut r = body;
-        if take(&mut r, 4)? != MAGIC {
+        if take(&mut r, 4).ok_or_else(cut)? != MAGIC {
             return Err(bad("not a partition checkpoint"));
         }
-        if u16::from_le_bytes(arr(take(&mut r, 2)?)) != VERSION {
+        if u16::from_le_bytes(arr(take(&mut r, 2).ok_or_else(cut)?)) != VERSION {
             return Err(bad("unknown version"));
         }
-        let p = u32::from_le_bytes(arr(take(&mut r, 4)?)) as usize;
+        let p = u32::from_le_bytes(arr(take(&mut r, 4).ok_or_else(cut)?)) as usize;
         if p != partition {
             return Err(bad(&format!("holds partition {p}")));
         }
-        let seq = u64::from_le_bytes(arr(take(&mut r, 8)?));
-        let owner = String::from_utf8(get_bytes(&mut r)?.to_vec()).map_err(|_| bad("owner"))?;
-        let n = u32::from_le_bytes(arr(take(&mut r, 4)?)) as usize;
+        let seq = u64::from_le_bytes(arr(take(&mut r, 8).ok_or_else(cut)?));
+        let owner = String::from_utf8(get_bytes(&mut r).ok_or_else(cut)?.to_vec())
+            .map_err(|_| bad("owner"))?;
+        let n = u32::from_le_bytes(arr(take(&mut r, 4).ok_or_else(cut)?)) as usize;
         let mut series = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
-            let k = std::str::from_utf8(get_bytes(&mut r)?).map_err(|_| bad("a key"))?;
-            series.push((k.into(), get_bytes(&mut r)?.to_vec()));
+            let k = std::str::from_utf8(get_bytes(&mut r).ok_or_else(cut)?)
+                .map_err(|_| bad("a key"))?;
+            series.push((k.into(), get_bytes(&mut r).ok_or_else(cut)?.to_vec()));
         }
         Ok(PartitionState {
             partition,
@@ -109,19 +112,16 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], ScaleError> {
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if r.len() < n {
-        return Err(ScaleError::Checkpoint {
-            partition: usize::MAX,
-            reason: "truncated".into(),
-        });
+        return None;
     }
     let (a, b) = r.split_at(n);
     *r = b;
-    Ok(a)
+    Some(a)
 }
 
-fn get_bytes<'a>(r: &mut &'a [u8]) -> Result<&'a [u8], ScaleError> {
+fn get_bytes<'a>(r: &mut &'a [u8]) -> Option<&'a [u8]> {
     let n = u32::from_le_bytes(arr(take(r, 4)?)) as usize;
     take(r, n)
 }
