@@ -213,10 +213,22 @@ fn outputs(cluster: &Cluster) -> BTreeMap<String, Vec<String>> {
         let js = jetstream::new(client);
         let mut stream = js.get_stream("TBPTT_OUT").await.unwrap();
         let n = stream.info().await.unwrap().state.messages;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-            .await
-            .unwrap();
+        // Just after a node died the stream may still be electing a leader: retry.
+        let mut tries = 0;
+        let consumer = loop {
+            match stream
+                .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    eprintln!("reading the records: {e}; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => panic!("cannot read the records: {e}"),
+            }
+        };
         let mut msgs = consumer.messages().await.unwrap();
         let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for _ in 0..n {

@@ -98,6 +98,7 @@ struct Entry {
 }
 
 /// A series' key and encoded state.
+#[cfg(feature = "nats")]
 pub(crate) type Encoded = (Box<str>, Vec<u8>);
 
 /// A batch for the store: states to put, series to remove. Applied in one transaction.
@@ -279,6 +280,7 @@ impl Shard {
     }
 
     /// Every series' encoded state, in key order (a partition's checkpoint).
+    #[cfg(feature = "nats")]
     pub(crate) fn encode_all(&mut self) -> Result<Vec<Encoded>, SeriesError> {
         let mut all = Vec::with_capacity(self.series.len());
         for (key, e) in self.series.iter_mut() {
@@ -289,6 +291,7 @@ impl Shard {
     }
 
     /// Brings series `key` back from a state [`Shard::encode_all`] encoded.
+    #[cfg(feature = "nats")]
     pub(crate) fn insert_encoded(&mut self, key: &str, bytes: &[u8]) -> Result<(), SeriesError> {
         let c = checkpoint::decode(bytes).map_err(|source| SeriesError::Decode {
             key: key.to_string(),
