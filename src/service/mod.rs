@@ -5,4 +5,6 @@ pub mod keyed;
 #[cfg(feature = "monitor")]
 pub mod metrics;
 pub mod run;
+#[cfg(feature = "nats")]
+pub mod scale;
 pub mod stream;

@@ -15,6 +15,7 @@ mod learning;
 mod memory;
 mod monitor;
 mod nab;
+mod nats;
 mod stdout;
 mod sweep;
 mod truncation;

@@ -212,6 +212,71 @@ pub enum Command {
     /// (timestamp,value,anomaly_score) with the same folders and names below OUT_DIR.
     #[command(after_help = NAB_EXAMPLES)]
     Nab(NabArgs),
+    /// Own a share of the partitions of keyed series on NATS JetStream: read each owned
+    /// partition's events from TBPTT_IN, learn them as `learn --key --sync` would, publish the
+    /// records to tbptt.out.<key> (JSON lines), checkpoint every partition with its stream
+    /// sequence. Partitions move between live workers through leases.
+    #[command(after_help = WORKER_EXAMPLES)]
+    Worker(WorkerArgs),
+    /// Publish a file's (or stdin's) events to NATS JetStream, each to
+    /// tbptt.in.<partition>.<key> (the partition a hash of --key's value), for `worker`.
+    #[command(after_help = WORKER_EXAMPLES)]
+    Publish(PublishArgs),
+}
+
+const WORKER_EXAMPLES: &str = "\
+Examples:
+  tbptt publish --nats nats://127.0.0.1:4222 --partitions 16 --key host metrics.csv
+  tbptt worker --nats nats://127.0.0.1:4222 --partitions 16 --hidden 16";
+
+/// Where NATS is and how the work is cut.
+#[derive(Args, Debug)]
+pub struct NatsArgs {
+    /// NATS server URLs, comma-separated.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "nats://127.0.0.1:4222",
+        help_heading = "NATS"
+    )]
+    pub nats: String,
+    /// Partitions (workers and producers must agree).
+    #[arg(long, value_name = "P", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096), help_heading = "NATS")]
+    pub partitions: u64,
+    /// Replicas of the streams and buckets, when they are created.
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5), help_heading = "NATS")]
+    pub replicas: u64,
+}
+
+/// Flags of `worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Lease time to live (when the lease bucket is created; otherwise the bucket's).
+    #[arg(long, value_name = "DURATION", default_value = "6s", value_parser = duration, help_heading = "NATS")]
+    pub lease_ttl: std::time::Duration,
+    /// How often each owned partition's state is checkpointed (with its stream sequence).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration, help_heading = "NATS")]
+    pub state_interval: std::time::Duration,
+    /// This worker's name (A-Z a-z 0-9 _ -) [default: w<pid>].
+    #[arg(long, value_name = "NAME", help_heading = "NATS")]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Flags of `publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Input file ('-' or nothing: standard input).
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// How events are read (--key COL names the series).
+    #[command(flatten)]
+    pub input_args: InputArgs,
 }
 
 /// Flags of `nab`.

@@ -4,6 +4,7 @@ mod cli;
 mod monitor;
 mod nab;
 mod observe;
+mod scale;
 mod sweep;
 
 use clap::Parser;
@@ -69,6 +70,8 @@ fn real_main(cli: Cli) -> Result<(), AnyError> {
         Command::Inspect(a) => return inspect(&a),
         Command::Sweep(a) => return sweep::run(&a),
         Command::Nab(a) => return nab::run(&a),
+        Command::Worker(a) => return scale::worker(&a),
+        Command::Publish(a) => return scale::publish(&a),
         Command::Learn(a) => {
             let spec = if let Some(l) = &a.listen {
                 SourceSpec::Listen(l.parse::<ListenAddr>()?)

@@ -470,6 +470,11 @@ impl<W: Write> RecordWriter<W> {
         self.out.flush()
     }
 
+    /// The underlying writer (call [`RecordWriter::flush`] first to find every record in it).
+    pub fn get_mut(&mut self) -> &mut W {
+        self.out.get_mut()
+    }
+
     /// Flushes and returns the underlying writer.
     ///
     /// # Errors

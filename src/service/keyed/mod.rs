@@ -30,7 +30,7 @@
 //! [`KeyedService`] is the embedding API; the command drives [`Workers`] from its event loop.
 
 mod service;
-mod shard;
+pub(crate) mod shard;
 
 pub use service::{Closed, EventSender, KeyedService, RecordStream};
 pub use shard::SeriesError;

@@ -49,6 +49,15 @@ pub enum SeriesError {
         #[source]
         source: crate::io::checkpoint::CheckpointError,
     },
+    /// A series' saved state could not be decoded.
+    #[error("series {key:?}: cannot decode its saved state: {source}")]
+    Decode {
+        /// The series.
+        key: String,
+        /// The decoder's error.
+        #[source]
+        source: crate::io::checkpoint::CheckpointError,
+    },
     /// The settings are invalid.
     #[error(transparent)]
     Config(crate::Error),
@@ -66,13 +75,14 @@ pub enum SeriesError {
 impl SeriesError {
     /// The error's kind as a short name, for counting refused events by reason: `refused`
     /// (the pipeline refused the event), `series_full` (`max_series` without a store),
-    /// `store`, `encode`, `config` or `spawn`.
+    /// `store`, `encode`, `decode`, `config` or `spawn`.
     pub fn reason(&self) -> &'static str {
         match self {
             SeriesError::Event { .. } => "refused",
             SeriesError::Full { .. } => "series_full",
             SeriesError::Store(_) => "store",
             SeriesError::Encode { .. } => "encode",
+            SeriesError::Decode { .. } => "decode",
             SeriesError::Config(_) => "config",
             SeriesError::Spawn { .. } => "spawn",
         }
@@ -86,6 +96,10 @@ struct Entry {
     /// Changed since its state was last handed to the store.
     dirty: bool,
 }
+
+/// A series' key and encoded state.
+#[cfg(feature = "nats")]
+pub(crate) type Encoded = (Box<str>, Vec<u8>);
 
 /// A batch for the store: states to put, series to remove. Applied in one transaction.
 #[derive(Debug, Default)]
@@ -238,7 +252,12 @@ impl Shard {
                 p
             }
         };
-        let mut pipeline = pipeline;
+        self.install(key, pipeline);
+        Ok(())
+    }
+
+    /// Puts `pipeline` in memory as series `key`.
+    fn install(&mut self, key: &str, mut pipeline: Pipeline) {
         // A restored series hands its own buffers over (or frees them): the worker's set is
         // lent to it per event.
         if let Some(w) = pipeline.take_window().filter(|w| w.capacity() > 0) {
@@ -258,6 +277,32 @@ impl Shard {
                 dirty: false,
             },
         );
+    }
+
+    /// Every series' encoded state, in key order (a partition's checkpoint).
+    #[cfg(feature = "nats")]
+    pub(crate) fn encode_all(&mut self) -> Result<Vec<Encoded>, SeriesError> {
+        let mut all = Vec::with_capacity(self.series.len());
+        for (key, e) in self.series.iter_mut() {
+            all.push((key.clone(), encode(key, &mut e.pipeline)?));
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
+    /// Brings series `key` back from a state [`Shard::encode_all`] encoded.
+    #[cfg(feature = "nats")]
+    pub(crate) fn insert_encoded(&mut self, key: &str, bytes: &[u8]) -> Result<(), SeriesError> {
+        let c = checkpoint::decode(bytes).map_err(|source| SeriesError::Decode {
+            key: key.to_string(),
+            source,
+        })?;
+        let p = Pipeline::restore(c.state).map_err(|source| SeriesError::Event {
+            key: key.to_string(),
+            source,
+        })?;
+        self.stats.restored += 1;
+        self.install(key, p);
         Ok(())
     }
 
