@@ -82,7 +82,7 @@ pub enum ScaleError {
         partition: usize,
         /// The series' error.
         #[source]
-        source: crate::service::keyed::SeriesError,
+        source: Box<crate::service::keyed::SeriesError>,
     },
     /// The partition's lease ended (not renewed in time, or taken by another worker): this
     /// worker stopped writing for it.

@@ -259,7 +259,7 @@ impl Partition {
                 .insert_encoded(k, v)
                 .map_err(|source| ScaleError::Series {
                     partition: self.p,
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         self.applied = seq;
@@ -475,7 +475,7 @@ impl Partition {
             .encode_all()
             .map_err(|source| ScaleError::Series {
                 partition: self.p,
-                source,
+                source: Box::new(source),
             })?;
         let state = PartitionState {
             partition: self.p,
