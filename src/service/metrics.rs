@@ -814,12 +814,22 @@ impl Collector for Collect {
     }
 }
 
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+pub(crate) fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> std::fmt::Result {
     enc.encode_descriptor(name, help, None, MetricType::Gauge)?
         .encode_gauge(&v)
 }
 
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+pub(crate) fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> std::fmt::Result {
     enc.encode_descriptor(name, help, None, MetricType::Counter)?
         .encode_counter::<NoLabelSet, _, f64>(&v, None)
 }

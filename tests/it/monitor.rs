@@ -36,7 +36,13 @@ impl Server {
 }
 
 /// One HTTP/1.1 request over a fresh connection: `(status, body)`.
-fn http(addr: SocketAddr, method: &str, target: &str, headers: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return (0, String::new());
     };

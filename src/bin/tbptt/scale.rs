@@ -7,13 +7,35 @@ use tbptt::event::Event;
 use tbptt::io::format::{ReadError, Reader};
 use tbptt::io::source::SourceSpec;
 use tbptt::service::run::Keys;
-use tbptt::service::scale::{connect, run_worker, Publisher, ScaleConfig};
+use tbptt::service::scale::{connect, run_worker, Counters, Publisher, ScaleConfig};
 
 fn runtime() -> Result<tokio::runtime::Runtime, AnyError> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+/// Serves the worker's `/metrics` on `addr` (bound now, so a taken port is an error at once)
+/// for as long as the runtime runs.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    counters: std::sync::Arc<Counters>,
+) -> Result<(), AnyError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("--metrics: cannot listen on {addr}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tokio::spawn(async move {
+        if let Err(e) =
+            axum::serve(listener, tbptt::service::scale::metrics::router(counters)).await
+        {
+            tracing::error!("metrics server: {e}");
+        }
+    });
+    tracing::info!(target: "tbptt::listening", "metrics on http://{local}/metrics");
+    Ok(())
 }
 
 /// `worker`: runs until SIGINT or SIGTERM, then checkpoints and releases its partitions.
@@ -37,7 +59,13 @@ pub fn worker(a: &WorkerArgs) -> Result<(), AnyError> {
     if let Some(id) = &a.id {
         config.id = id.clone();
     }
-    let stats = runtime()?.block_on(run_worker(config, async {
+    let counters = std::sync::Arc::new(Counters::default());
+    let rt = runtime()?;
+    if let Some(addr) = a.common.monitor.metrics_addr()? {
+        let _enter = rt.enter();
+        serve_metrics(addr, counters.clone())?;
+    }
+    let stats = rt.block_on(run_worker(config, counters, async {
         wait_for_signal().await;
     }))?;
     if !a.common.quiet {

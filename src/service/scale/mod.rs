@@ -33,9 +33,12 @@
 //! publish`) parses flags and logs.
 
 pub mod lease;
+#[cfg(feature = "monitor")]
+pub mod metrics;
 pub mod partition;
 mod worker;
 
+pub use partition::Counters;
 pub use worker::{run_worker, WorkerStats};
 
 use crate::event::Event;
@@ -443,12 +446,36 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// Runs `op` until it succeeds, at most 10 times, waiting 200 ms, then twice as long each
+/// time up to 5 s, and saying so at each failure.
+pub(crate) async fn retry<T, F, Fut>(what: &str, mut op: F) -> Result<T, ScaleError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ScaleError>>,
+{
+    let mut delay = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 10 => {
+                tracing::warn!("cannot {what}: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Acks awaited at once by [`Publisher`].
 const PUBLISH_BATCH: usize = 512;
 
 impl Publisher {
     /// A publisher over `client` for `partitions` partitions (creating `TBPTT_IN` with
-    /// `replicas` copies if missing).
+    /// `replicas` copies if missing; a replicated creation on a cluster that is still
+    /// electing its leaders can time out, so it is retried with backoff, 10 attempts).
     ///
     /// # Errors
     /// [`ScaleError::Nats`] if the stream cannot be created.
@@ -458,7 +485,7 @@ impl Publisher {
         replicas: usize,
     ) -> Result<Self, ScaleError> {
         let js = jetstream::new(client);
-        input_stream(&js, replicas).await?;
+        retry("create the input stream", || input_stream(&js, replicas)).await?;
         Ok(Publisher {
             js,
             partitions: partitions.max(1),

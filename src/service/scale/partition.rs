@@ -161,6 +161,12 @@ pub struct Counters {
     pub checkpoint_micros: AtomicU64,
     /// Partitions restored from a checkpoint.
     pub restored: AtomicU64,
+    /// Partitions taken (leases acquired).
+    pub taken: AtomicU64,
+    /// Leases lost (not renewed in time, or taken over).
+    pub lost: AtomicU64,
+    /// Partitions owned now.
+    pub owned: AtomicU64,
 }
 
 /// Records awaited at once.

@@ -52,13 +52,12 @@ struct Worker {
     b: Buckets,
     held: HashMap<usize, Held>,
     counters: Arc<Counters>,
-    taken: u64,
-    lost: u64,
 }
 
 /// Runs a worker until `shutdown` completes: connects (retrying with backoff), creates the
 /// streams and buckets if missing, then every TTL/4 renews its heartbeat and leases and takes
-/// or hands over partitions. At shutdown each partition writes a last checkpoint and its
+/// or hands over partitions. It counts in `counters` as it goes (read them at any time, for
+/// example with [`super::metrics::router`]). At shutdown each partition writes a last checkpoint and its
 /// lease is released.
 ///
 /// # Errors
@@ -66,6 +65,7 @@ struct Worker {
 /// made. A partition's failure is logged and the partition given up, not fatal.
 pub async fn run_worker(
     mut config: ScaleConfig,
+    counters: Arc<Counters>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<WorkerStats, ScaleError> {
     config.validate()?;
@@ -99,9 +99,7 @@ pub async fn run_worker(
         js,
         b,
         held: HashMap::new(),
-        counters: Arc::default(),
-        taken: 0,
-        lost: 0,
+        counters,
     };
     let mut tick = tokio::time::interval(w.config.lease_ttl / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,22 +114,9 @@ pub async fn run_worker(
 }
 
 /// The streams and buckets, retried with backoff (workers starting together on a new
-/// cluster race to create them, and a replicated creation can time out): 10 attempts.
+/// cluster race to create them, and a replicated creation can time out).
 async fn setup(js: &jetstream::Context, config: &ScaleConfig) -> Result<Buckets, ScaleError> {
-    let mut delay = std::time::Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match buckets(js, config).await {
-            Ok(b) => return Ok(b),
-            Err(e) if attempt < 10 => {
-                tracing::warn!("cannot set up the streams and buckets: {e}; retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    super::retry("set up the streams and buckets", || buckets(js, config)).await
 }
 
 impl Worker {
@@ -162,6 +147,8 @@ impl Worker {
                 self.take(p).await;
             }
         }
+        let owned = self.held.values().filter(|h| !h.leaving).count() as u64;
+        self.counters.owned.store(owned, Ordering::Relaxed);
     }
 
     async fn renew(&mut self) {
@@ -169,7 +156,7 @@ impl Worker {
         for (p, h) in &mut self.held {
             if !h.lease.renew(&self.b.leases, id).await && !h.leaving {
                 tracing::warn!("partition {p}: lease lost; stopping it");
-                self.lost += 1;
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
                 h.leaving = true;
                 let _ = h.stop.send(true);
             }
@@ -228,7 +215,7 @@ impl Worker {
             }
         };
         tracing::info!("partition {p}: taken");
-        self.taken += 1;
+        self.counters.taken.fetch_add(1, Ordering::Relaxed);
         let (stop, rx) = watch::channel(false);
         let deadline = lease.deadline();
         let (js, b, config, counters) = (
@@ -275,6 +262,7 @@ impl Worker {
             h.lease.release(&self.b.leases).await;
         }
         let _ = self.b.leases.delete(heartbeat_key(&self.config.id)).await;
+        self.counters.owned.store(0, Ordering::Relaxed);
     }
 
     fn stats(&self) -> WorkerStats {
@@ -284,9 +272,9 @@ impl Worker {
             events: c.events.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
-            taken: self.taken,
+            taken: c.taken.load(Ordering::Relaxed),
             restored: c.restored.load(Ordering::Relaxed),
-            lost: self.lost,
+            lost: c.lost.load(Ordering::Relaxed),
             checkpoints: n,
             checkpoint_bytes: c.checkpoint_bytes.load(Ordering::Relaxed),
             checkpoint_ms: if n == 0 {
