@@ -346,7 +346,8 @@ fn influxdb_receives_each_series_forecasts() {
         .lines()
         .rfind(|l| l.contains("c,d"))
         .expect("a record of c,d");
-    let forecast: f64 = last.rsplit(',').next().unwrap().parse().unwrap();
+    // The forecast column comes before the two onset columns (empty here: no episode).
+    let forecast: f64 = last.rsplit(',').nth(2).unwrap().parse().unwrap();
     let v = influx_query(
         addr,
         "SELECT forecast, score, anomaly FROM cpu WHERE host = 'c,d' ORDER BY time DESC LIMIT 1",

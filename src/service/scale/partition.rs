@@ -304,8 +304,21 @@ impl Partition {
         Ok(())
     }
 
-    /// The durable pull consumer of this partition, made afresh to start after the
-    /// checkpoint.
+    /// The messages of a fresh consumer that starts after the last applied event (retried
+    /// with backoff: during a server's failure the requests can time out).
+    async fn open(&self, b: &Buckets) -> Result<consumer::pull::Stream, ScaleError> {
+        super::retry("read the partition", || async {
+            self.consumer(b)
+                .await?
+                .messages()
+                .await
+                .map_err(|e| ScaleError::nats("read a partition", e))
+        })
+        .await
+    }
+
+    /// The durable pull consumer of this partition, made afresh to start after the last
+    /// applied event (after the checkpoint, at a takeover).
     async fn consumer(
         &self,
         b: &Buckets,
@@ -344,12 +357,14 @@ impl Partition {
         interval: Duration,
     ) -> Result<(), ScaleError> {
         use tokio_stream::StreamExt;
-        let mut msgs = self
-            .consumer(b)
-            .await?
-            .messages()
-            .await
-            .map_err(|e| ScaleError::nats("read a partition", e))?;
+        let mut msgs = self.open(b).await?;
+        // The consumer numbers its deliveries 1, 2, 3, ... (redeliveries too). A gap means
+        // deliveries were lost in flight, typically from a server that died while the
+        // consumer's new leader carried on after them; their events would come back only
+        // after the ack wait, behind newer ones. So at a gap, or an error of the stream, the
+        // partition reads again from a fresh consumer that starts after the last applied
+        // event: events are applied in stream order, none skipped.
+        let mut delivered = 0u64;
         let mut tick = tokio::time::interval(interval);
         tick.tick().await;
         loop {
@@ -363,12 +378,31 @@ impl Partition {
                 m = msgs.next() => match m {
                     Some(Ok(m)) => {
                         self.lease_held(deadline)?;
+                        let cseq = m.info().map_or(0, |i| i.consumer_sequence);
+                        if cseq != delivered + 1 {
+                            tracing::warn!(
+                                "partition {}: delivery {cseq} after {delivered}; reading again \
+                                 after event {}",
+                                self.p,
+                                self.applied
+                            );
+                            self.settle(deadline).await?;
+                            msgs = self.open(b).await?;
+                            delivered = 0;
+                            continue;
+                        }
+                        delivered = cseq;
                         self.apply(js, m).await?;
                         if self.pending.len() >= SETTLE_EVERY {
                             self.settle(deadline).await?;
                         }
                     }
-                    Some(Err(e)) => tracing::warn!("partition {}: {e}", self.p),
+                    Some(Err(e)) => {
+                        tracing::warn!("partition {}: {e}; reading again after event {}", self.p, self.applied);
+                        self.settle(deadline).await?;
+                        msgs = self.open(b).await?;
+                        delivered = 0;
+                    }
                     None => break,
                 },
             }
