@@ -350,7 +350,7 @@ fn a_sigkilled_workers_partitions_move_and_every_record_equals_a_single_process_
     let Some(server) = real_server("nats-server") else {
         return;
     };
-    let (keys, events, parts) = (200, 100, 12);
+    let (keys, events, parts) = (1000, 200, 12);
     let cluster = Cluster::start(&server);
     let dir = TempDir::new("nats-kill");
     let csv = events_csv(keys, 0..events);
@@ -379,7 +379,7 @@ fn a_sigkilled_workers_partitions_move_and_every_record_equals_a_single_process_
     cmd.args(["--partitions", &parts.to_string(), "--replicas", "3"])
         .arg(&file);
     let producer = Proc::spawn(cmd, Input::Null);
-    wait_until("a third of the records", Duration::from_secs(60), || {
+    wait_until("a third of the records", Duration::from_secs(240), || {
         out_count(&cluster) >= total / 3
     });
     let owners = holders(&cluster, parts);
@@ -392,8 +392,8 @@ fn a_sigkilled_workers_partitions_move_and_every_record_equals_a_single_process_
     let victim = ws.next().unwrap();
     signal(&victim, "KILL");
     let killed_at = Instant::now();
-    producer.finish(Duration::from_secs(120)).assert_code(0);
-    settle(&cluster, total, Duration::from_secs(120));
+    producer.finish(Duration::from_secs(300)).assert_code(0);
+    settle(&cluster, total, Duration::from_secs(300));
     eprintln!("all records {:?} after the kill", killed_at.elapsed());
     let owners = holders(&cluster, parts);
     assert!(
