@@ -265,18 +265,13 @@ impl Metrics {
     /// # Errors
     /// Only `out`'s.
     pub fn encode(&self, format: Format, out: &mut String) -> std::fmt::Result {
-        match format {
-            Format::Prometheus => {
-                prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
-            }
-            Format::OpenMetrics => prometheus_client::encoding::text::encode(out, &self.registry),
-        }
+        encode_registry(&self.registry, format, out)
     }
 
     /// `/metrics`, `/healthz` (the process answers) and `/ready` (200 while the source is
     /// bound and the engine runs, else 503).
     pub fn router(&self) -> axum::Router {
-        use axum::http::{header, HeaderMap, StatusCode};
+        use axum::http::{HeaderMap, StatusCode};
         use axum::routing::get;
         let m = self.clone();
         let r = self.clone();
@@ -285,23 +280,7 @@ impl Metrics {
                 "/metrics",
                 get(move |headers: HeaderMap| {
                     let m = m.clone();
-                    async move {
-                        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-                        let format = Format::negotiate(accept);
-                        let mut body = String::with_capacity(64 * 1024);
-                        match m.encode(format, &mut body) {
-                            Ok(()) => (
-                                StatusCode::OK,
-                                [(header::CONTENT_TYPE, format.content_type())],
-                                body,
-                            ),
-                            Err(_) => (
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                [(header::CONTENT_TYPE, "text/plain")],
-                                "cannot encode the metrics\n".to_string(),
-                            ),
-                        }
-                    }
+                    async move { exposition(&m.registry, &headers) }
                 }),
             )
             .route("/healthz", get(|| async { "ok\n" }))
@@ -332,6 +311,41 @@ impl Metrics {
         axum::serve(listener, self.router())
             .with_graceful_shutdown(async move { shutdown.recv().await })
             .await
+    }
+}
+
+/// Writes every metric of `registry` to `out` in `format`.
+fn encode_registry(registry: &Registry, format: Format, out: &mut String) -> std::fmt::Result {
+    match format {
+        Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(out, registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(out, registry),
+    }
+}
+
+/// The `/metrics` response for `registry`, in the format the scraper's `Accept` asks for
+/// (shared by a run's endpoint and a worker's).
+pub(crate) fn exposition(
+    registry: &Registry,
+    headers: &axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let mut body = String::with_capacity(64 * 1024);
+    match encode_registry(registry, format, &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, format.content_type())],
+            body,
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "cannot encode the metrics\n",
+        )
+            .into_response(),
     }
 }
 

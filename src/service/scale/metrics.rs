@@ -2,7 +2,7 @@
 //! by [`prometheus_client`], served by [`axum`] as the single process's endpoint is.
 
 use super::partition::Counters;
-use crate::service::metrics::{counter, gauge, Format};
+use crate::service::metrics::{counter, exposition, gauge};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
@@ -79,7 +79,7 @@ impl Collector for Collect {
 /// `/metrics` (Prometheus text, or OpenMetrics when the scraper asks for it) and `/healthz`
 /// of a worker counting in `counters`.
 pub fn router(counters: Arc<Counters>) -> axum::Router {
-    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::http::HeaderMap;
     use axum::routing::get;
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Collect(counters)));
@@ -89,31 +89,7 @@ pub fn router(counters: Arc<Counters>) -> axum::Router {
             "/metrics",
             get(move |headers: HeaderMap| {
                 let registry = registry.clone();
-                async move {
-                    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-                    let format = Format::negotiate(accept);
-                    let mut body = String::with_capacity(4096);
-                    let encoded = match format {
-                        Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(
-                            &mut body, &registry,
-                        ),
-                        Format::OpenMetrics => {
-                            prometheus_client::encoding::text::encode(&mut body, &registry)
-                        }
-                    };
-                    match encoded {
-                        Ok(()) => (
-                            StatusCode::OK,
-                            [(header::CONTENT_TYPE, format.content_type())],
-                            body,
-                        ),
-                        Err(_) => (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            [(header::CONTENT_TYPE, "text/plain")],
-                            "cannot encode the metrics\n".to_string(),
-                        ),
-                    }
-                }
+                async move { exposition(&registry, &headers) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
