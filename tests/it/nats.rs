@@ -446,21 +446,26 @@ fn restarted_workers_resume_from_their_checkpoints_not_from_zero() {
     settle(&cluster, (keys * 100) as u64, Duration::from_secs(60));
     assert_same(&outputs(&cluster), &want);
     // Each worker's /metrics counts what it did; together they own every partition.
-    let scraped = |name: &str| -> u64 {
-        ports
-            .iter()
-            .map(|port| {
-                let addr = ([127, 0, 0, 1], *port).into();
-                let (status, body) = crate::monitor::http(addr, "GET", "/metrics", "", "");
-                assert_eq!(status, 200, "{body}");
-                metric(&body, name)
-            })
-            .sum()
+    let scrape = |port: u16, name: &str| -> u64 {
+        let addr = ([127, 0, 0, 1], port).into();
+        let (status, body) = crate::monitor::http(addr, "GET", "/metrics", "", "");
+        assert_eq!(status, 200, "{body}");
+        metric(&body, name)
     };
+    let scraped = |name: &str| -> u64 { ports.iter().map(|port| scrape(*port, name)).sum() };
+    // Partitions may move after all are owned (the first worker up takes them all, or the
+    // stopped workers' heartbeats are still live), so wait for the even spread, and for every
+    // partition taken to have been restored, before comparing the counters with the totals.
     wait_until(
-        "the new workers own every partition",
-        Duration::from_secs(30),
-        || scraped("tbptt_worker_partitions") == parts as u64,
+        "the new workers share the partitions evenly, each restored",
+        Duration::from_secs(60),
+        || {
+            ports
+                .iter()
+                .all(|port| scrape(*port, "tbptt_worker_partitions") == (parts / 2) as u64)
+                && scraped("tbptt_worker_partitions_restored_total")
+                    == scraped("tbptt_worker_partitions_taken_total")
+        },
     );
     let scraped_events = scraped("tbptt_worker_events_total");
     let scraped_restored = scraped("tbptt_worker_partitions_restored_total");
