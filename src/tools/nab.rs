@@ -20,8 +20,10 @@
 use crate::detect::anomaly::AnomalyKind;
 use crate::detect::pipeline::{Pipeline, PipelineConfig};
 use crate::event::Event;
-use crate::io::format::parse_time;
-use std::io::Write;
+use crate::io::format::{
+    ColumnSpec, DecoderConfig, ParseError, Position, ReadError, Reader, Selector, TimeStyle,
+};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// What can go wrong with a NAB tree.
@@ -65,10 +67,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NabError + '_ {
     }
 }
 
-/// One data file: the timestamps as written, their times in seconds, and the values.
+/// One data file: the timestamps, their times in seconds, and the values.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
-    /// The timestamp field of each row, as written.
+    /// Each row's timestamp, in the style of the file's first one.
     pub stamps: Vec<String>,
     /// Each row's time, in seconds since the Unix epoch.
     pub times: Vec<f64>,
@@ -106,60 +108,127 @@ pub fn find_files(dir: &Path) -> Result<Vec<PathBuf>, NabError> {
 }
 
 /// Parses a `timestamp,value` CSV (a header naming both columns, in any order, other columns
-/// ignored).
+/// ignored), as [`read_series`] does.
 ///
 /// # Errors
 /// [`NabError::Parse`] naming the line and field of the first bad row.
 pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
-    let err = |line: usize, field, reason: String| NabError::Parse {
+    read_series(path, text.as_bytes())
+}
+
+/// Reads a `timestamp,value` CSV from `input` through the crate's CSV decoder
+/// ([`Reader`]): a header naming both columns, in any order, other columns ignored. Each
+/// row's stamp is written back in the style of the file's first one, which reproduces NAB's
+/// `YYYY-MM-DD HH:MM:SS` stamps exactly.
+///
+/// # Errors
+/// [`NabError::Parse`] naming the line and field of the first bad row (a missing value is
+/// one: NAB rows are never skipped), [`NabError::Io`] if `input` cannot be read.
+pub fn read_series<R: Read>(path: &Path, input: R) -> Result<Series, NabError> {
+    let config = DecoderConfig {
+        columns: ColumnSpec {
+            inputs: vec![Selector::Name("value".into())],
+            time: Some(Selector::Name("timestamp".into())),
+            ..ColumnSpec::default()
+        },
+        header: Some(true),
+        ..DecoderConfig::default()
+    };
+    let mut reader = Reader::new(input, &config).map_err(|source| NabError::Engine {
         path: path.to_path_buf(),
-        line: line as u64 + 1,
+        source,
+    })?;
+    let mut s = Series::default();
+    let mut ev = Event::new();
+    let mut style = None;
+    loop {
+        match reader.read_event(&mut ev) {
+            Ok(true) => {}
+            Ok(false) if s.values.is_empty() => return no_rows(path, reader.header(), s),
+            Ok(false) => return Ok(s),
+            Err(ReadError::Io(source)) => return Err(io(path)(source)),
+            Err(ReadError::Parse(e)) => return Err(parse_error(path, &e)),
+        }
+        let (Some(time), [value]) = (ev.time, ev.values.as_slice()) else {
+            let line = reader.position().line().unwrap_or(0);
+            return Err(bad_row(path, line, "row", "no timestamp and value".into()));
+        };
+        let style: TimeStyle = *style
+            .get_or_insert_with(|| reader.columns().map_or(TimeStyle::Number, |c| c.time_style));
+        let mut stamp = String::new();
+        // Writing into a String cannot fail.
+        _ = style.write(time, &mut stamp);
+        s.stamps.push(stamp);
+        s.times.push(time);
+        s.values.push(*value);
+    }
+}
+
+/// A file without data rows: empty, or a header only (which must name both columns).
+fn no_rows(path: &Path, header: Option<&[String]>, s: Series) -> Result<Series, NabError> {
+    match header {
+        None => Err(bad_row(path, 1, "header", "the file is empty".into())),
+        Some(h)
+            if ["timestamp", "value"]
+                .iter()
+                .all(|c| h.iter().any(|n| n == c)) =>
+        {
+            Ok(s)
+        }
+        Some(h) => Err(bad_row(
+            path,
+            1,
+            "header",
+            format!("expected columns timestamp and value, got {h:?}"),
+        )),
+    }
+}
+
+fn bad_row(path: &Path, line: u64, field: &'static str, reason: String) -> NabError {
+    NabError::Parse {
+        path: path.to_path_buf(),
+        line,
         field,
         reason,
+    }
+}
+
+/// The decoder's rejection in NAB's terms: the line, the field (`header`, `timestamp`,
+/// `value` or `row`) and what is wrong with it.
+fn parse_error(path: &Path, e: &ParseError) -> NabError {
+    let line = e.position().and_then(Position::line).unwrap_or(1);
+    let field = |column: &str| {
+        if column == "timestamp" {
+            "timestamp"
+        } else {
+            "value"
+        }
     };
-    let mut lines = text.lines().enumerate();
-    let (_, header) = lines
-        .next()
-        .ok_or_else(|| err(0, "header", "the file is empty".into()))?;
-    let names: Vec<&str> = header
-        .split(',')
-        .map(|f| f.trim().trim_matches('"'))
-        .collect();
-    let find = |want: &str| names.iter().position(|n| *n == want);
-    let (Some(ti), Some(vi)) = (find("timestamp"), find("value")) else {
-        return Err(err(
-            0,
+    let (field, reason) = match e {
+        ParseError::NotANumber { column, value, .. } => {
+            (field(column), format!("{value:?} is not a finite number"))
+        }
+        ParseError::NonFinite { column, .. } => (field(column), "not a finite number".into()),
+        ParseError::Missing { column, .. } => (field(column), "missing value".into()),
+        ParseError::BadTimestamp { value, .. } => ("timestamp", format!("{value:?} is not a time")),
+        ParseError::Arity { expected, got, .. } => {
+            ("row", format!("{got} fields, the header has {expected}"))
+        }
+        ParseError::UnknownColumn { header, .. } => (
             "header",
             format!("expected columns timestamp and value, got {header:?}"),
-        ));
+        ),
+        other => {
+            // The decoder's message without the position this error already names.
+            let text = other.to_string();
+            let pos = other
+                .position()
+                .map(|p| format!("{p}: "))
+                .unwrap_or_default();
+            ("row", text.strip_prefix(&pos).unwrap_or(&text).to_string())
+        }
     };
-    let mut s = Series::default();
-    for (n, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.len() != names.len() {
-            return Err(err(
-                n,
-                "row",
-                format!("{} fields, the header has {}", fields.len(), names.len()),
-            ));
-        }
-        let stamp = fields[ti].trim().trim_matches('"');
-        let time = parse_time(stamp)
-            .ok_or_else(|| err(n, "timestamp", format!("{stamp:?} is not a time")))?;
-        let raw = fields[vi].trim().trim_matches('"');
-        let value = raw
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| err(n, "value", format!("{raw:?} is not a finite number")))?;
-        s.stamps.push(stamp.to_string());
-        s.times.push(time);
-        s.values.push(value);
-    }
-    Ok(s)
+    bad_row(path, line, field, reason)
 }
 
 /// The anomaly score in `[0, 1]` of every row of `series`, from a fresh pipeline with
@@ -196,8 +265,8 @@ pub fn score_file(
     rel: &Path,
 ) -> Result<usize, NabError> {
     let input = data_dir.join(rel);
-    let text = std::fs::read_to_string(&input).map_err(io(&input))?;
-    let series = parse_series(&input, &text)?;
+    let file = std::fs::File::open(&input).map_err(io(&input))?;
+    let series = read_series(&input, file)?;
     let scores = score_series(config, &series).map_err(|source| NabError::Engine {
         path: input.clone(),
         source,
@@ -244,6 +313,35 @@ mod tests {
         assert!(e.to_string().contains("line 1: header"), "{e}");
         let e = parse_series(p, "").unwrap_err();
         assert!(e.to_string().contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn columns_in_any_order_and_stamps_as_the_file_writes_them() {
+        let p = Path::new("x.csv");
+        let s = parse_series(
+            p,
+            "value,extra,timestamp\n1.5,a,2014-04-01 00:00:00\n\n\"2\",b,2014-04-01 00:05:00\n",
+        )
+        .unwrap();
+        assert_eq!(s.values, [1.5, 2.0]);
+        assert_eq!(s.stamps, ["2014-04-01 00:00:00", "2014-04-01 00:05:00"]);
+        let s = parse_series(p, "timestamp,value\n2014-04-01T00:00:00Z,3\n").unwrap();
+        assert_eq!(s.stamps, ["2014-04-01T00:00:00Z"]);
+        assert_eq!(
+            parse_series(p, "timestamp,value\n").unwrap(),
+            Series::default()
+        );
+        let e = parse_series(p, "timestamp,value\n2014-04-01 00:00:00,1,9\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.csv: line 2: row: 3 fields, the header has 2"
+        );
+        let e = parse_series(p, "timestamp,value\n2014-04-01 00:00:00,\n").unwrap_err();
+        assert_eq!(e.to_string(), "x.csv: line 2: value: missing value");
+        let e = parse_series(p, "timestamp,value\n2014-04-01 00:00:00,inf\n").unwrap_err();
+        assert!(e.to_string().starts_with("x.csv: line 2: value: "), "{e}");
+        let e = parse_series(p, "timestamp,v\n2014-04-01 00:00:00,1\n").unwrap_err();
+        assert!(e.to_string().contains("line 1: header"), "{e}");
     }
 
     #[test]

@@ -400,6 +400,15 @@ impl Decoder {
         }
     }
 
+    /// The CSV header's names, once a header line was consumed (`None` before, and for the
+    /// other formats).
+    pub fn header(&self) -> Option<&[String]> {
+        match self {
+            Decoder::Csv(d) => d.header(),
+            _ => None,
+        }
+    }
+
     /// The input's columns, once the first record has fixed them (`None` before).
     pub fn columns(&self) -> Option<Columns> {
         let layout = match self {

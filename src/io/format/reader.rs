@@ -3,7 +3,7 @@
 //! (rust-csv's `Reader<R: io::Read>` is the model).
 
 use super::error::{ParseError, Position};
-use super::{Decoded, Decoder, DecoderConfig, LineFramer, MsgPackFramer};
+use super::{Columns, Decoded, Decoder, DecoderConfig, LineFramer, MsgPackFramer};
 use crate::event::Event;
 use std::io::{self, Read};
 
@@ -128,6 +128,18 @@ impl<R: Read> Reader<R> {
             eof: false,
             position,
         })
+    }
+
+    /// The input's columns (names, and how the time is written), once the first record or
+    /// header has fixed them (`None` before).
+    pub fn columns(&self) -> Option<Columns> {
+        self.decoder.columns()
+    }
+
+    /// The CSV header's names, once a header line was consumed (`None` before, and for the
+    /// other formats).
+    pub fn header(&self) -> Option<&[String]> {
+        self.decoder.header()
     }
 
     /// The position (line or byte offset) of the last record read or rejected.
