@@ -8,6 +8,10 @@
 //! week, or the first 30% of a bundled series) per 10,000 events, at the default threshold
 //! (0.5) and at NAB's best (0.36).
 //!
+//! `-- --likelihood JSON` runs with likelihood settings other than the defaults (as the
+//! command's `--likelihood`), e.g. `cargo bench --bench contextual -- --likelihood
+//! '{"phase": 48}'`.
+//!
 //! Sources: synthetic series, one event every 5 minutes for 8 weeks, with a daily cycle, a
 //! weekly one (weekends lower), unit noise and a slow drift (3 seeds); and the bundled hourly
 //! `data/water_flow.csv`. Each run injects one anomaly, lasting a quarter of a day, at one of
@@ -23,6 +27,9 @@ use tbptt::event::Event;
 
 const KINDS: [&str; 4] = ["dip", "shift", "flatline", "burst"];
 const THRESHOLDS: [f64; 2] = [0.5, 0.36];
+/// The first event's time: Monday 2023-11-13 00:00 UTC, so that the synthetic weekends (days
+/// 5 and 6 of each week) fall on Saturdays and Sundays.
+const START: f64 = 1_699_833_600.0;
 
 /// A seasonal series: its values, its events per day and the daily amplitude.
 struct Source {
@@ -123,13 +130,13 @@ fn inject(s: &Source, kind: &str, start: usize, len: usize, g: &mut Gauss) -> Ve
 }
 
 /// Flagged records of one run: (index, onset index) at each threshold.
-fn run(s: &Source, values: &[f64]) -> Vec<(usize, usize, f64)> {
-    let mut p = Pipeline::new(PipelineConfig::default()).expect("default settings");
+fn run(s: &Source, values: &[f64], config: &PipelineConfig) -> Vec<(usize, usize, f64)> {
+    let mut p = Pipeline::new(config.clone()).expect("valid settings");
     let mut ev = Event::new();
     let mut out = OutputRecord::default();
     let mut reports = Vec::new();
     for (t, x) in values.iter().enumerate() {
-        ev.time = Some(1_700_000_000.0 + s.step * t as f64);
+        ev.time = Some(START + s.step * t as f64);
         ev.values.clear();
         ev.values.push(*x);
         p.process_into(&ev, &mut out).expect("finite values");
@@ -149,7 +156,19 @@ struct Tally {
     events: usize,
 }
 
+/// The pipeline's settings: the defaults, or with `--likelihood JSON` from the arguments.
+fn config() -> PipelineConfig {
+    let mut config = PipelineConfig::default();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--likelihood") {
+        let json = args.get(i + 1).expect("--likelihood needs a JSON object");
+        config.anomaly.likelihood = serde_json::from_str(json).expect("likelihood settings");
+    }
+    config
+}
+
 fn main() {
+    let config = config();
     let mut sources: Vec<Source> = (1..=3).map(synthetic).collect();
     sources.push(bundled("water_flow.csv", 24));
     println!("| source | kind | threshold | detected | mean delay (events) | false alarms / 10k events |");
@@ -164,7 +183,7 @@ fn main() {
             for (j, &start) in places.iter().enumerate() {
                 let mut g = Gauss(7 + j as u64);
                 let values = inject(s, kind, start, len, &mut g);
-                let reports = run(s, &values);
+                let reports = run(s, &values, &config);
                 let end = start + len + s.per_day / 4;
                 for (i, thr) in THRESHOLDS.iter().enumerate() {
                     let flagged: Vec<_> = reports.iter().filter(|r| r.2 > *thr).collect();

@@ -21,6 +21,7 @@
 //! the statistics as they were.
 
 pub mod likelihood;
+mod phase;
 pub mod tail;
 
 pub use likelihood::{Likelihood, LikelihoodConfig};
