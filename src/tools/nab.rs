@@ -65,9 +65,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NabError + '_ {
     }
 }
 
-/// One data file: the timestamps as written, their times in seconds, and the values.
+/// One NAB data file: the timestamps as written, their times in seconds, and the values.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Series {
+pub struct DataFile {
     /// The timestamp field of each row, as written.
     pub stamps: Vec<String>,
     /// Each row's time, in seconds since the Unix epoch.
@@ -110,7 +110,7 @@ pub fn find_files(dir: &Path) -> Result<Vec<PathBuf>, NabError> {
 ///
 /// # Errors
 /// [`NabError::Parse`] naming the line and field of the first bad row.
-pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
+pub fn parse_series(path: &Path, text: &str) -> Result<DataFile, NabError> {
     let err = |line: usize, field, reason: String| NabError::Parse {
         path: path.to_path_buf(),
         line: line as u64 + 1,
@@ -133,7 +133,7 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
             format!("expected columns timestamp and value, got {header:?}"),
         ));
     };
-    let mut s = Series::default();
+    let mut s = DataFile::default();
     for (n, line) in lines {
         if line.trim().is_empty() {
             continue;
@@ -167,7 +167,7 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
 ///
 /// # Errors
 /// [`crate::Error`] if the configuration is invalid.
-pub fn score_series(config: &PipelineConfig, series: &Series) -> crate::Result<Vec<f64>> {
+pub fn score_series(config: &PipelineConfig, series: &DataFile) -> crate::Result<Vec<f64>> {
     let mut config = config.clone();
     config.background = false;
     let kind: AnomalyKind = config.anomaly.kind;
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn every_row_gets_a_score_in_the_unit_interval() {
-        let mut s = Series::default();
+        let mut s = DataFile::default();
         for t in 0..600 {
             s.stamps.push(t.to_string());
             s.times.push(t as f64 * 300.0);

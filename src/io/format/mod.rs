@@ -70,7 +70,7 @@ mod layout;
 mod metric;
 pub mod msgpack;
 mod reader;
-mod record;
+mod fill;
 pub mod remote_write;
 mod spec;
 mod time;
