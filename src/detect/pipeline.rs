@@ -700,7 +700,12 @@ impl Pipeline {
             out.onset_time = onset.and_then(|(_, time)| time);
         }
         if let Some(f) = inner.forecaster.as_mut() {
-            f.forecast_to(inner.learner.forecast(), actual, &inner.norm_x, &mut out.forecast);
+            f.forecast_to(
+                inner.learner.forecast(),
+                actual,
+                &inner.norm_x,
+                &mut out.forecast,
+            );
             inner.prev_forecast.copy_from_slice(&out.forecast);
             out.members.clear();
             out.members.extend_from_slice(f.member_forecasts());

@@ -26,9 +26,9 @@
 
 use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig, PipelineState};
 use crate::event::Event;
+use crate::io::capture::{Capture, WallClock};
 use crate::io::checkpoint::{self, CheckpointError};
 use crate::io::format::TimeStyle;
-use crate::io::capture::{Capture, WallClock};
 use crate::io::shutdown::Shutdown;
 use crate::io::sink::{OutputFormat, RecordWriter, Sink};
 use crate::io::source::{self, SourceConfig, SourceItem};

@@ -775,9 +775,8 @@ impl<T: Float> Learner<T> {
         }
         self.check("predict", actual, self.y.len())?;
         let loss = self.config.trainer.loss;
-        let error = (self.events > 0).then(|| {
-            loss.value(&self.y, actual) / T::of_usize(loss.normalizer(1, self.y.len()))
-        });
+        let error = (self.events > 0)
+            .then(|| loss.value(&self.y, actual) / T::of_usize(loss.normalizer(1, self.y.len())));
         Ok(Prediction {
             index: self.events,
             error,

@@ -225,7 +225,11 @@ fn predict_alone_changes_no_state() {
         let p = learner.predict(&[x]).unwrap();
         let again = learner.predict(&[x]).unwrap();
         assert_eq!(p, again);
-        assert_eq!((p.index, p.update, p.error.is_none()), (t as u64, None, t == 0));
+        let seen = learner.events();
+        assert_eq!(
+            (p.index, p.update, p.error.is_none()),
+            (seen, None, seen == 0)
+        );
         assert_eq!(learner.snapshot().unwrap(), before, "event {t}");
         if t != 120 {
             learner.learn(&[x]).unwrap();
@@ -251,9 +255,14 @@ fn predict_alone_changes_no_state() {
         assert_eq!(p.error.map(f32::to_bits), q.error.map(f32::to_bits));
     }
     let explicit = LearnerConfig {
+        d_target: Some(1),
         targets: Targets::Explicit,
         ..Default::default()
     };
-    let e = explicit.build::<f32>().unwrap().predict(&[0.5]).unwrap_err();
+    let e = explicit
+        .build::<f32>()
+        .unwrap()
+        .predict(&[0.5])
+        .unwrap_err();
     assert!(e.to_string().contains("step_supervised"), "{e}");
 }
