@@ -77,7 +77,8 @@ fn run_tbptt(config: &LearnerConfig, xs: &[f32]) -> (f64, f64) {
         if t >= lo {
             se += ((prev - x) as f64).powi(2);
         }
-        prev = l.step(std::slice::from_ref(x)).expect("step").forecast[0];
+        l.step(std::slice::from_ref(x)).expect("step");
+        prev = l.forecast()[0];
     }
     let secs = start.elapsed().as_secs_f64();
     (n as f64 / secs, se / (n - lo) as f64)
@@ -285,7 +286,8 @@ fn cost(cell: CellKind, h: usize, t: usize, k: usize, n: usize) -> f64 {
         }
         let s = Instant::now();
         for x in &xs[t + 64..] {
-            std::hint::black_box(l.step(std::slice::from_ref(x)).expect("step").forecast[0]);
+            l.step(std::slice::from_ref(x)).expect("step");
+            std::hint::black_box(l.forecast()[0]);
         }
         best = best.min(s.elapsed().as_secs_f64() * 1e6 / n as f64);
     }
@@ -317,7 +319,7 @@ fn main() {
         "{}, {} cores, kernels: {}, f32, one thread per learner",
         cpu_name(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        tbptt::nn::simd::kernel_name()
+        tbptt::nn::kernel_name()
     );
     println!();
 

@@ -21,7 +21,7 @@ use std::time::Instant;
 use tbptt::io::format::{DecoderConfig, Missing};
 use tbptt::io::source::{SourceConfig, SourceSpec};
 use tbptt::nn::model::{ModelConfig, StepWorkspace, Window};
-use tbptt::tools::plot::{lines_svg, Series};
+use tbptt::tools::plot::{lines_svg, Line};
 use tbptt::tools::sweep::{madds_per_step, read_events};
 use tbptt::{CellKind, LearnerConfig, Loss, Model};
 
@@ -114,15 +114,15 @@ fn cost_table(out: &Path) -> Result<(), AnyError> {
     let flat = |c: f64| full_pts.iter().map(|p| (p.0, c)).collect();
     lines_svg(
         &[
-            Series {
+            Line {
                 label: "full BPTT".into(),
                 points: full_pts.clone(),
             },
-            Series {
+            Line {
                 label: "TBPTT T = 32".into(),
                 points: flat(t_cost[1]),
             },
-            Series {
+            Line {
                 label: "TBPTT T = 8".into(),
                 points: flat(t_cost[0]),
             },
@@ -241,11 +241,11 @@ fn gradient_table(out: &Path) -> Result<(), AnyError> {
     };
     lines_svg(
         &[
-            Series {
+            Line {
                 label: "GRU".into(),
                 points: pts(&gru),
             },
-            Series {
+            Line {
                 label: "LSTM".into(),
                 points: pts(&lstm),
             },

@@ -32,7 +32,7 @@
 //! ```text
 //! tools/    sweep, plot, nab              choosing T, SVG plots, the NAB runner
 //! service/  run, stream                   the runtime: event loop, async adapter
-//! io/       format, source, sink, record, bytes -> Event, sockets and files,
+//! io/       format, source, sink, capture, bytes -> Event, sockets and files,
 //!           checkpoint, shutdown          records out, state on disk
 //! detect/   norm, forecast, anomaly,      scale, the forecaster, score, the per-series
 //!           pipeline, trace               pipeline
@@ -42,6 +42,27 @@
 //!           model, loss, optim
 //! (root)    error, event                  Error/Result, the decoded input record
 //! ```
+//!
+//! [`Pipeline`] is the API on the values' own scale (normalization, learner, anomaly score):
+//!
+//! ```
+//! use tbptt::{Event, Pipeline, PipelineConfig};
+//! let mut pipeline = Pipeline::new(PipelineConfig::default())?;
+//! let mut event = Event::new();
+//! let mut last = None;
+//! for t in 0..600 {
+//!     event.values.clear();
+//!     event.values.push(5_000.0 + 300.0 * (t as f64 * 0.07).sin()); // raw values, any scale
+//!     let out = pipeline.process(&event)?;
+//!     last = Some((out.forecast[0], out.score));
+//! }
+//! let (forecast, score) = last.unwrap();
+//! assert!((4_000.0..6_000.0).contains(&forecast) && (0.0..=1.0).contains(&score));
+//! assert_eq!(pipeline.events(), 600);
+//! # Ok::<(), tbptt::Error>(())
+//! ```
+//!
+//! [`Learner`] is the network alone, on values of order one:
 //!
 //! ```
 //! use tbptt::LearnerConfig;

@@ -54,21 +54,16 @@ fn run_allocations(dir: &std::path::Path, n: usize, hosts: usize, keys: Keys) ->
     let mut source = SourceConfig::new(SourceSpec::File(input));
     source.decoder.columns.time = Some(Selector::Name("ts".into()));
     source.decoder.columns.key = Some(Selector::Name("host".into()));
-    let config = RunConfig {
-        source,
-        pipeline: Default::default(),
-        output: OutputTarget::File(dir.join(format!("out-{n}.csv"))),
-        members: false,
-        epoch_times: false,
-        output_format: OutputFormat::Csv,
-        strict: true,
-        speed: Speed::Max,
-        max_events: None,
-        checkpoint: None,
-        resume: None,
-        record: None,
-        keys,
-    };
+    let config = RunConfig::new(source)
+        .with_pipeline(Default::default())
+        .with_output(OutputTarget::File(dir.join(format!("out-{n}.csv"))))
+        .with_members(false)
+        .with_epoch_times(false)
+        .with_output_format(OutputFormat::Csv)
+        .with_strict(true)
+        .with_speed(Speed::Max)
+        .with_max_events(None)
+        .with_keys(keys);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -409,6 +409,26 @@ pub struct Pipeline {
     anomalies: u64,
 }
 
+impl std::fmt::Debug for Pipeline {
+    /// A summary: the configuration and the counters (not the weights or buffers).
+    ///
+    /// ```
+    /// let pipeline = tbptt::Pipeline::new(tbptt::PipelineConfig::default())?;
+    /// let text = format!("{pipeline:?}");
+    /// assert!(text.starts_with("Pipeline {") && text.contains("events: 0"));
+    /// # Ok::<(), tbptt::Error>(())
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .field("d_input", &self.d_input())
+            .field("events", &self.events())
+            .field("updates", &self.learner().map_or(0, |l| l.updates()))
+            .field("anomalies", &self.anomalies)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Pipeline {
     /// A pipeline that starts learning at its first event.
     ///
@@ -597,7 +617,7 @@ impl Pipeline {
         if inner.explicit {
             inner.norm_y.observe(&ev.targets);
         }
-        let step = if let Some(f) = inner.forecaster.as_mut() {
+        if let Some(f) = inner.forecaster.as_mut() {
             f.inputs_to(
                 ev.time,
                 &ev.values,
@@ -605,15 +625,15 @@ impl Pipeline {
                 &mut inner.u,
                 &mut inner.y_ahead,
             );
-            inner.learner.step_ahead(&inner.u, &inner.y_ahead)?
+            inner.learner.step_ahead(&inner.u, &inner.y_ahead)?;
         } else if inner.explicit {
             inner.norm_x.normalize_to(&ev.values, &mut inner.x);
             inner.norm_y.normalize_to(&ev.targets, &mut inner.y);
-            inner.learner.step_supervised(&inner.x, &inner.y)?
+            inner.learner.step_supervised(&inner.x, &inner.y)?;
         } else {
             inner.norm_x.normalize_to(&ev.values, &mut inner.x);
-            inner.learner.step(&inner.x)?
-        };
+            inner.learner.step(&inner.x)?;
+        }
         let norm_out = if inner.explicit {
             &inner.norm_y
         } else {
@@ -621,7 +641,7 @@ impl Pipeline {
         };
         if inner.explicit {
             // With explicit targets the forecast made now is for this event's target.
-            norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            norm_out.denormalize_to(inner.learner.forecast(), &mut out.forecast);
             if inner.categorical {
                 softmax(&mut out.forecast);
             }
@@ -680,14 +700,19 @@ impl Pipeline {
             out.onset_time = onset.and_then(|(_, time)| time);
         }
         if let Some(f) = inner.forecaster.as_mut() {
-            f.forecast_to(step.forecast, actual, &inner.norm_x, &mut out.forecast);
+            f.forecast_to(
+                inner.learner.forecast(),
+                actual,
+                &inner.norm_x,
+                &mut out.forecast,
+            );
             inner.prev_forecast.copy_from_slice(&out.forecast);
             out.members.clear();
             out.members.extend_from_slice(f.member_forecasts());
             out.weights.clear();
             out.weights.extend_from_slice(&f.weights());
         } else if !inner.explicit {
-            norm_out.denormalize_to(step.forecast, &mut out.forecast);
+            norm_out.denormalize_to(inner.learner.forecast(), &mut out.forecast);
             if inner.categorical {
                 softmax(&mut out.forecast);
             }

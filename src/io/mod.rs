@@ -1,11 +1,11 @@
 //! The I/O layer: decoders (bytes → [`Event`](crate::event::Event)), sources (stdin, files, sockets), sinks for
-//! output records, recording for replay, checkpoints on disk and the shutdown signal the
+//! output records, capturing a stream for replay ([`capture`]), checkpoints on disk and the shutdown signal the
 //! source loops listen to. Builds on [`crate::detect`] and below.
 
+pub mod capture;
 pub mod checkpoint;
 pub mod format;
 pub mod labels;
-pub mod record;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -7,4 +7,6 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod scalar;
-pub mod simd;
+pub(crate) mod simd;
+
+pub use simd::kernel_name;

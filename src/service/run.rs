@@ -26,9 +26,9 @@
 
 use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig, PipelineState};
 use crate::event::Event;
+use crate::io::capture::{Capture, WallClock};
 use crate::io::checkpoint::{self, CheckpointError};
 use crate::io::format::TimeStyle;
-use crate::io::record::{Recorder, WallClock};
 use crate::io::shutdown::Shutdown;
 use crate::io::sink::{OutputFormat, RecordWriter, Sink};
 use crate::io::source::{self, SourceConfig, SourceItem};
@@ -99,7 +99,24 @@ pub struct CheckpointConfig {
 }
 
 /// Everything `run` needs.
+///
+/// `#[non_exhaustive]`: made by [`RunConfig::new`] and then set field by field or with the
+/// `with_*` setters, so that new fields (with their defaults) do not break callers.
+///
+/// # Example
+/// ```
+/// use tbptt::io::source::{SourceConfig, SourceSpec};
+/// use tbptt::service::run::{OutputTarget, RunConfig};
+/// let source = SourceConfig::new(SourceSpec::File("metrics.csv".into()));
+/// let mut config = RunConfig::new(source)
+///     .with_output(OutputTarget::Discard)
+///     .with_max_events(Some(1_000));
+/// config.strict = true;
+/// assert_eq!(config.max_events, Some(1_000));
+/// assert!(config.strict && config.checkpoint.is_none());
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RunConfig {
     /// The input.
     pub source: SourceConfig,
@@ -129,7 +146,7 @@ pub struct RunConfig {
     /// its `config.background` and anomaly threshold as wanted).
     pub resume: Option<Box<PipelineState>>,
     /// Record every accepted event with its arrival time to this file, as JSON lines that
-    /// replay reads back ([`crate::io::record`]). A fresh run truncates it; a run resumed from a
+    /// replay reads back ([`crate::io::capture`]). A fresh run truncates it; a run resumed from a
     /// checkpoint appends to it.
     pub record: Option<PathBuf>,
     /// Whether each event key gets its own pipeline ([`crate::service::keyed`]). Default:
@@ -172,6 +189,96 @@ impl RunConfig {
             record: None,
             keys: Keys::Auto(KeyedConfig::default()),
         }
+    }
+    /// Sets `source`: the input.
+    #[must_use]
+    pub fn with_source(mut self, source: SourceConfig) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Sets `pipeline`: normalization, learner, anomaly score.
+    #[must_use]
+    pub fn with_pipeline(mut self, pipeline: PipelineConfig) -> Self {
+        self.pipeline = pipeline;
+        self
+    }
+
+    /// Sets `output`: where output records go.
+    #[must_use]
+    pub fn with_output(mut self, output: OutputTarget) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Sets `output_format`: their format.
+    #[must_use]
+    pub fn with_output_format(mut self, output_format: OutputFormat) -> Self {
+        self.output_format = output_format;
+        self
+    }
+
+    /// Sets `members`: whether records carry each forecast member and its weight.
+    #[must_use]
+    pub fn with_members(mut self, members: bool) -> Self {
+        self.members = members;
+        self
+    }
+
+    /// Sets `epoch_times`: whether record times are written as seconds since the Unix epoch.
+    #[must_use]
+    pub fn with_epoch_times(mut self, epoch_times: bool) -> Self {
+        self.epoch_times = epoch_times;
+        self
+    }
+
+    /// Sets `strict`: whether the first rejected record stops the run (see [`RunConfig::strict`]).
+    #[must_use]
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Sets `speed`: replay pacing.
+    #[must_use]
+    pub fn with_speed(mut self, speed: Speed) -> Self {
+        self.speed = speed;
+        self
+    }
+
+    /// Sets `max_events`: the event limit.
+    #[must_use]
+    pub fn with_max_events(mut self, max_events: Option<u64>) -> Self {
+        self.max_events = max_events;
+        self
+    }
+
+    /// Sets `checkpoint`: checkpoints to write.
+    #[must_use]
+    pub fn with_checkpoint(mut self, checkpoint: Option<CheckpointConfig>) -> Self {
+        self.checkpoint = checkpoint;
+        self
+    }
+
+    /// Sets `resume`: the state to continue from.
+    #[must_use]
+    pub fn with_resume(mut self, resume: Option<Box<PipelineState>>) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Sets `record`: the file accepted events are recorded to.
+    #[must_use]
+    pub fn with_record(mut self, record: Option<PathBuf>) -> Self {
+        self.record = record;
+        self
+    }
+
+    /// Sets `keys`: whether each event key gets its own pipeline.
+    #[must_use]
+    pub fn with_keys(mut self, keys: Keys) -> Self {
+        self.keys = keys;
+        self
     }
 }
 
@@ -625,7 +732,7 @@ pub enum RunError {
 
 /// The recording of accepted events, when [`RunConfig::record`] asks for one.
 struct Recording {
-    recorder: Recorder<std::fs::File>,
+    recorder: Capture<std::fs::File>,
     clock: WallClock,
 }
 
@@ -636,9 +743,9 @@ impl Recording {
             return Ok(None);
         };
         let recorder = if resumed {
-            Recorder::append(p)
+            Capture::append(p)
         } else {
-            Recorder::create(p)
+            Capture::create(p)
         }
         .map_err(|source| RunError::Open {
             what: "record",
@@ -963,7 +1070,7 @@ struct Inbox {
 /// What turns events into records: one pipeline, or a pipeline per key on workers.
 enum Engine {
     Single(Box<Pipeline>),
-    Keyed(Box<Workers<source::Record>>),
+    Keyed(Box<Workers<source::Arrival>>),
     /// Decided by the first event: keyed workers with these settings if it has a key, else
     /// one pipeline.
     Pending(Box<KeyedConfig>),
@@ -1243,7 +1350,7 @@ impl EventLoop {
         });
     }
 
-    fn workers(&mut self) -> Option<&mut Workers<source::Record>> {
+    fn workers(&mut self) -> Option<&mut Workers<source::Arrival>> {
         match &mut self.engine {
             Engine::Keyed(w) => Some(w),
             _ => None,
@@ -1309,7 +1416,7 @@ impl EventLoop {
     /// worker (the records that are ready are then written). `Some` when the run ends.
     fn dispatch(
         &mut self,
-        rec: source::Record,
+        rec: source::Arrival,
         pool: &source::EventPool,
     ) -> Result<Option<EndReason>, RunError> {
         if !self.begun {
@@ -1371,7 +1478,7 @@ impl EventLoop {
     /// A keyed event's result: written, observed, or rejected as with one pipeline.
     fn done(
         &mut self,
-        d: Done<source::Record>,
+        d: Done<source::Arrival>,
         pool: &source::EventPool,
     ) -> Result<Option<EndReason>, RunError> {
         let Done {
@@ -1419,7 +1526,7 @@ impl EventLoop {
 
     /// One decoded event with one pipeline: predict, write, observe, checkpoint. `Some` when
     /// the run ends.
-    fn event(&mut self, rec: &source::Record) -> Result<Option<EndReason>, RunError> {
+    fn event(&mut self, rec: &source::Arrival) -> Result<Option<EndReason>, RunError> {
         let Engine::Single(pipeline) = &mut self.engine else {
             return Ok(None);
         };
@@ -1450,7 +1557,7 @@ impl EventLoop {
     /// A processed event's record: recorded, observed, written.
     fn accepted(
         &mut self,
-        rec: &source::Record,
+        rec: &source::Arrival,
         r: &OutputRecord,
     ) -> Result<Option<EndReason>, RunError> {
         if let Some(t) = self.recording.as_mut() {
@@ -1473,7 +1580,7 @@ impl EventLoop {
     /// else logged, counted and skipped.
     fn refused(
         &mut self,
-        rec: &source::Record,
+        rec: &source::Arrival,
         e: impl std::error::Error + Send + Sync + 'static,
         reason: &'static str,
     ) -> Result<(), RunError> {

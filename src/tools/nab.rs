@@ -67,9 +67,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NabError + '_ {
     }
 }
 
-/// One data file: the timestamps, their times in seconds, and the values.
+/// One NAB data file: the timestamps, their times in seconds, and the values.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Series {
+pub struct DataFile {
     /// Each row's timestamp, in the style of the file's first one.
     pub stamps: Vec<String>,
     /// Each row's time, in seconds since the Unix epoch.
@@ -108,12 +108,12 @@ pub fn find_files(dir: &Path) -> Result<Vec<PathBuf>, NabError> {
 }
 
 /// Parses a `timestamp,value` CSV (a header naming both columns, in any order, other columns
-/// ignored), as [`read_series`] does.
+/// ignored), as [`read_data_file`] does.
 ///
 /// # Errors
 /// [`NabError::Parse`] naming the line and field of the first bad row.
-pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
-    read_series(path, text.as_bytes())
+pub fn parse_series(path: &Path, text: &str) -> Result<DataFile, NabError> {
+    read_data_file(path, text.as_bytes())
 }
 
 /// Reads a `timestamp,value` CSV from `input` through the crate's CSV decoder
@@ -124,7 +124,7 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Series, NabError> {
 /// # Errors
 /// [`NabError::Parse`] naming the line and field of the first bad row (a missing value is
 /// one: NAB rows are never skipped), [`NabError::Io`] if `input` cannot be read.
-pub fn read_series<R: Read>(path: &Path, input: R) -> Result<Series, NabError> {
+pub fn read_data_file<R: Read>(path: &Path, input: R) -> Result<DataFile, NabError> {
     let config = DecoderConfig {
         columns: ColumnSpec {
             inputs: vec![Selector::Name("value".into())],
@@ -138,7 +138,7 @@ pub fn read_series<R: Read>(path: &Path, input: R) -> Result<Series, NabError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut s = Series::default();
+    let mut s = DataFile::default();
     let mut ev = Event::new();
     let mut style = None;
     loop {
@@ -165,7 +165,7 @@ pub fn read_series<R: Read>(path: &Path, input: R) -> Result<Series, NabError> {
 }
 
 /// A file without data rows: empty, or a header only (which must name both columns).
-fn no_rows(path: &Path, header: Option<&[String]>, s: Series) -> Result<Series, NabError> {
+fn no_rows(path: &Path, header: Option<&[String]>, s: DataFile) -> Result<DataFile, NabError> {
     match header {
         None => Err(bad_row(path, 1, "header", "the file is empty".into())),
         Some(h)
@@ -236,7 +236,7 @@ fn parse_error(path: &Path, e: &ParseError) -> NabError {
 ///
 /// # Errors
 /// [`crate::Error`] if the configuration is invalid.
-pub fn score_series(config: &PipelineConfig, series: &Series) -> crate::Result<Vec<f64>> {
+pub fn score_series(config: &PipelineConfig, series: &DataFile) -> crate::Result<Vec<f64>> {
     let mut config = config.clone();
     config.background = false;
     let kind: AnomalyKind = config.anomaly.kind;
@@ -266,7 +266,7 @@ pub fn score_file(
 ) -> Result<usize, NabError> {
     let input = data_dir.join(rel);
     let file = std::fs::File::open(&input).map_err(io(&input))?;
-    let series = read_series(&input, file)?;
+    let series = read_data_file(&input, file)?;
     let scores = score_series(config, &series).map_err(|source| NabError::Engine {
         path: input.clone(),
         source,
@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(s.stamps, ["2014-04-01T00:00:00Z"]);
         assert_eq!(
             parse_series(p, "timestamp,value\n").unwrap(),
-            Series::default()
+            DataFile::default()
         );
         let e = parse_series(p, "timestamp,value\n2014-04-01 00:00:00,1,9\n").unwrap_err();
         assert_eq!(
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn every_row_gets_a_score_in_the_unit_interval() {
-        let mut s = Series::default();
+        let mut s = DataFile::default();
         for t in 0..600 {
             s.stamps.push(t.to_string());
             s.times.push(t as f64 * 300.0);

@@ -415,7 +415,7 @@ pub fn cost_vs_t_svg(runs: &[&RunResult], title: &str, path: &Path) -> Result<()
 
 /// One named line of [`lines_svg`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct Series {
+pub struct Line {
     /// Its legend text.
     pub label: String,
     /// Its points `(x, y)`; non-finite ones (and non-positive ones on a log axis) are left
@@ -430,7 +430,7 @@ pub struct Series {
 /// [`PlotError::Empty`] when no series has a point, [`PlotError::Write`] if the file cannot
 /// be written.
 pub fn lines_svg(
-    series: &[Series],
+    series: &[Line],
     title: &str,
     x_desc: &str,
     y_desc: &str,

@@ -268,7 +268,9 @@ impl LearnerConfig {
 /// let mut b = Learner::restore(a.snapshot()?)?;
 /// for t in 50..100 {
 ///     let x = [(t as f64 * 0.3).sin()];
-///     assert_eq!(a.step(&x)?.forecast, b.step(&x)?.forecast); // bit for bit
+///     a.step(&x)?;
+///     b.step(&x)?;
+///     assert_eq!(a.forecast(), b.forecast()); // bit for bit
 /// }
 /// # Ok::<(), tbptt::Error>(())
 /// ```
@@ -299,17 +301,31 @@ pub struct LearnerState<T> {
     pub skipped: u64,
 }
 
-/// The result of one event.
-#[derive(Debug, PartialEq)]
-pub struct Prediction<'a, T> {
+/// The result of one event: small, `Copy` and owned, so it does not borrow the learner.
+///
+/// The forecast it goes with is [`Learner::forecast`] (kept in the learner, so a step does
+/// not allocate).
+///
+/// # Example
+/// ```
+/// use tbptt::LearnerConfig;
+/// let mut learner = LearnerConfig::default().build::<f32>()?;
+/// let p = learner.step(&[0.5])?;
+/// // `p` is a value: the learner can be read (or stepped) while it is alive.
+/// println!("event {} forecast {} after {} updates", p.index, learner.forecast()[0], learner.updates());
+/// let q = learner.step(&[0.25])?;
+/// assert_eq!((p.index, q.index), (0, 1));
+/// assert!(p.error.is_none() && q.error.is_some());
+/// # Ok::<(), tbptt::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction<T> {
     /// 0-based index of the event.
     pub index: u64,
     /// The loss of the prediction made for this event (the forecast made at the previous
     /// event, or with explicit targets the prediction from this event's input), averaged over
     /// components as the loss's mean defines; `None` for the first event of a forecast stream.
     pub error: Option<T>,
-    /// The model's output now: the forecast of the next event (or of this event's target).
-    pub forecast: &'a [T],
     /// The update made after this event, if one was due and training runs inline (with a
     /// background trainer the update happens later, on its thread).
     pub update: Option<UpdateStats<T>>,
@@ -323,7 +339,7 @@ pub struct Prediction<'a, T> {
 /// let mut learner = LearnerConfig::default().build::<f32>().unwrap();
 /// for t in 0..200 {
 ///     let p = learner.step(&[(t as f32 * 0.3).sin()]).unwrap();
-///     assert_eq!(p.forecast.len(), 1);
+///     assert!(p.index == t && learner.forecast().len() == 1);
 /// }
 /// assert!(learner.updates() > 0);
 /// ```
@@ -693,13 +709,19 @@ impl<T: Float> Learner<T> {
 
     /// One event in forecasting mode: scores the previous forecast against `x`, advances the
     /// live state, forecasts the next event, records the pair and trains when due. No
-    /// allocation.
+    /// allocation. The same as [`Learner::predict`] followed by [`Learner::learn`], in one
+    /// call.
+    ///
+    /// The learner sees values as given: raw values of a large scale (thousands, say) make
+    /// its steps far too big and its forecasts far worse than repeating the last value. Feed
+    /// it normalized values, or use [`Pipeline`](crate::Pipeline), which normalizes, runs a
+    /// learner and scores anomalies on the values' own scale.
     ///
     /// # Errors
     /// [`Error::Shape`] if `x` has the wrong length, [`Error::NonFinite`] if a value is NaN
     /// or infinite, [`Error::Config`] if the learner was built for explicit targets. On error
     /// nothing changes.
-    pub fn step(&mut self, x: &[T]) -> Result<Prediction<'_, T>> {
+    pub fn step(&mut self, x: &[T]) -> Result<Prediction<T>> {
         if self.config.targets != Targets::NextInput {
             return Err(Error::config(
                 "targets",
@@ -708,6 +730,85 @@ impl<T: Float> Learner<T> {
         }
         self.check("step", x, self.pending_x.len())?;
         self.advance(x, x)
+    }
+
+    /// Scores the standing forecast (made at the previous event) against `actual`, the
+    /// value of the event now arriving, and changes nothing: River's `predict_one`. In
+    /// forecasting mode `actual` is the event's input `x`; with [`Targets::Ahead`] it is the
+    /// `realized` target. The returned `error` is, bit for bit, the one [`Learner::step`]
+    /// (or [`Learner::step_ahead`]) would report for the same event; `update` is `None`.
+    /// No allocation.
+    ///
+    /// A caller that does not want an event learned (an anomaly, say) calls `predict`, and
+    /// [`Learner::learn`] only for the events it accepts; a skipped event neither trains the
+    /// model nor advances its state.
+    ///
+    /// # Example
+    /// ```
+    /// use tbptt::LearnerConfig;
+    /// let mut learner = LearnerConfig::default().build::<f64>()?;
+    /// let mut skipped = 0;
+    /// for t in 0..400 {
+    ///     let x = if t == 300 { 40.0 } else { (t as f64 * 0.3).sin() };
+    ///     let p = learner.predict(&[x])?;
+    ///     if p.error.is_some_and(|e| e > 100.0) {
+    ///         skipped += 1; // do not learn the spike
+    ///     } else {
+    ///         learner.learn(&[x])?;
+    ///     }
+    /// }
+    /// assert_eq!((skipped, learner.events()), (1, 399));
+    /// # Ok::<(), tbptt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `actual` does not have the forecast's length,
+    /// [`Error::NonFinite`] if a value is NaN or infinite, [`Error::Config`] if the learner
+    /// was built for explicit targets (it has no standing forecast; use
+    /// [`Learner::step_supervised`]).
+    pub fn predict(&self, actual: &[T]) -> Result<Prediction<T>> {
+        if self.config.targets == Targets::Explicit {
+            return Err(Error::config(
+                "targets",
+                "a learner with explicit targets has no standing forecast; use step_supervised",
+            ));
+        }
+        self.check("predict", actual, self.y.len())?;
+        let loss = self.config.trainer.loss;
+        let error = (self.events > 0)
+            .then(|| loss.value(&self.y, actual) / T::of_usize(loss.normalizer(1, self.y.len())));
+        Ok(Prediction {
+            index: self.events,
+            error,
+            update: None,
+        })
+    }
+
+    /// Learns one event in forecasting mode: advances the live state with `x`, forecasts the
+    /// next event, records the pair and trains when due, returning the update if one ran
+    /// inline. River's `learn_one`; [`Learner::predict`] then `learn` is [`Learner::step`]
+    /// bit for bit. No allocation.
+    ///
+    /// # Example
+    /// ```
+    /// use tbptt::LearnerConfig;
+    /// let config = LearnerConfig::default();
+    /// let (mut a, mut b) = (config.build::<f32>()?, config.build::<f32>()?);
+    /// for t in 0..100 {
+    ///     let x = [(t as f32 * 0.3).sin()];
+    ///     let p = a.predict(&x)?;
+    ///     let update = a.learn(&x)?;
+    ///     let q = b.step(&x)?;
+    ///     assert_eq!((p.error, update), (q.error, q.update));
+    ///     assert_eq!(a.forecast(), b.forecast());
+    /// }
+    /// # Ok::<(), tbptt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Learner::step`].
+    pub fn learn(&mut self, x: &[T]) -> Result<Option<UpdateStats<T>>> {
+        self.step(x).map(|p| p.update)
     }
 
     /// One event whose arrival reveals `realized`, the target of the forecast made at the
@@ -735,7 +836,7 @@ impl<T: Float> Learner<T> {
     /// # Errors
     /// As [`Learner::step`], for `x` and `realized`; [`Error::Config`] if the learner was not
     /// built for [`Targets::Ahead`].
-    pub fn step_ahead(&mut self, x: &[T], realized: &[T]) -> Result<Prediction<'_, T>> {
+    pub fn step_ahead(&mut self, x: &[T], realized: &[T]) -> Result<Prediction<T>> {
         if self.config.targets != Targets::Ahead {
             return Err(Error::config(
                 "targets",
@@ -749,7 +850,7 @@ impl<T: Float> Learner<T> {
 
     /// The forecasting step shared by [`Learner::step`] and [`Learner::step_ahead`], after
     /// the checks.
-    fn advance(&mut self, x: &[T], realized: &[T]) -> Result<Prediction<'_, T>> {
+    fn advance(&mut self, x: &[T], realized: &[T]) -> Result<Prediction<T>> {
         self.poll();
         let error = (self.events > 0).then(|| self.score(realized));
         self.pre.copy_from_slice(&self.state);
@@ -769,7 +870,7 @@ impl<T: Float> Learner<T> {
     ///
     /// # Errors
     /// As [`Learner::step`], for `x` and `target`.
-    pub fn step_supervised(&mut self, x: &[T], target: &[T]) -> Result<Prediction<'_, T>> {
+    pub fn step_supervised(&mut self, x: &[T], target: &[T]) -> Result<Prediction<T>> {
         if self.config.targets != Targets::Explicit {
             return Err(Error::config(
                 "targets",
@@ -794,7 +895,7 @@ impl<T: Float> Learner<T> {
         }
     }
 
-    fn finish(&mut self, error: Option<T>) -> Result<Prediction<'_, T>> {
+    fn finish(&mut self, error: Option<T>) -> Result<Prediction<T>> {
         let index = self.events;
         self.events += 1;
         let due = self.ring.len() >= self.window_len()
@@ -812,7 +913,6 @@ impl<T: Float> Learner<T> {
         Ok(Prediction {
             index,
             error,
-            forecast: &self.y,
             update,
         })
     }

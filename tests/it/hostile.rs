@@ -107,7 +107,7 @@ fn feed(learner: &mut Learner<f32>, xs: impl Iterator<Item = f64>) -> (f64, f64,
     let mut prev = None::<f64>;
     for x in xs {
         let p = learner.step(&[x as f32]).unwrap();
-        assert!(p.forecast.iter().all(|v| v.is_finite()));
+        assert!(learner.forecast().iter().all(|v| v.is_finite()));
         if let (Some(e), Some(q)) = (p.error, prev) {
             se += e as f64;
             naive += (x - q).powi(2);

@@ -112,7 +112,7 @@ fn background_run(xs: &[f32], pause: std::time::Duration) -> (u64, u64, f64) {
     let (mut model_se, mut naive_se) = (0.0f64, 0.0f64);
     for (t, x) in xs.iter().enumerate() {
         let p = learner.step(&[*x]).unwrap();
-        assert!(p.update.is_none() && p.forecast[0].is_finite());
+        assert!(p.update.is_none() && learner.forecast()[0].is_finite());
         if t >= from {
             model_se += p.error.unwrap() as f64;
             naive_se += ((x - xs[t - 1]) as f64).powi(2);
@@ -167,4 +167,102 @@ fn background_trainer_learns_a_paced_stream() {
         updates + skipped
     );
     assert!(ratio <= 0.5, "background learner: {ratio:.3}");
+}
+
+/// `predict` then `learn` is `step`, bit for bit: the same errors, updates, forecasts and,
+/// at the end, the same state (weights, optimizer, ring), for every cell and loss.
+#[test]
+fn predict_then_learn_equals_step() {
+    use tbptt::{Loss, TrainerConfig};
+    for cell in [CellKind::Elman, CellKind::Gru, CellKind::Lstm] {
+        for loss in [Loss::Mse, Loss::Huber { delta: 0.3 }, Loss::CrossEntropy] {
+            let d = if loss == Loss::CrossEntropy { 3 } else { 1 };
+            let config = LearnerConfig {
+                d_input: d,
+                d_hidden: 8,
+                cell,
+                trainer: TrainerConfig {
+                    truncation: 8.into(),
+                    every: 4,
+                    loss,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let mut split = config.build::<f64>().unwrap();
+            let mut whole = config.build::<f64>().unwrap();
+            let xs = sines(300, 7);
+            for (t, &v) in xs.iter().enumerate() {
+                let x: Vec<f64> = if d == 1 {
+                    vec![v as f64]
+                } else {
+                    (0..d).map(|i| f64::from(u8::from(i == t % d))).collect()
+                };
+                let p = split.predict(&x).unwrap();
+                let update = split.learn(&x).unwrap();
+                let q = whole.step(&x).unwrap();
+                let bits = |e: Option<f64>| e.map(f64::to_bits);
+                assert_eq!(bits(p.error), bits(q.error), "{cell:?} {loss:?} event {t}");
+                assert_eq!((p.index, update), (q.index, q.update), "{cell:?} {loss:?}");
+                assert_eq!(split.forecast(), whole.forecast(), "{cell:?} {loss:?}");
+            }
+            assert!(whole.updates() > 50);
+            assert_eq!(split.snapshot().unwrap(), whole.snapshot().unwrap());
+        }
+    }
+}
+
+/// `predict` alone changes nothing: the state after any number of predictions is the state
+/// before, and a learner that skips an event (predicts it, does not learn it) goes on as if
+/// the event had never come. With explicit targets there is no standing forecast to score.
+#[test]
+fn predict_alone_changes_no_state() {
+    let xs = sines(200, 3);
+    let mut learner = LearnerConfig::default().build::<f32>().unwrap();
+    let mut twin = learner.clone();
+    for (t, &x) in xs.iter().enumerate() {
+        let before = learner.snapshot().unwrap();
+        let p = learner.predict(&[x]).unwrap();
+        let again = learner.predict(&[x]).unwrap();
+        assert_eq!(p, again);
+        let seen = learner.events();
+        assert_eq!(
+            (p.index, p.update, p.error.is_none()),
+            (seen, None, seen == 0)
+        );
+        assert_eq!(learner.snapshot().unwrap(), before, "event {t}");
+        if t != 120 {
+            learner.learn(&[x]).unwrap();
+            twin.step(&[x]).unwrap();
+        }
+    }
+    assert_eq!(learner.snapshot().unwrap(), twin.snapshot().unwrap());
+    assert!(learner.predict(&[f32::NAN]).is_err() && learner.predict(&[1.0, 2.0]).is_err());
+
+    let ahead = LearnerConfig {
+        d_input: 2,
+        d_target: Some(1),
+        targets: Targets::Ahead,
+        ..Default::default()
+    };
+    let mut a = ahead.build::<f32>().unwrap();
+    let mut b = ahead.build::<f32>().unwrap();
+    for w in xs.windows(2) {
+        let (x, realized) = ([w[1], w[1] - w[0]], [w[1] - w[0]]);
+        let p = a.predict(&realized).unwrap();
+        let q = b.step_ahead(&x, &realized).unwrap();
+        a.step_ahead(&x, &realized).unwrap();
+        assert_eq!(p.error.map(f32::to_bits), q.error.map(f32::to_bits));
+    }
+    let explicit = LearnerConfig {
+        d_target: Some(1),
+        targets: Targets::Explicit,
+        ..Default::default()
+    };
+    let e = explicit
+        .build::<f32>()
+        .unwrap()
+        .predict(&[0.5])
+        .unwrap_err();
+    assert!(e.to_string().contains("step_supervised"), "{e}");
 }

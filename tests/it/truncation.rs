@@ -119,7 +119,8 @@ fn an_auto_truncated_learner_resumes_exactly() {
         let v = x();
         xs.push(v);
         let y = if t >= 6 { xs[t - 6] } else { 0.0 };
-        (v, y, l.step_supervised(&[v], &[y]).unwrap().forecast[0])
+        l.step_supervised(&[v], &[y]).unwrap();
+        (v, y, l.forecast()[0])
     };
     for t in 0..3000 {
         feed(&mut a, t, &mut xs);
@@ -129,7 +130,8 @@ fn an_auto_truncated_learner_resumes_exactly() {
     let mut seen = std::collections::BTreeSet::new();
     for t in 3000..6000 {
         let (v, y, fa) = feed(&mut a, t, &mut xs);
-        let fb = b.step_supervised(&[v], &[y]).unwrap().forecast[0];
+        b.step_supervised(&[v], &[y]).unwrap();
+        let fb = b.forecast()[0];
         assert_eq!(fa.to_bits(), fb.to_bits(), "event {t}");
         assert_eq!(a.window_len(), b.window_len());
         seen.insert(a.window_len());

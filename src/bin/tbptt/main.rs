@@ -406,21 +406,16 @@ fn build(c: &Common, spec: SourceSpec) -> Result<RunConfig, AnyError> {
         pipeline.anomaly.likelihood = l;
     }
     let output = monitor::local_output(&c.output)?;
-    Ok(RunConfig {
-        source,
-        pipeline,
-        output,
-        output_format: c.output_format.into(),
-        members: c.members,
-        epoch_times: c.epoch_times,
-        strict: c.input.strict,
-        speed: Speed::Max,
-        max_events: c.input.max_events,
-        checkpoint: None,
-        resume: None,
-        record: None,
-        keys: keys(c),
-    })
+    Ok(RunConfig::new(source)
+        .with_pipeline(pipeline)
+        .with_output(output)
+        .with_output_format(c.output_format.into())
+        .with_members(c.members)
+        .with_epoch_times(c.epoch_times)
+        .with_strict(c.input.strict)
+        .with_speed(Speed::Max)
+        .with_max_events(c.input.max_events)
+        .with_keys(keys(c)))
 }
 
 /// A pipeline per key: with `--key` (or when the first event has a key), unless

@@ -24,8 +24,8 @@
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 use super::error::{ParseError, Position};
+use super::fill::{Filler, Hold, Scalar};
 use super::layout::{resolve, Auto, Kind, Layout};
-use super::record::{Filler, Hold, Scalar};
 use super::{text_record, ColumnSpec, Decoded, Missing, Selector};
 use crate::event::Event;
 

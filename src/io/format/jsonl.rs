@@ -36,21 +36,21 @@
 use serde::de::DeserializeSeed;
 
 use super::error::{ParseError, Position};
-use super::record::{Discover, Fill, RecordState};
+use super::fill::{Discover, Fill, FillState};
 use super::{text_record, ColumnSpec, Decoded, Missing};
 use crate::event::Event;
 
 /// Decodes JSON Lines. Build it with [`DecoderConfig`](super::DecoderConfig).
 #[derive(Debug, Clone)]
 pub struct JsonLinesDecoder {
-    pub(super) state: RecordState,
+    pub(super) state: FillState,
     max_line_len: usize,
 }
 
 impl JsonLinesDecoder {
     pub(crate) fn new(spec: ColumnSpec, missing: Missing, max_line_len: usize) -> Self {
         Self {
-            state: RecordState::new(spec, missing),
+            state: FillState::new(spec, missing),
             max_line_len,
         }
     }

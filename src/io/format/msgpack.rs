@@ -38,21 +38,21 @@ use std::collections::VecDeque;
 use serde::de::DeserializeSeed;
 
 use super::error::{ParseError, Position};
-use super::record::{Discover, Fill, RecordState};
+use super::fill::{Discover, Fill, FillState};
 use super::{ColumnSpec, Decoded, Missing};
 use crate::event::Event;
 
 /// Decodes MessagePack frames. Build it with [`DecoderConfig`](super::DecoderConfig).
 #[derive(Debug, Clone)]
 pub struct MsgPackDecoder {
-    pub(super) state: RecordState,
+    pub(super) state: FillState,
     max_frame_len: usize,
 }
 
 impl MsgPackDecoder {
     pub(crate) fn new(spec: ColumnSpec, missing: Missing, max_frame_len: usize) -> Self {
         Self {
-            state: RecordState::new(spec, missing),
+            state: FillState::new(spec, missing),
             max_frame_len,
         }
     }

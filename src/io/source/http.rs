@@ -458,7 +458,7 @@ async fn influx(
         );
         match decoded {
             Ok(Decoded::Event) => loop {
-                let item = SourceItem::Event(super::Record {
+                let item = SourceItem::Event(super::Arrival {
                     event: std::mem::replace(&mut state.event, ctx.out.pool.take()),
                     origin: Origin {
                         position: pos,
@@ -541,7 +541,7 @@ async fn remote_write(
         ..conn.origin.clone()
     };
     while state.remote.next_event(&mut state.event) {
-        let item = SourceItem::Event(super::Record {
+        let item = SourceItem::Event(super::Arrival {
             event: std::mem::replace(&mut state.event, ctx.out.pool.take()),
             origin: origin.clone(),
             received: std::time::Instant::now(),

@@ -9,7 +9,7 @@
 //!   limits.
 //! - [`spawn`] starts the source on the current tokio runtime and returns the receiving end of
 //!   a bounded channel plus a [`SourceHandle`] (bound address, [`SourceStats`], outcome).
-//! - [`SourceItem`]: a decoded [`Record`] (event, [`Origin`], arrival time), a rejected line or
+//! - [`SourceItem`]: a decoded [`Arrival`] (event, [`Origin`], arrival time), a rejected line or
 //!   frame (with its [`ParseError`], to count, log and skip), or a peer's connect/disconnect.
 //!
 //! Each stream (stdin, the file, each TCP or Unix connection) has its own framer and decoder,
@@ -655,7 +655,7 @@ impl fmt::Display for Origin {
 
 /// A decoded event and where and when it arrived.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct Arrival {
     /// The event.
     pub event: Event,
     /// Its source, peer and line number (or byte offset).
@@ -668,7 +668,7 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceItem {
     /// A decoded event.
-    Event(Record),
+    Event(Arrival),
     /// A line or frame that could not be decoded. The consumer counts it, logs it
     /// (rate-limited) and skips it, or stops (strict mode). After a fatal error
     /// ([`ParseError::is_fatal`]) the stream stops: a listener closes that connection, other

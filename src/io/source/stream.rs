@@ -235,7 +235,7 @@ impl Conn {
 
     /// The event just decoded, as an item; the decoder gets a recycled event.
     fn event_item(&mut self) -> SourceItem {
-        SourceItem::Event(super::Record {
+        SourceItem::Event(super::Arrival {
             event: std::mem::replace(&mut self.event, self.pool.take()),
             origin: self.origin.clone(),
             received: self.received,

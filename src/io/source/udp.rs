@@ -232,7 +232,7 @@ impl Datagram<'_> {
                 self.out.stats.note_columns(self.decoder);
                 // A line-protocol line holds one event per numeric field.
                 loop {
-                    let item = SourceItem::Event(super::Record {
+                    let item = SourceItem::Event(super::Arrival {
                         event: std::mem::replace(self.event, self.out.pool.take()),
                         origin: self.origin.clone(),
                         received: std::time::Instant::now(),

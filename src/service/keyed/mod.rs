@@ -231,7 +231,7 @@ impl Carries for Event {
     }
 }
 
-impl Carries for source::Record {
+impl Carries for source::Arrival {
     fn event(&self) -> &Event {
         &self.event
     }

@@ -10,7 +10,7 @@
 //! gives the same output as the live `--sync` run. `--time arrival` paces a replay by the
 //! arrival times instead (`--speed realtime`).
 //!
-//! When the input's value columns have names ([`Recorder::set_columns`]), each line is a flat
+//! When the input's value columns have names ([`Capture::set_columns`]), each line is a flat
 //! object instead, `{"time": T, "key": "K", "cpu": 0.1, "mem": 2.0, "arrival": A}`, so the
 //! replay names its output columns as the live run did (`forecast_cpu`); `time` and `key` are
 //! then left out when the event has none, and a flat object's `arrival` field is never an
@@ -21,10 +21,10 @@
 //! # Example
 //! ```
 //! use tbptt::event::Event;
-//! use tbptt::io::record::Recorder;
+//! use tbptt::io::capture::Capture;
 //!
 //! let mut out = Vec::new();
-//! let mut rec = Recorder::new(&mut out);
+//! let mut rec = Capture::new(&mut out);
 //! let ev = Event { time: Some(5.0), key: "a".into(), values: vec![0.1, 2.0], targets: vec![] };
 //! rec.write(&ev, 1700000000.25)?;
 //! rec.flush()?;
@@ -86,7 +86,7 @@ enum Time<'a> {
 
 /// Writes events as JSON lines (buffered; nothing is allocated per event once warmed up).
 #[derive(Debug)]
-pub struct Recorder<W: Write> {
+pub struct Capture<W: Write> {
     out: BufWriter<W>,
     written: u64,
     style: TimeStyle,
@@ -97,13 +97,13 @@ pub struct Recorder<W: Write> {
     structured_only: bool,
 }
 
-impl Recorder<std::fs::File> {
+impl Capture<std::fs::File> {
     /// A recorder writing to a new file at `path` (truncated if it exists).
     ///
     /// # Errors
     /// The I/O error of creating the file.
     pub fn create(path: &Path) -> io::Result<Self> {
-        Ok(Recorder::new(std::fs::File::create(path)?))
+        Ok(Capture::new(std::fs::File::create(path)?))
     }
 
     /// A recorder appending to the file at `path` (created if missing): a run resumed from a
@@ -122,16 +122,16 @@ impl Recorder<std::fs::File> {
             .open(path)?;
         let mut first = Vec::new();
         io::BufReader::new((&file).take(1 << 20)).read_until(b'\n', &mut first)?;
-        let mut rec = Recorder::new(file);
+        let mut rec = Capture::new(file);
         rec.structured_only = memchr::memmem::find(&first, b"\"values\":").is_some();
         Ok(rec)
     }
 }
 
-impl<W: Write> Recorder<W> {
+impl<W: Write> Capture<W> {
     /// A recorder writing to `out`.
     pub fn new(out: W) -> Self {
-        Recorder {
+        Capture {
             out: BufWriter::with_capacity(1 << 16, out),
             written: 0,
             style: TimeStyle::Number,
@@ -290,16 +290,16 @@ mod tests {
             named: true,
             ..Columns::default()
         };
-        let write = |rec: &mut Recorder<std::fs::File>| {
+        let write = |rec: &mut Capture<std::fs::File>| {
             rec.set_columns(&named);
             rec.write(&ev, 2.0).unwrap();
             rec.flush().unwrap();
         };
         // A structured recording (no names when it started) stays structured.
-        let mut first = Recorder::create(&path).unwrap();
+        let mut first = Capture::create(&path).unwrap();
         first.write(&ev, 1.0).unwrap();
         first.flush().unwrap();
-        write(&mut Recorder::append(&path).unwrap());
+        write(&mut Capture::append(&path).unwrap());
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
             text.lines().all(|l| l.contains("\"values\":[1.5]")),
@@ -307,8 +307,8 @@ mod tests {
         );
         assert_eq!(text.lines().count(), 2);
         // A flat one stays flat.
-        write(&mut Recorder::create(&path).unwrap());
-        write(&mut Recorder::append(&path).unwrap());
+        write(&mut Capture::create(&path).unwrap());
+        write(&mut Capture::append(&path).unwrap());
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(

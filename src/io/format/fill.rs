@@ -534,14 +534,14 @@ impl<'de> Visitor<'de> for KindSeed {
 /// and [`MsgPackDecoder`](super::MsgPackDecoder): the layout, fixed by the first record, and
 /// the held values.
 #[derive(Debug, Clone)]
-pub(crate) struct RecordState {
+pub(crate) struct FillState {
     pub spec: super::ColumnSpec,
     pub missing: Missing,
     pub layout: Option<Layout>,
     pub hold: Hold,
 }
 
-impl RecordState {
+impl FillState {
     pub(crate) fn new(spec: super::ColumnSpec, missing: Missing) -> Self {
         Self {
             spec,
