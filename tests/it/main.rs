@@ -15,7 +15,6 @@ mod learning;
 mod memory;
 mod monitor;
 mod nab;
-mod nats;
 mod stdout;
 mod sweep;
 mod truncation;

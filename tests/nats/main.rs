@@ -3,6 +3,10 @@
 //! writing. Every test compares the records in TBPTT_OUT, key by key, with a single-process
 //! `learn --key host --sync` run of the same events.
 
+// The helpers shared with the other integration tests (`tests/it`).
+#[path = "../it/util.rs"]
+mod util;
+
 use crate::util::{free_tcp_port, real_server, tbptt, wait_until, Finished, Input, Proc, TempDir};
 use async_nats::jetstream;
 use std::collections::BTreeMap;
@@ -458,7 +462,7 @@ fn restarted_workers_resume_from_their_checkpoints_not_from_zero() {
     // Each worker's /metrics counts what it did; together they own every partition.
     let scrape = |port: u16, name: &str| -> u64 {
         let addr = ([127, 0, 0, 1], port).into();
-        let (status, body) = crate::monitor::http(addr, "GET", "/metrics", "", "");
+        let (status, body) = crate::util::http(addr, "GET", "/metrics", "", "");
         assert_eq!(status, 200, "{body}");
         metric(&body, name)
     };
