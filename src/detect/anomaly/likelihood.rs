@@ -10,8 +10,9 @@
 //! | shift | `|mean(last w) − mean(w + 1 … w + W back)| / std(w + 1 … w + W back)` | level shifts the forecaster quickly adapts to |
 //! | season | `|mean(last w_s) − mean(same rows one day earlier)| / s_i` | a daily pattern that breaks (needs timestamps) |
 //! | record | a new minimum or maximum of all values seen | excursions to new levels |
+//! | phase (with `phase`, off by default) | `|mean(last w_s) − usual value at this phase| / spread of the phase` | departures from the usual pattern at that time of day, weekdays and weekends apart (needs timestamps) |
 //!
-//! Each of the first three is taken as `ln(stat + 10⁻³)` and judged by its [`Tail`]: the
+//! Each of the first three (and the phase statistic) is taken as `ln(stat + 10⁻³)` and judged by its [`Tail`]: the
 //! surprise is `−log10 p` of its tail probability against its recent history, a bounded
 //! summary in which the value seen `j` events ago weighs `e^(−j/history)` (see
 //! [`tail`](super::tail)). A new record after `t` events has probability `2 / (t + 1)` when
