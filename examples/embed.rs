@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     // The daemon: events in, predictions out, training off the prediction path.
     let events = ReceiverStream::new(items).filter_map(|item| match item {
-        SourceItem::Event(record) => Some(record.event),
+        SourceItem::Event(record) => Some(record.event), // back to the pool once predicted
         SourceItem::Rejected { origin, error } => {
             eprintln!("{origin}: {error}");
             None

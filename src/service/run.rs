@@ -929,7 +929,6 @@ impl Runner {
         let stats = handle.stats().clone();
         let inbox = Inbox {
             rx,
-            pool: handle.pool().clone(),
             closer: handle.closer(),
             stats: stats.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -1055,10 +1054,10 @@ struct StatusClock {
     last: Instant,
 }
 
-/// What the predict loop reads: the source's items, and the pool their events go back to.
+/// What the predict loop reads: the source's items (their events go back to the source's
+/// pool when dropped).
 struct Inbox {
     rx: tokio::sync::mpsc::Receiver<SourceItem>,
-    pool: source::EventPool,
     /// Closes a listener's connection (strict mode per connection).
     closer: source::Closer,
     /// The source's counters (for [`Observer::status`]), and the input's columns once known.
@@ -1268,7 +1267,6 @@ impl EventLoop {
     fn drain(&mut self, inbox: Inbox) -> Result<EndReason, RunError> {
         let Inbox {
             mut rx,
-            pool,
             closer,
             stats,
             runtime,
@@ -1283,12 +1281,12 @@ impl EventLoop {
             });
             self.report_status(&rx);
         }
-        let end = self.drain_items(&mut rx, &pool);
+        let end = self.drain_items(&mut rx);
         // Keyed series: the records of the events still in flight (unless the output is
         // gone or the run failed).
         if matches!(end, Ok(EndReason::EndOfInput | EndReason::Shutdown)) {
             while let Some(d) = self.workers().and_then(|w| w.wait_done()) {
-                if let Some(end) = self.done(d, &pool)? {
+                if let Some(end) = self.done(d)? {
                     return Ok(end);
                 }
             }
@@ -1360,7 +1358,6 @@ impl EventLoop {
     fn drain_items(
         &mut self,
         rx: &mut tokio::sync::mpsc::Receiver<SourceItem>,
-        pool: &source::EventPool,
     ) -> Result<EndReason, RunError> {
         loop {
             let item = match rx.try_recv() {
@@ -1369,7 +1366,7 @@ impl EventLoop {
                     // Nothing queued: take the keyed records in flight, flush what was
                     // written, then wait.
                     if let Some(d) = self.workers().and_then(|w| w.wait_done()) {
-                        if let Some(end) = self.done(d, pool)? {
+                        if let Some(end) = self.done(d)? {
                             return Ok(end);
                         }
                         continue;
@@ -1398,7 +1395,7 @@ impl EventLoop {
             }
             match item {
                 SourceItem::Event(rec) => {
-                    if let Some(end) = self.dispatch(rec, pool)? {
+                    if let Some(end) = self.dispatch(rec)? {
                         return Ok(end);
                     }
                 }
@@ -1414,11 +1411,7 @@ impl EventLoop {
 
     /// One decoded event: processed here with one pipeline, or handed to its series'
     /// worker (the records that are ready are then written). `Some` when the run ends.
-    fn dispatch(
-        &mut self,
-        rec: source::Arrival,
-        pool: &source::EventPool,
-    ) -> Result<Option<EndReason>, RunError> {
+    fn dispatch(&mut self, rec: source::Arrival) -> Result<Option<EndReason>, RunError> {
         if !self.begun {
             if let Some(end) = self.begin()? {
                 return Ok(Some(end));
@@ -1442,16 +1435,14 @@ impl EventLoop {
             };
         }
         if !matches!(self.engine, Engine::Keyed(_)) {
-            let end = self.event(&rec);
-            pool.give(rec.event);
-            return end;
+            return self.event(&rec);
         }
         while let Some(d) = self
             .workers()
             .filter(|w| !w.ready_for(&rec.event))
             .and_then(|w| w.wait_done())
         {
-            if let Some(end) = self.done(d, pool)? {
+            if let Some(end) = self.done(d)? {
                 return Ok(Some(end));
             }
         }
@@ -1460,13 +1451,13 @@ impl EventLoop {
             self.submitted += 1;
         }
         while let Some(d) = self.workers().and_then(|w| w.try_done()) {
-            if let Some(end) = self.done(d, pool)? {
+            if let Some(end) = self.done(d)? {
                 return Ok(Some(end));
             }
         }
         if self.config.max_events.is_some_and(|m| self.submitted >= m) {
             while let Some(d) = self.workers().and_then(|w| w.wait_done()) {
-                if let Some(end) = self.done(d, pool)? {
+                if let Some(end) = self.done(d)? {
                     return Ok(Some(end));
                 }
             }
@@ -1476,11 +1467,7 @@ impl EventLoop {
     }
 
     /// A keyed event's result: written, observed, or rejected as with one pipeline.
-    fn done(
-        &mut self,
-        d: Done<source::Arrival>,
-        pool: &source::EventPool,
-    ) -> Result<Option<EndReason>, RunError> {
+    fn done(&mut self, d: Done<source::Arrival>) -> Result<Option<EndReason>, RunError> {
         let Done {
             item: rec,
             record,
@@ -1493,7 +1480,6 @@ impl EventLoop {
                 self.refused(&rec, e, reason).map(|()| None)
             }
         };
-        pool.give(rec.event);
         if let Some(w) = self.workers() {
             w.recycle(record);
         }

@@ -8,10 +8,13 @@
 use crate::detect::pipeline::{OutputRecord, Pipeline, PipelineConfig};
 use crate::event::Event;
 use crate::Result;
+use std::borrow::Borrow;
 use tokio_stream::{Stream, StreamExt};
 
 /// Maps a stream of events to a stream of output records (one per event, or the error that
 /// rejected the event: a wrong arity or a non-finite value; the stream goes on after it).
+/// The items are anything that borrows as an [`Event`]: owned events, or a source's
+/// [`Pooled`](crate::io::source::Pooled) events, which go back to their pool once processed.
 /// Records are cloned out of the pipeline's reused buffer, one small allocation per event.
 ///
 /// # Errors
@@ -42,8 +45,9 @@ pub fn predictions<S>(
     config: PipelineConfig,
 ) -> Result<impl Stream<Item = Result<OutputRecord>>>
 where
-    S: Stream<Item = Event>,
+    S: Stream,
+    S::Item: Borrow<Event>,
 {
     let mut pipeline = Pipeline::new(config)?;
-    Ok(events.map(move |ev| pipeline.process(&ev).cloned()))
+    Ok(events.map(move |ev| pipeline.process(ev.borrow()).cloned()))
 }

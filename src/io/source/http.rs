@@ -459,7 +459,7 @@ async fn influx(
         match decoded {
             Ok(Decoded::Event) => loop {
                 let item = SourceItem::Event(super::Arrival {
-                    event: std::mem::replace(&mut state.event, ctx.out.pool.take()),
+                    event: ctx.out.pool.lend(&mut state.event),
                     origin: Origin {
                         position: pos,
                         ..origin.clone()
@@ -542,7 +542,7 @@ async fn remote_write(
     };
     while state.remote.next_event(&mut state.event) {
         let item = SourceItem::Event(super::Arrival {
-            event: std::mem::replace(&mut state.event, ctx.out.pool.take()),
+            event: ctx.out.pool.lend(&mut state.event),
             origin: origin.clone(),
             received: std::time::Instant::now(),
         });

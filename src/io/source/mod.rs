@@ -41,7 +41,7 @@
 //!     let (mut values, mut rejected) = (Vec::new(), Vec::new());
 //!     while let Some(item) = items.recv().await {
 //!         match item {
-//!             SourceItem::Event(record) => values.push(record.event.values),
+//!             SourceItem::Event(record) => values.push(record.event.values.clone()),
 //!             SourceItem::Rejected { error, .. } => rejected.push(error.to_string()),
 //!             _ => {}
 //!         }
@@ -656,8 +656,8 @@ impl fmt::Display for Origin {
 /// A decoded event and where and when it arrived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arrival {
-    /// The event.
-    pub event: Event,
+    /// The event; it goes back to the source's [`EventPool`] when dropped.
+    pub event: Pooled,
     /// Its source, peer and line number (or byte offset).
     pub origin: Origin,
     /// When the bytes that completed it were read.
@@ -992,19 +992,21 @@ const POOL_SLACK: usize = 64;
 
 /// Events handed back by the consumer for the source to decode into again, so that a running
 /// source allocates nothing per event: decoding clears an event and refills its buffers.
+/// Events leave a pool as [`Pooled`], which go back when dropped.
 /// Bounded: an event given to a full pool is dropped; a source finding the pool empty makes a
 /// new one. Cloning shares the pool.
 ///
 /// # Example
 /// ```
-/// use tbptt::event::Event;
 /// use tbptt::io::source::EventPool;
 /// let pool = EventPool::new(2);
-/// let mut ev = pool.take(); // empty: a new event
-/// ev.values.extend([1.0, 2.0]);
-/// let at = ev.values.as_ptr();
-/// pool.give(ev);
-/// assert_eq!(pool.take().values.as_ptr(), at); // the same buffer back
+/// let mut slot = pool.take(); // empty: a new event
+/// slot.values.extend([1.0, 2.0]); // decoded into
+/// let lent = pool.lend(&mut slot); // out to the consumer, a spare in its place
+/// let at = lent.values.as_ptr();
+/// assert_eq!(lent.values, [1.0, 2.0]);
+/// drop(lent); // back to the pool
+/// assert_eq!(pool.take().values.as_ptr(), at); // the same buffer again
 /// ```
 #[derive(Clone, Debug)]
 pub struct EventPool {
@@ -1027,6 +1029,93 @@ impl EventPool {
     /// Hands `event` back; it is dropped if the pool is full.
     pub fn give(&self, event: Event) {
         let _ = self.tx.try_send(event);
+    }
+
+    /// Lends the event in `slot` out, putting a spare (or a new empty event) in its place:
+    /// the decoded event leaves for the consumer, the decoder keeps a buffer to fill.
+    pub fn lend(&self, slot: &mut Event) -> Pooled {
+        Pooled {
+            event: std::mem::replace(slot, self.take()),
+            home: Some(self.tx.clone()),
+        }
+    }
+}
+
+/// An event lent by an [`EventPool`]: it reads as an [`Event`] (through `Deref`) and goes back
+/// to its pool when dropped, so a consumer that just drops what it has read keeps the source
+/// allocation-free. [`Pooled::into_event`] keeps the event instead. A clone goes back to the
+/// same pool; an event made into a `Pooled` with `From` has no pool and is simply dropped.
+pub struct Pooled {
+    event: Event,
+    home: Option<crossbeam_channel::Sender<Event>>,
+}
+
+impl Pooled {
+    /// The event, no longer bound to return to its pool.
+    pub fn into_event(mut self) -> Event {
+        self.home = None;
+        std::mem::take(&mut self.event)
+    }
+}
+
+impl From<Event> for Pooled {
+    fn from(event: Event) -> Self {
+        Pooled { event, home: None }
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            // An empty `Event` owns no buffer: taking it allocates nothing.
+            let _ = home.try_send(std::mem::take(&mut self.event));
+        }
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Event;
+    fn deref(&self) -> &Event {
+        &self.event
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Event {
+        &mut self.event
+    }
+}
+
+impl std::borrow::Borrow<Event> for Pooled {
+    fn borrow(&self) -> &Event {
+        &self.event
+    }
+}
+
+impl Clone for Pooled {
+    fn clone(&self) -> Self {
+        Pooled {
+            event: self.event.clone(),
+            home: self.home.clone(),
+        }
+    }
+}
+
+impl PartialEq for Pooled {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+    }
+}
+
+impl PartialEq<Event> for Pooled {
+    fn eq(&self, other: &Event) -> bool {
+        self.event == *other
+    }
+}
+
+impl fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.event.fmt(f)
     }
 }
 
@@ -1162,6 +1251,45 @@ fn context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lent_events_go_home_when_dropped_and_stay_out_when_kept() {
+        let pool = EventPool::new(4);
+        let mut slot = Event::new();
+        slot.values.extend([1.0, 2.0, 3.0]);
+        let first = pool.lend(&mut slot);
+        let buffer = first.values.as_ptr();
+        let twin = first.clone();
+        assert_eq!(first, twin);
+        assert_eq!(
+            pool.rx.len(),
+            0,
+            "lending took no spare: the pool was empty"
+        );
+        drop(first);
+        drop(twin);
+        assert_eq!(pool.rx.len(), 2, "the event and its clone went back");
+        slot.values.clear();
+        slot.values.push(4.0);
+        let kept = pool.lend(&mut slot).into_event();
+        assert_eq!(kept.values, [4.0]);
+        assert_eq!(
+            pool.rx.len(),
+            1,
+            "kept: it does not go back, a spare filled the slot"
+        );
+        assert_eq!(
+            slot.values.as_ptr(),
+            buffer,
+            "the first event's buffer, reused"
+        );
+        drop(Pooled::from(kept));
+        assert_eq!(
+            pool.rx.len(),
+            1,
+            "an event from outside has no pool to go to"
+        );
+    }
 
     #[test]
     fn parses_and_displays_specs() {

@@ -236,7 +236,7 @@ impl Conn {
     /// The event just decoded, as an item; the decoder gets a recycled event.
     fn event_item(&mut self) -> SourceItem {
         SourceItem::Event(super::Arrival {
-            event: std::mem::replace(&mut self.event, self.pool.take()),
+            event: self.pool.lend(&mut self.event),
             origin: self.origin.clone(),
             received: self.received,
         })

@@ -233,7 +233,7 @@ impl Datagram<'_> {
                 // A line-protocol line holds one event per numeric field.
                 loop {
                     let item = SourceItem::Event(super::Arrival {
-                        event: std::mem::replace(self.event, self.out.pool.take()),
+                        event: self.out.pool.lend(self.event),
                         origin: self.origin.clone(),
                         received: std::time::Instant::now(),
                     });
