@@ -38,6 +38,7 @@
 //! timestamps); on series that wander or trend the change is the better target.
 
 use crate::detect::norm::{NormMode, Normalizer};
+use crate::nn::scalar::Float;
 use serde::{Deserialize, Serialize};
 
 /// What the network predicts.
@@ -383,13 +384,13 @@ impl Forecaster {
     /// writes the network's input `u` ([`Forecaster::d_input`] values) and, for the forecast
     /// made at the previous event, its realized target `y` (`D` values), both normalized.
     /// `levels` normalizes the level inputs (and, with [`ForecastTarget::Level`], the target).
-    pub fn inputs_to(
+    pub fn inputs_to<T: Float>(
         &mut self,
         time: Option<f64>,
         actual: &[f64],
         levels: &Normalizer,
-        u: &mut [f32],
-        y: &mut [f32],
+        u: &mut [T],
+        y: &mut [T],
     ) {
         let d = self.dim;
         if self.has_prev {
@@ -404,7 +405,7 @@ impl Forecaster {
         if self.has_prev {
             self.diffs.normalize_to(&self.prev, &mut u[d..2 * d]);
         } else {
-            u[d..2 * d].iter_mut().for_each(|v| *v = 0.0);
+            u[d..2 * d].iter_mut().for_each(|v| *v = T::zero());
         }
         match self.config.target {
             ForecastTarget::Change => {
@@ -421,11 +422,12 @@ impl Forecaster {
                 for i in 0..d {
                     let c = s.back(s.period - 1, i) - s.back(s.period, i);
                     let z = (c - self.diffs.mean(i)) / self.diffs.std(i);
-                    u[2 * d + i] =
-                        z.clamp(-crate::detect::norm::Z_LIMIT, crate::detect::norm::Z_LIMIT) as f32;
+                    u[2 * d + i] = T::cast(
+                        z.clamp(-crate::detect::norm::Z_LIMIT, crate::detect::norm::Z_LIMIT),
+                    );
                 }
             }
-            None => u[2 * d..3 * d].iter_mut().for_each(|v| *v = 0.0),
+            None => u[2 * d..3 * d].iter_mut().for_each(|v| *v = T::zero()),
         }
         if self.phases() {
             self.phases_to(time, &mut u[3 * d..]);
@@ -433,8 +435,8 @@ impl Forecaster {
         self.prev.copy_from_slice(actual);
     }
 
-    fn phases_to(&self, time: Option<f64>, out: &mut [f32]) {
-        out.iter_mut().for_each(|v| *v = 0.0);
+    fn phases_to<T: Float>(&self, time: Option<f64>, out: &mut [T]) {
+        out.iter_mut().for_each(|v| *v = T::zero());
         let (Some(t), Some(dt)) = (time, self.interval) else {
             return;
         };
@@ -442,8 +444,8 @@ impl Forecaster {
             let per = c / dt;
             if (MIN_PER_CYCLE..=MAX_PER_CYCLE).contains(&per) {
                 let phase = std::f64::consts::TAU * t.rem_euclid(*c) / c;
-                o[0] = phase.sin() as f32;
-                o[1] = phase.cos() as f32;
+                o[0] = T::cast(phase.sin());
+                o[1] = T::cast(phase.cos());
             }
         }
     }
@@ -451,9 +453,9 @@ impl Forecaster {
     /// Step 3: from the network's output (normalized), the members' forecasts of the next
     /// event and their combination, written to `out` (`D` values, the input's units).
     /// `levels` de-normalizes a level forecast.
-    pub fn forecast_to(
+    pub fn forecast_to<T: Float>(
         &mut self,
-        net: &[f32],
+        net: &[T],
         actual: &[f64],
         levels: &Normalizer,
         out: &mut [f64],
@@ -463,7 +465,7 @@ impl Forecaster {
         match self.config.target {
             ForecastTarget::Change => {
                 for (i, ((f, z), a)) in netf.iter_mut().zip(net).zip(actual).enumerate() {
-                    *f = a + self.diffs.mean(i) + self.diffs.std(i) * f64::from(*z);
+                    *f = a + self.diffs.mean(i) + self.diffs.std(i) * z.as_f64();
                 }
                 levels.denormalize_to(&net[d..], &mut self.level);
             }
