@@ -43,7 +43,9 @@ fn root_names(lib: &str) -> BTreeMap<String, usize> {
         let layer = path.split("::").next().unwrap_or("");
         let Some(r) = rank(layer) else { continue };
         let items = path.rsplit("::").next().unwrap_or("");
-        let items = items.trim_end_matches(';').trim_matches(|c| c == '{' || c == '}');
+        let items = items
+            .trim_end_matches(';')
+            .trim_matches(|c| c == '{' || c == '}');
         for item in items.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             names.insert(item.to_string(), r);
         }
@@ -113,10 +115,19 @@ fn no_layer_imports_a_higher_one() {
 fn the_checker_sees_plain_grouped_and_root_imports() {
     let roots = root_names("pub use nn::model::{Model, Window};\npub use train::learner::Learner;");
     assert_eq!(imports("use crate::service::run::Runner;", &roots), [4]);
-    assert_eq!(imports("use crate::{io::sink, detect::norm};", &roots), [3, 2]);
-    assert_eq!(imports("use crate::{Error, Learner, Model};", &roots), [1, 0]);
+    assert_eq!(
+        imports("use crate::{io::sink, detect::norm};", &roots),
+        [3, 2]
+    );
+    assert_eq!(
+        imports("use crate::{Error, Learner, Model};", &roots),
+        [1, 0]
+    );
     assert_eq!(imports("let w: crate::Window<f32>;", &roots), [0]);
     assert!(imports("use crate::Error;", &roots).is_empty());
     let text = "/// see [`crate::tools::plot`]\nuse crate::nn::cell;";
-    assert_eq!(code(text).collect::<Vec<_>>(), [(2, "use crate::nn::cell;")]);
+    assert_eq!(
+        code(text).collect::<Vec<_>>(),
+        [(2, "use crate::nn::cell;")]
+    );
 }

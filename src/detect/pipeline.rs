@@ -521,8 +521,11 @@ impl<F: Float> Pipeline<F> {
             norm_y: Normalizer::new(dy, mode),
             categorical,
             anomaly: ZScore::new(self.config.anomaly),
-            likelihood: (self.config.anomaly.kind == AnomalyKind::Likelihood)
-                .then(|| Likelihood::new(self.config.anomaly.likelihood)),
+            likelihood: (self.config.anomaly.kind == AnomalyKind::Likelihood).then(|| {
+                let mut l = Likelihood::new(self.config.anomaly.likelihood);
+                l.set_threshold(self.config.anomaly.threshold);
+                l
+            }),
             u: vec![F::zero(); forecaster.as_ref().map_or(0, Forecaster::d_input)],
             y_ahead: vec![F::zero(); forecaster.as_ref().map_or(0, Forecaster::d_target)],
             forecaster,
@@ -945,7 +948,10 @@ impl<F: Float> Pipeline<F> {
             norm_x: s.norm_x,
             norm_y: s.norm_y,
             anomaly,
-            likelihood: s.likelihood,
+            likelihood: s.likelihood.map(|mut l| {
+                l.set_threshold(p.config.anomaly.threshold);
+                l
+            }),
             u: vec![F::zero(); s.forecaster.as_ref().map_or(0, Forecaster::d_input)],
             y_ahead: vec![F::zero(); s.forecaster.as_ref().map_or(0, Forecaster::d_target)],
             forecaster: s.forecaster,

@@ -895,8 +895,9 @@ fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn likelihood_settings_change_when_an_alarm_is_reported_and_bad_ones_are_refused() {
-    // Noise, then one spike at row 1500: with the defaults its alarm comes 5 rows later,
-    // with '{"confirm": 0}' on the spike itself.
+    // Noise, then one spike at row 1500. With the defaults its score is above the threshold
+    // at once, so its alarm is on the spike itself; without reporting at once it comes after
+    // the 5 rows of confirmation; with '{"confirm": 0}' on the spike again.
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut values: Vec<f64> = (0..2000)
         .map(|_| {
@@ -919,8 +920,13 @@ fn likelihood_settings_change_when_an_alarm_is_reported_and_bad_ones_are_refused
             .map(|(i, _)| i)
             .collect::<Vec<_>>()
     };
-    assert_eq!(alarms(&[]), vec![1505]);
-    assert_eq!(alarms(&["--likelihood", r#"{"confirm": 0}"#]), vec![1500]);
+    assert_eq!(alarms(&[]), vec![1500]);
+    assert_eq!(
+        alarms(&["--likelihood", r#"{"at_once": false}"#]),
+        vec![1505]
+    );
+    let late = r#"{"at_once": false, "confirm": 0}"#;
+    assert_eq!(alarms(&["--likelihood", late]), vec![1500]);
     for (bad, says) in [
         (r#"{"confirm": "soon"}"#, "likelihood settings"),
         (r#"{"bogus": 1}"#, "unknown field `bogus`"),

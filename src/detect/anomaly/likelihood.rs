@@ -27,7 +27,9 @@
 //! the largest surprise of the previous `onset` events; its peak over that event and the
 //! `confirm` events after it is reported at the last of them, and every other event reports 0.
 //! A rising run of scores (0.47, 0.50, 0.51, ...) is thus one alarm at its peak, not one alarm
-//! per step, at the price of a delay of `confirm` events.
+//! per step, at the price of a delay of `confirm` events. An episode whose first event already
+//! scores above the alarm threshold is an alarm whatever follows, so it is reported at once
+//! (`at_once`): an obvious spike is flagged on its own event.
 //!
 //! An episode's surprise is then discounted by its **precedents**: with a weight `c` of
 //! earlier reported episodes at least as surprising (the one `j` episodes back weighing
@@ -128,6 +130,12 @@ pub struct LikelihoodConfig {
     /// that time of day, weekdays and weekends apart, with a robust spread per phase; needs
     /// timestamps and more than one event per phase); 0 disables it. Default: 0.
     pub phase: usize,
+    /// Whether an episode whose first event alone, discounted by its precedents, already
+    /// scores above the alarm threshold ([`Likelihood::set_threshold`]) is reported at
+    /// once instead of after `confirm` events: it is an alarm whatever follows, and waiting
+    /// would only delay it. An episode that starts below the threshold still waits for its
+    /// peak, which may cross it. Default: true.
+    pub at_once: bool,
 }
 
 impl Default for LikelihoodConfig {
@@ -148,6 +156,7 @@ impl Default for LikelihoodConfig {
             error_scale: 0,
             error_warmup: 0,
             phase: 0,
+            at_once: true,
         }
     }
 }
@@ -399,13 +408,15 @@ fn check_tail(t: &Tail, grid: Grid, history: usize, tail: f64) -> crate::Result<
 ///     quiet = quiet.max(l.score(Some(t as f64 * 300.0), &[10.0 + noise], Some(noise.abs())));
 /// }
 /// assert!(quiet < 0.5);
-/// // The spike's episode is reported `confirm` (5) events later, once, with its peak.
+/// // Above the threshold (0.5) at once, the spike's episode is reported on its own event,
+/// // once (an episode starting below it is reported `confirm` events later, with its peak).
 /// let mut reported = vec![l.score(Some(600_000.0), &[40.0], Some(30.0))];
 /// for t in 1..=5 {
 ///     reported.push(l.score(Some(600_000.0 + t as f64 * 300.0), &[10.0], Some(0.1)));
 /// }
-/// assert_eq!(reported[..5], [0.0; 5]);
-/// assert!(reported[5] > 0.9);
+/// assert!(reported[0] > 0.9);
+/// assert_eq!(reported[1..], [0.0; 5]);
+/// assert_eq!(l.reported(), None);
 /// // The whole state, one value per event, timestamps every 5 minutes: about 5 KiB.
 /// assert!(l.heap_bytes() < 6 * 1024, "{}", l.heap_bytes());
 /// ```
@@ -436,6 +447,10 @@ pub struct Likelihood {
     /// Peak surprises of the reported episodes, in tenths of `decades` (so 10 scores 1) on
     /// [`Grid::Decades`].
     episodes: Tail,
+    /// The alarm threshold, for [`LikelihoodConfig::at_once`] (a reporting setting, not
+    /// stored: the pipeline sets it).
+    #[serde(skip)]
+    threshold: f64,
 }
 
 /// A stored likelihood as read: this version's, or one of earlier versions (exact histories
@@ -573,6 +588,7 @@ impl TryFrom<LikelihoodRepr> for Likelihood {
             pending_start: r.pending_start,
             reported: r.reported,
             episodes,
+            threshold: super::AnomalyKind::Likelihood.default_threshold(),
         })
     }
 }
@@ -607,7 +623,14 @@ impl Likelihood {
             pending_start: None,
             reported: None,
             episodes: Tail::with_grid(Grid::Decades, config.precedents, 1.0),
+            threshold: super::AnomalyKind::Likelihood.default_threshold(),
         }
+    }
+
+    /// Sets the alarm threshold that [`LikelihoodConfig::at_once`] compares a starting
+    /// episode's score with (default: 0.5, the likelihood's default threshold).
+    pub fn set_threshold(&mut self, threshold: f64) {
+        self.threshold = threshold;
     }
 
     /// The settings.
@@ -764,6 +787,7 @@ impl Likelihood {
             self.pending = None;
             self.pending_start = None;
         }
+        let decisive = self.pending.is_none() && surprise > before && self.decisive(surprise);
         let peak = match &mut self.pending {
             _ if saturated => surprise,
             Some((peak, left)) => {
@@ -779,7 +803,7 @@ impl Likelihood {
                 self.reported = start.or(Some((t.saturating_sub(c.confirm as u64), None)));
                 peak
             }
-            None if surprise > before && c.confirm > 0 => {
+            None if surprise > before && c.confirm > 0 && !decisive => {
                 self.pending = Some((surprise, c.confirm));
                 self.pending_start = Some((t, time));
                 return 0.0;
@@ -801,6 +825,21 @@ impl Likelihood {
         unit(peak - (1.0 + seen).log10())
     }
 
+    /// Whether an episode starting with `surprise` scores the alarm threshold already,
+    /// discounted by its precedents as its report would be ([`LikelihoodConfig::at_once`]).
+    fn decisive(&self, surprise: f64) -> bool {
+        let c = &self.config;
+        if !c.at_once {
+            return false;
+        }
+        let seen = if c.precedents == 0 {
+            0.0
+        } else {
+            self.episodes.at_least(surprise * 10.0 / c.decades)
+        };
+        ((surprise - (1.0 + seen).log10()) / c.decades).min(1.0) > self.threshold
+    }
+
     /// The forecast error `e` as the error statistic judges it: `e` itself, or with
     /// `error_scale` its ratio to the running root mean square of the errors before it (`None`
     /// for the first), which `e` then joins, winsorized at 10 times that scale.
@@ -820,13 +859,16 @@ impl Likelihood {
     /// The first event of the episode that the last scored event reported, as the number of
     /// events between it and the last one (0: the last event itself) and its time; `None` when
     /// the last event reported no episode. An episode confirmed over `confirm` events is
-    /// reported `confirm` events after it began; one beyond measure, or with `confirm` or
-    /// `onset` 0, at once.
+    /// reported `confirm` events after it began; one above the threshold from its first event
+    /// ([`LikelihoodConfig::at_once`]), one beyond measure, or any with `confirm` or `onset` 0,
+    /// at once.
     ///
     /// # Example
     /// ```
     /// use tbptt::detect::anomaly::{Likelihood, LikelihoodConfig};
-    /// let mut l = Likelihood::new(LikelihoodConfig::default());
+    /// // Confirmed: the spike is reported 5 events after it.
+    /// let config = LikelihoodConfig { at_once: false, ..Default::default() };
+    /// let mut l = Likelihood::new(config);
     /// for t in 0..2000 {
     ///     let noise = ((t * 7919) % 101) as f64 / 100.0 - 0.5;
     ///     l.score(Some(t as f64 * 300.0), &[10.0 + noise], Some(noise.abs()));
@@ -945,6 +987,34 @@ mod tests {
         assert!(first > 0.9, "{first}");
         assert_eq!(second, 0.0);
         assert_eq!(l.period(), 0, "no timestamps, no seasonal statistic");
+    }
+
+    #[test]
+    fn an_episode_above_the_threshold_at_once_is_reported_on_its_first_event() {
+        let c = LikelihoodConfig::default().confirm;
+        let spike = |l: &mut Likelihood| {
+            let mut out = vec![l.score(None, &[50.0], Some(50.0))];
+            out.extend((0..c).map(|_| l.score(None, &[0.0], Some(0.0))));
+            out
+        };
+        // Above the default threshold on its first event: reported there, with its onset.
+        let mut l = warmed(LikelihoodConfig::default());
+        let now = spike(&mut l);
+        assert!(now[0] > 0.9, "{now:?}");
+        assert!(now[1..].iter().all(|s| *s == 0.0), "{now:?}");
+        // Not at once (the setting off, or a threshold no first event can pass): `confirm`
+        // events later, with the same score.
+        let off = LikelihoodConfig {
+            at_once: false,
+            ..Default::default()
+        };
+        let mut high = warmed(LikelihoodConfig::default());
+        high.set_threshold(1.0);
+        for mut l in [warmed(off), high] {
+            let late = spike(&mut l);
+            assert!(late[..c].iter().all(|s| *s == 0.0), "{late:?}");
+            assert_eq!(late[c], now[0], "{late:?}");
+        }
     }
 
     #[test]
