@@ -790,7 +790,12 @@ impl<F: Float> Pipeline<F> {
                 norm_x: i.norm_x.clone(),
                 norm_y: i.norm_y.clone(),
                 anomaly: i.anomaly.clone(),
-                likelihood: i.likelihood.clone(),
+                // The threshold is the pipeline's setting, not stored: a snapshot equals what
+                // its checkpoint decodes to, and `restore` sets it again.
+                likelihood: i.likelihood.clone().map(|mut l| {
+                    l.set_threshold(AnomalyKind::Likelihood.default_threshold());
+                    l
+                }),
                 forecaster: i.forecaster.clone(),
                 prev_forecast: i.prev_forecast.clone(),
                 prev_actual: i.prev_actual.clone(),
@@ -1194,5 +1199,21 @@ mod tests {
             let b = restored.process(&ev(&[series(t)])).unwrap();
             assert_eq!(&a, b, "event {t}");
         }
+    }
+
+    #[test]
+    fn a_snapshot_equals_its_stored_form_whatever_the_threshold() {
+        let mut config = PipelineConfig::default();
+        config.anomaly.threshold = 0.9;
+        let mut p = Pipeline::new(config).unwrap();
+        for t in 0..300 {
+            p.process(&ev(&[(t as f64 * 0.2).sin()])).unwrap();
+        }
+        let state = p.snapshot().unwrap();
+        assert!(state.inner.as_ref().unwrap().likelihood.is_some());
+        let bytes = rmp_serde::to_vec_named(&state).unwrap();
+        let back: PipelineState = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, state);
+        assert!(Pipeline::restore(back).is_ok());
     }
 }
