@@ -235,15 +235,18 @@ fn signal(p: &Proc, sig: &str) {
 
 /// Messages in TBPTT_OUT now.
 fn out_count(cluster: &Cluster) -> u64 {
+    stream_info(cluster, "TBPTT_OUT").map_or(0, |i| i.state.messages)
+}
+
+/// The stream `name`'s info, if it answers (it exists and has a leader).
+fn stream_info(cluster: &Cluster, name: &str) -> Option<jetstream::stream::Info> {
     rt().block_on(async {
-        let Ok(client) = tbptt::service::scale::connect(&cluster.url(), Some(1)).await else {
-            return 0;
-        };
+        let client = tbptt::service::scale::connect(&cluster.url(), Some(1))
+            .await
+            .ok()?;
         let js = jetstream::new(client);
-        match js.get_stream("TBPTT_OUT").await {
-            Ok(mut s) => s.info().await.map_or(0, |i| i.state.messages),
-            Err(_) => 0,
-        }
+        let mut stream = js.get_stream(name).await.ok()?;
+        stream.info().await.ok().cloned()
     })
 }
 
@@ -635,7 +638,7 @@ fn a_killed_nats_node_loses_no_event_and_the_workers_carry_on() {
     wait_until(
         "the input stream to answer after the kill",
         Duration::from_secs(60),
-        || stream_answers(&cluster, "TBPTT_IN"),
+        || stream_info(&cluster, "TBPTT_IN").is_some(),
     );
     let second = events_csv(keys, half..events);
     publish(&cluster, &dir, "second.csv", &second, parts);
@@ -644,20 +647,6 @@ fn a_killed_nats_node_loses_no_event_and_the_workers_carry_on() {
     for w in ws {
         stop(w).assert_code(0);
     }
-}
-
-/// Whether the stream `name` answers an info request (it has a leader).
-fn stream_answers(cluster: &Cluster, name: &str) -> bool {
-    rt().block_on(async {
-        let Ok(client) = tbptt::service::scale::connect(&cluster.url(), Some(1)).await else {
-            return false;
-        };
-        let js = jetstream::new(client);
-        match js.get_stream(name).await {
-            Ok(mut s) => s.info().await.is_ok(),
-            Err(_) => false,
-        }
-    })
 }
 
 /// Figures for the README: `cargo test --release --test it nats::bench -- --ignored
