@@ -649,7 +649,7 @@ fn a_killed_nats_node_loses_no_event_and_the_workers_carry_on() {
     }
 }
 
-/// Figures for the README: `cargo test --release --test it nats::bench -- --ignored
+/// Figures for the README: `cargo test --test nats bench -- --ignored
 /// --nocapture`.
 #[test]
 #[ignore = "a benchmark: prints events/s, takeover time and checkpoint figures"]
