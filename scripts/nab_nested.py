@@ -36,6 +36,8 @@ import sys
 
 def load_scorer(path: str):
     """Imports the NAB scorer from its file."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"{path}: no such file (--scorer is the path of nab_score.py)")
     spec = importlib.util.spec_from_file_location("nab_score", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"{path}: not a Python file")
