@@ -5,18 +5,22 @@
 //! `matrixmultiply`, which allocates a packing buffer on every call. Shapes are checked by the
 //! callers once; here they are only `debug_assert!`ed.
 //!
-//! Every kernel is `#[inline(always)]` and generic over `const F: bool`: with `F` the
-//! multiply-adds are fused (`mul_add`), which is only fast inside code compiled for a CPU with
-//! FMA. [`crate::nn::simd`] compiles the cells' entry points twice — once for AVX2 + FMA, chosen
-//! at run time when the CPU has them, and once for the baseline — and everything below them,
-//! down to these loops, is inlined into each copy.
+//! Every kernel is `#[inline(always)]` and generic over `const L: u8`, the instruction-set
+//! level of the copy it is inlined into ([`crate::nn::simd`]'s `BASE`, `AVX2`, `AVX512`).
+//! Above the baseline the multiply-adds are fused (`mul_add`), which is only fast inside code
+//! compiled for a CPU with FMA; at `AVX512` the GEMM keeps a twice larger block of `C` in the
+//! 32 vector registers. The cells' entry points are compiled once per level, the widest one the
+//! CPU has is chosen at run time, and everything below them, down to these loops, is inlined
+//! into each copy. The order of the operations on each element is the same at every level above
+//! the baseline, so the AVX2 and AVX-512 copies give bit-identical results.
 
+use crate::nn::simd::{AVX512, BASE};
 use crate::Float;
 
-/// `a * b + c`, fused when `F`.
+/// `a * b + c`, fused above the baseline level.
 #[inline(always)]
-pub(crate) fn madd<T: Float, const F: bool>(a: T, b: T, c: T) -> T {
-    if F {
+pub(crate) fn madd<T: Float, const L: u8>(a: T, b: T, c: T) -> T {
+    if L != BASE {
         a.fma(b, c)
     } else {
         a * b + c
@@ -28,7 +32,7 @@ pub(crate) fn madd<T: Float, const F: bool>(a: T, b: T, c: T) -> T {
 /// memory in order (prefetch-friendly at every size), `y` (a few KiB at most, in L1) is loaded
 /// and stored once per eight columns.
 #[inline(always)]
-fn gemv_acc<T: Float, const F: bool>(
+fn gemv_acc<T: Float, const L: u8>(
     y: &mut [T],
     a: &[T],
     lda: usize,
@@ -58,14 +62,14 @@ fn gemv_acc<T: Float, const F: bool>(
         let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
         let (c4, c5, c6, c7) = (col(j + 4), col(j + 5), col(j + 6), col(j + 7));
         for i in 0..m {
-            let v = madd::<T, F>(c0[i], sv[0], y[i]);
-            let v = madd::<T, F>(c1[i], sv[1], v);
-            let v = madd::<T, F>(c2[i], sv[2], v);
-            let v = madd::<T, F>(c3[i], sv[3], v);
-            let v = madd::<T, F>(c4[i], sv[4], v);
-            let v = madd::<T, F>(c5[i], sv[5], v);
-            let v = madd::<T, F>(c6[i], sv[6], v);
-            y[i] = madd::<T, F>(c7[i], sv[7], v);
+            let v = madd::<T, L>(c0[i], sv[0], y[i]);
+            let v = madd::<T, L>(c1[i], sv[1], v);
+            let v = madd::<T, L>(c2[i], sv[2], v);
+            let v = madd::<T, L>(c3[i], sv[3], v);
+            let v = madd::<T, L>(c4[i], sv[4], v);
+            let v = madd::<T, L>(c5[i], sv[5], v);
+            let v = madd::<T, L>(c6[i], sv[6], v);
+            y[i] = madd::<T, L>(c7[i], sv[7], v);
         }
         j += 8;
     }
@@ -73,17 +77,17 @@ fn gemv_acc<T: Float, const F: bool>(
         let (s0, s1, s2, s3) = (x[j * xs], x[(j + 1) * xs], x[(j + 2) * xs], x[(j + 3) * xs]);
         let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
         for ((((yi, a0), a1), a2), a3) in y.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3) {
-            let v = madd::<T, F>(*a0, s0, *yi);
-            let v = madd::<T, F>(*a1, s1, v);
-            let v = madd::<T, F>(*a2, s2, v);
-            *yi = madd::<T, F>(*a3, s3, v);
+            let v = madd::<T, L>(*a0, s0, *yi);
+            let v = madd::<T, L>(*a1, s1, v);
+            let v = madd::<T, L>(*a2, s2, v);
+            *yi = madd::<T, L>(*a3, s3, v);
         }
         j += 4;
     }
     while j < ncols {
         let s = x[j * xs];
         for (yi, aj) in y.iter_mut().zip(col(j)) {
-            *yi = madd::<T, F>(*aj, s, *yi);
+            *yi = madd::<T, L>(*aj, s, *yi);
         }
         j += 1;
     }
@@ -101,15 +105,15 @@ fn scale<T: Float>(y: &mut [T], beta: T) {
 /// `y = A x + beta * y`, `A` column-major `m x n` (leading dimension `m = y.len()`,
 /// `n = x.len()`). With `beta == 0`, `y` is not read.
 #[inline(always)]
-pub(crate) fn gemv<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
+pub(crate) fn gemv<T: Float, const L: u8>(y: &mut [T], a: &[T], x: &[T], beta: T) {
     scale(y, beta);
-    gemv_acc::<T, F>(y, a, y.len(), x, 1, x.len());
+    gemv_acc::<T, L>(y, a, y.len(), x, 1, x.len());
 }
 
 /// `y = A^T x + beta * y`, `A` column-major `m x n`, `x` of length `m`, `y` of `n`.
 /// Four columns at a time share each load of `x`.
 #[inline(always)]
-pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], beta: T) {
+pub(crate) fn gemv_t<T: Float, const L: u8>(y: &mut [T], a: &[T], x: &[T], beta: T) {
     let m = x.len();
     let n = y.len();
     if m == 0 {
@@ -121,7 +125,7 @@ pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], bet
         *yj = if beta == T::zero() {
             d
         } else {
-            madd::<T, F>(beta, *yj, d)
+            madd::<T, L>(beta, *yj, d)
         };
     };
     let mut j = 0;
@@ -130,14 +134,14 @@ pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], bet
         let (c0, rest) = block.split_at(m);
         let (c1, rest) = rest.split_at(m);
         let (c2, c3) = rest.split_at(m);
-        let d = dot4::<T, F>([c0, c1, c2, c3], x);
+        let d = dot4::<T, L>([c0, c1, c2, c3], x);
         for q in 0..4 {
             put(&mut y[j + q], d[q]);
         }
         j += 4;
     }
     while j < n {
-        let d = dot::<T, F>(&a[j * m..(j + 1) * m], x);
+        let d = dot::<T, L>(&a[j * m..(j + 1) * m], x);
         put(&mut y[j], d);
         j += 1;
     }
@@ -146,7 +150,7 @@ pub(crate) fn gemv_t<T: Float, const F: bool>(y: &mut [T], a: &[T], x: &[T], bet
 /// Four dot products against the same `x`, each with eight independent lanes; every load of
 /// `x` serves four columns.
 #[inline(always)]
-fn dot4<T: Float, const F: bool>(c: [&[T]; 4], x: &[T]) -> [T; 4] {
+fn dot4<T: Float, const L: u8>(c: [&[T]; 4], x: &[T]) -> [T; 4] {
     let m = x.len();
     let full = m / 8 * 8;
     let (xh, xt) = x.split_at(full);
@@ -165,26 +169,26 @@ fn dot4<T: Float, const F: bool>(c: [&[T]; 4], x: &[T]) -> [T; 4] {
         .zip(c3.0.chunks_exact(8))
     {
         for r in 0..8 {
-            a0[r] = madd::<T, F>(v0[r], xv[r], a0[r]);
-            a1[r] = madd::<T, F>(v1[r], xv[r], a1[r]);
-            a2[r] = madd::<T, F>(v2[r], xv[r], a2[r]);
-            a3[r] = madd::<T, F>(v3[r], xv[r], a3[r]);
+            a0[r] = madd::<T, L>(v0[r], xv[r], a0[r]);
+            a1[r] = madd::<T, L>(v1[r], xv[r], a1[r]);
+            a2[r] = madd::<T, L>(v2[r], xv[r], a2[r]);
+            a3[r] = madd::<T, L>(v3[r], xv[r], a3[r]);
         }
     }
     let hsum = |v: [T; 8]| ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
     let mut d = [hsum(a0), hsum(a1), hsum(a2), hsum(a3)];
     for (i, xv) in xt.iter().enumerate() {
-        d[0] = madd::<T, F>(c0.1[i], *xv, d[0]);
-        d[1] = madd::<T, F>(c1.1[i], *xv, d[1]);
-        d[2] = madd::<T, F>(c2.1[i], *xv, d[2]);
-        d[3] = madd::<T, F>(c3.1[i], *xv, d[3]);
+        d[0] = madd::<T, L>(c0.1[i], *xv, d[0]);
+        d[1] = madd::<T, L>(c1.1[i], *xv, d[1]);
+        d[2] = madd::<T, L>(c2.1[i], *xv, d[2]);
+        d[3] = madd::<T, L>(c3.1[i], *xv, d[3]);
     }
     d
 }
 
 /// Dot product with sixteen independent accumulators (vectorizes, and is deterministic).
 #[inline(always)]
-pub(crate) fn dot<T: Float, const F: bool>(a: &[T], b: &[T]) -> T {
+pub(crate) fn dot<T: Float, const L: u8>(a: &[T], b: &[T]) -> T {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -193,12 +197,12 @@ pub(crate) fn dot<T: Float, const F: bool>(a: &[T], b: &[T]) -> T {
     let mut bc = b.chunks_exact(16);
     for (aa, bb) in (&mut ac).zip(&mut bc) {
         for i in 0..16 {
-            acc[i] = madd::<T, F>(aa[i], bb[i], acc[i]);
+            acc[i] = madd::<T, L>(aa[i], bb[i], acc[i]);
         }
     }
     let mut s = T::zero();
     for (aa, bb) in ac.remainder().iter().zip(bc.remainder()) {
-        s = madd::<T, F>(*aa, *bb, s);
+        s = madd::<T, L>(*aa, *bb, s);
     }
     for i in 0..8 {
         acc[i] += acc[i + 8];
@@ -211,15 +215,15 @@ pub(crate) fn dot<T: Float, const F: bool>(a: &[T], b: &[T]) -> T {
 /// (`col_step = k`, stride 1) or `B^T` for a column-major `n x k` `B` (`col_step = 1`, stride
 /// `n`).
 ///
-/// Register-blocked: [`micro`] keeps a block of `C` (64 bytes of rows — 16 `f32` or 8 `f64` —
-/// by four columns) in registers while the `K` loop runs innermost over it, so each element of
-/// `C` is loaded and stored once per `K` block and every load of `A` serves four columns. Every
+/// Register-blocked: [`micro`] keeps a block of `C` (two vector registers of rows — 16 `f32`
+/// or 8 `f64` at 256 bits, twice that at 512 — by four columns, or eight at 512) in registers while the `K` loop runs innermost over it, so each element of
+/// `C` is loaded and stored once per `K` block and every load of `A` serves all its columns. Every
 /// element of `C` is still `beta * c` followed by one multiply-add per `p` in increasing order,
 /// so the result is bit-identical to the column-at-a-time [`gemv_acc`] loop, which does the rows
 /// below a whole block.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn gemm_strided<T: Float, const F: bool>(
+fn gemm_strided<T: Float, const L: u8>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -236,19 +240,22 @@ fn gemm_strided<T: Float, const F: bool>(
     for j in 0..n {
         scale(&mut c[j * m..(j + 1) * m], beta);
     }
-    if std::mem::size_of::<T>() == 4 {
-        gemm_blocked::<T, F, 16>(c, m, n, a, b, k, steps);
-    } else {
-        gemm_blocked::<T, F, 8>(c, m, n, a, b, k, steps);
+    // One block of `C` is 8 vector registers at 256 bits (two per column, four columns) and
+    // 16 of the 32 at 512 bits (two per column, eight columns).
+    match (L == AVX512, std::mem::size_of::<T>() == 4) {
+        (false, true) => gemm_blocked::<T, L, 16, 4>(c, m, n, a, b, k, steps),
+        (false, false) => gemm_blocked::<T, L, 8, 4>(c, m, n, a, b, k, steps),
+        (true, true) => gemm_blocked::<T, L, 32, 8>(c, m, n, a, b, k, steps),
+        (true, false) => gemm_blocked::<T, L, 16, 8>(c, m, n, a, b, k, steps),
     }
 }
 
-/// `C += A B'` (see [`gemm_strided`]) in blocks of `MR` rows by [`NR`] columns, over `K` blocks
+/// `C += A B'` (see [`gemm_strided`]) in blocks of `MR` rows by `NR` columns, over `K` blocks
 /// of at most [`KB`]: the `MR x KB` panel of `A` (8 KiB at most) stays in L1 while every column
 /// block of `C` takes its share of it.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn gemm_blocked<T: Float, const F: bool, const MR: usize>(
+fn gemm_blocked<T: Float, const L: u8, const MR: usize, const NR: usize>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -265,7 +272,7 @@ fn gemm_blocked<T: Float, const F: bool, const MR: usize>(
         for i0 in (0..m_full).step_by(MR) {
             let ak = &a[p0 * m + i0..];
             for j0 in (0..n_full).step_by(NR) {
-                micro::<T, F, MR, NR>(
+                micro::<T, L, MR, NR>(
                     &mut c[j0 * m + i0..],
                     m,
                     ak,
@@ -277,7 +284,7 @@ fn gemm_blocked<T: Float, const F: bool, const MR: usize>(
                 );
             }
             for j in n_full..n {
-                micro::<T, F, MR, 1>(
+                micro::<T, L, MR, 1>(
                     &mut c[j * m + i0..],
                     m,
                     ak,
@@ -291,7 +298,7 @@ fn gemm_blocked<T: Float, const F: bool, const MR: usize>(
         }
         if m_full < m {
             for j in 0..n {
-                gemv_acc::<T, F>(
+                gemv_acc::<T, L>(
                     &mut c[j * m + m_full..(j + 1) * m],
                     &a[p0 * m + m_full..],
                     m,
@@ -304,8 +311,6 @@ fn gemm_blocked<T: Float, const F: bool, const MR: usize>(
     }
 }
 
-/// Columns of `C` per register block.
-const NR: usize = 4;
 /// Depth of a `K` block.
 const KB: usize = 128;
 
@@ -314,7 +319,7 @@ const KB: usize = 128;
 /// `b[q * col_step + p * elem_stride]`. Each sum runs over `p` in order.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn micro<T: Float, const F: bool, const MR: usize, const N: usize>(
+fn micro<T: Float, const L: u8, const MR: usize, const N: usize>(
     c: &mut [T],
     ldc: usize,
     a: &[T],
@@ -336,7 +341,7 @@ fn micro<T: Float, const F: bool, const MR: usize, const N: usize>(
         for (q, accq) in acc.iter_mut().enumerate() {
             let s = b[q * col_step + p * elem_stride];
             for r in 0..MR {
-                accq[r] = madd::<T, F>(ap[r], s, accq[r]);
+                accq[r] = madd::<T, L>(ap[r], s, accq[r]);
             }
         }
     }
@@ -347,7 +352,7 @@ fn micro<T: Float, const F: bool, const MR: usize, const N: usize>(
 
 /// `C = A B + beta C`: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`, all column-major.
 #[inline(always)]
-pub(crate) fn gemm_nn<T: Float, const F: bool>(
+pub(crate) fn gemm_nn<T: Float, const L: u8>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -356,7 +361,7 @@ pub(crate) fn gemm_nn<T: Float, const F: bool>(
     k: usize,
     beta: T,
 ) {
-    gemm_strided::<T, F>(c, m, n, a, b, k, beta, (k, 1));
+    gemm_strided::<T, L>(c, m, n, a, b, k, beta, (k, 1));
 }
 
 /// `C = A B^T + beta C`: `A` is `m x k`, `B` is `n x k`, `C` is `m x n`, all column-major.
@@ -364,7 +369,7 @@ pub(crate) fn gemm_nn<T: Float, const F: bool>(
 /// This is the shape of every weight gradient over a window: `dW = dA X^T`, a sum of `k`
 /// outer products done as one product.
 #[inline(always)]
-pub(crate) fn gemm_nt<T: Float, const F: bool>(
+pub(crate) fn gemm_nt<T: Float, const L: u8>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -373,12 +378,12 @@ pub(crate) fn gemm_nt<T: Float, const F: bool>(
     k: usize,
     beta: T,
 ) {
-    gemm_strided::<T, F>(c, m, n, a, b, k, beta, (1, n));
+    gemm_strided::<T, L>(c, m, n, a, b, k, beta, (1, n));
 }
 
 /// `C = A^T B + beta C`: `A` is `k x m`, `B` is `k x n`, `C` is `m x n`, all column-major.
 #[inline(always)]
-pub(crate) fn gemm_tn<T: Float, const F: bool>(
+pub(crate) fn gemm_tn<T: Float, const L: u8>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -392,7 +397,7 @@ pub(crate) fn gemm_tn<T: Float, const F: bool>(
         return;
     }
     for (cj, bj) in c.chunks_exact_mut(m).take(n).zip(b.chunks_exact(k.max(1))) {
-        gemv_t::<T, F>(cj, a, &bj[..k], beta);
+        gemv_t::<T, L>(cj, a, &bj[..k], beta);
     }
 }
 
@@ -470,6 +475,7 @@ pub(crate) fn row_sums<T: Float>(out: &mut [T], a: &[T], n: usize, beta: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::simd::AVX2;
     use nalgebra::DMatrix;
 
     fn m(r: usize, c: usize, seed: f64) -> DMatrix<f64> {
@@ -483,7 +489,7 @@ mod tests {
         assert_eq!(a.len(), b.len());
     }
 
-    fn check<const F: bool>() {
+    fn check<const L: u8>() {
         for &(mm, nn, kk) in &[
             (1, 1, 1),
             (5, 3, 9),
@@ -497,7 +503,7 @@ mod tests {
             let b = m(kk, nn, 0.2);
             let c0 = m(mm, nn, 0.3);
             let mut c = c0.clone();
-            gemm_nn::<f64, F>(
+            gemm_nn::<f64, L>(
                 c.as_mut_slice(),
                 mm,
                 nn,
@@ -510,7 +516,7 @@ mod tests {
 
             let bt = m(nn, kk, 0.4);
             let mut c = c0.clone();
-            gemm_nt::<f64, F>(
+            gemm_nt::<f64, L>(
                 c.as_mut_slice(),
                 mm,
                 nn,
@@ -523,7 +529,7 @@ mod tests {
 
             let at = m(kk, mm, 0.5);
             let mut c = c0.clone();
-            gemm_tn::<f64, F>(
+            gemm_tn::<f64, L>(
                 c.as_mut_slice(),
                 mm,
                 nn,
@@ -537,13 +543,13 @@ mod tests {
             let x = m(kk, 1, 0.6);
             let mut y = m(mm, 1, 0.7);
             let y0 = y.clone();
-            gemv::<f64, F>(y.as_mut_slice(), a.as_slice(), x.as_slice(), -1.0);
+            gemv::<f64, L>(y.as_mut_slice(), a.as_slice(), x.as_slice(), -1.0);
             close(&(&a * &x - &y0), y.as_slice());
 
             let xt = m(mm, 1, 0.8);
             let mut yt = m(kk, 1, 0.9);
             let yt0 = yt.clone();
-            gemv_t::<f64, F>(yt.as_mut_slice(), a.as_slice(), xt.as_slice(), 1.0);
+            gemv_t::<f64, L>(yt.as_mut_slice(), a.as_slice(), xt.as_slice(), 1.0);
             close(&(a.transpose() * &xt + &yt0), yt.as_slice());
 
             let mut tr = vec![0.0; mm * kk];
@@ -560,7 +566,7 @@ mod tests {
     /// `C = A B' + beta C` the plain way: `beta * c` (zero when `beta` is zero), then one
     /// multiply-add per `p` in order, `B'[p, j]` at `b[j * cs + p * es]`.
     #[allow(clippy::too_many_arguments)]
-    fn naive<T: Float, const F: bool>(
+    fn naive<T: Float, const L: u8>(
         c: &mut [T],
         m: usize,
         n: usize,
@@ -578,7 +584,7 @@ mod tests {
                     c[j * m + i] * beta
                 };
                 for p in 0..k {
-                    v = madd::<T, F>(a[p * m + i], b[j * cs + p * es], v);
+                    v = madd::<T, L>(a[p * m + i], b[j * cs + p * es], v);
                 }
                 c[j * m + i] = v;
             }
@@ -594,7 +600,8 @@ mod tests {
     /// The register-blocked GEMMs at odd sizes (below, at and past a block of rows, columns
     /// and `K`): bit-identical to the plain loop with the same order of multiply-adds, and
     /// within `tol * k` of the float64 product.
-    fn blocked_against_naive<T: Float, const F: bool>(tol: f64) {
+    #[inline(always)]
+    fn blocked_against_naive<T: Float, const L: u8>(tol: f64) {
         let sizes = [1, 3, 7, 17, 33, 65];
         for &mm in &sizes {
             for &nn in &[1, 3, 5, 17] {
@@ -608,12 +615,12 @@ mod tests {
                         for beta in [T::zero(), T::one(), T::cast(0.5)] {
                             let mut got = c0.clone();
                             if steps.1 == 1 {
-                                gemm_nn::<T, F>(&mut got, mm, nn, &a, &b, kk, beta);
+                                gemm_nn::<T, L>(&mut got, mm, nn, &a, &b, kk, beta);
                             } else {
-                                gemm_nt::<T, F>(&mut got, mm, nn, &a, &b, kk, beta);
+                                gemm_nt::<T, L>(&mut got, mm, nn, &a, &b, kk, beta);
                             }
                             let mut want = c0.clone();
-                            naive::<T, F>(&mut want, mm, nn, &a, &b, kk, beta, steps);
+                            naive::<T, L>(&mut want, mm, nn, &a, &b, kk, beta, steps);
                             let (g, w): (Vec<f64>, Vec<f64>) = got
                                 .iter()
                                 .zip(&want)
@@ -626,7 +633,7 @@ mod tests {
                                 a.iter().map(|v| v.as_f64()).collect(),
                                 b.iter().map(|v| v.as_f64()).collect(),
                             );
-                            naive::<f64, false>(&mut exact, mm, nn, &a64, &b64, kk, 1.0, steps);
+                            naive::<f64, BASE>(&mut exact, mm, nn, &a64, &b64, kk, 1.0, steps);
                             for (g, e) in g.iter().zip(&exact) {
                                 assert!(
                                     (g - e).abs() <= tol * kk as f64,
@@ -642,15 +649,46 @@ mod tests {
 
     #[test]
     fn blocked_gemms_equal_the_plain_loop_at_odd_sizes() {
-        blocked_against_naive::<f32, false>(1e-6);
-        blocked_against_naive::<f32, true>(1e-6);
-        blocked_against_naive::<f64, false>(1e-14);
-        blocked_against_naive::<f64, true>(1e-14);
+        blocked_against_naive::<f32, BASE>(1e-6);
+        blocked_against_naive::<f64, BASE>(1e-14);
+        // The AVX2 and AVX-512 block shapes, as plain code and, where the CPU has them, in
+        // copies compiled for those instruction sets.
+        blocked_against_naive::<f32, AVX2>(1e-6);
+        blocked_against_naive::<f64, AVX2>(1e-14);
+        blocked_against_naive::<f32, AVX512>(1e-6);
+        blocked_against_naive::<f64, AVX512>(1e-14);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::nn::simd::{level, Level};
+            if level() >= Level::Avx2 {
+                // SAFETY: the CPU has AVX2 and FMA.
+                unsafe { blocked_compiled_avx2() };
+            }
+            if level() >= Level::Avx512 {
+                // SAFETY: the CPU has AVX-512 F and VL.
+                unsafe { blocked_compiled_avx512() };
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn blocked_compiled_avx2() {
+        blocked_against_naive::<f32, AVX2>(1e-6);
+        blocked_against_naive::<f64, AVX2>(1e-14);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn blocked_compiled_avx512() {
+        blocked_against_naive::<f32, AVX512>(1e-6);
+        blocked_against_naive::<f64, AVX512>(1e-14);
     }
 
     #[test]
     fn kernels_equal_nalgebra_products() {
-        check::<false>();
-        check::<true>();
+        check::<BASE>();
+        check::<AVX2>();
+        check::<AVX512>();
     }
 }

@@ -9,6 +9,7 @@
 use crate::nn::cell::{self, CellKind, LayerBuf, LayerGrads, LayerParams};
 use crate::nn::linalg::{gemm_nt, gemm_tn, gemv, row_sums};
 use crate::nn::loss::Loss;
+use crate::nn::simd::{Level, AVX2, AVX512, BASE};
 use crate::{Error, Float, Result};
 use nalgebra::{DMatrixView, DVector};
 use rand::{Rng, SeedableRng};
@@ -368,23 +369,43 @@ impl<T: Float> Model<T> {
             x.len() == c.d_input && state.len() == c.state_len() && y.len() == c.d_output,
             "step_to: shape mismatch"
         );
-        #[cfg(target_arch = "x86_64")]
-        if crate::nn::simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-            unsafe { self.step_avx2(x, state, ws, y) };
-            return;
+        self.step_at(crate::nn::simd::level(), x, state, ws, y);
+    }
+
+    /// [`Model::step_to`] in the copy for `level`, which the CPU must support.
+    pub(crate) fn step_at(
+        &self,
+        level: Level,
+        x: &[T],
+        state: &mut [T],
+        ws: &mut StepWorkspace<T>,
+        y: &mut [T],
+    ) {
+        match level {
+            // SAFETY: `level` is at most what the CPU supports (`simd::level`).
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { self.step_avx512(x, state, ws, y) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { self.step_avx2(x, state, ws, y) },
+            _ => self.step_impl::<BASE>(x, state, ws, y),
         }
-        self.step_impl::<false>(x, state, ws, y);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn step_avx2(&self, x: &[T], state: &mut [T], ws: &mut StepWorkspace<T>, y: &mut [T]) {
-        self.step_impl::<true>(x, state, ws, y);
+        self.step_impl::<AVX2>(x, state, ws, y);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn step_avx512(&self, x: &[T], state: &mut [T], ws: &mut StepWorkspace<T>, y: &mut [T]) {
+        self.step_impl::<AVX512>(x, state, ws, y);
     }
 
     #[inline(always)]
-    fn step_impl<const F: bool>(
+    fn step_impl<const L: u8>(
         &self,
         x: &[T],
         state: &mut [T],
@@ -400,17 +421,17 @@ impl<T: Float> Model<T> {
             let hl = &mut rest[..h];
             let input: &[T] = if l == 0 { x } else { &below[(l - 1) * h..] };
             match c.cell {
-                CellKind::Elman => cell::elman::step::<T, F>(&p, input, hl, &mut ws.a),
-                CellKind::Gru => cell::gru::step::<T, F>(&p, input, hl, &mut ws.a, &mut ws.b),
+                CellKind::Elman => cell::elman::step::<T, L>(&p, input, hl, &mut ws.a),
+                CellKind::Gru => cell::gru::step::<T, L>(&p, input, hl, &mut ws.a, &mut ws.b),
                 CellKind::Lstm => {
-                    cell::lstm::step::<T, F>(&p, input, hl, &mut cs[l * h..(l + 1) * h], &mut ws.a)
+                    cell::lstm::step::<T, L>(&p, input, hl, &mut cs[l * h..(l + 1) * h], &mut ws.a)
                 }
             }
         }
         let top = &hs[(c.layers - 1) * h..];
         let p = self.params.as_slice();
         y.copy_from_slice(&p[self.layout.b_out.clone()]);
-        gemv::<T, F>(y, &p[self.layout.w_out.clone()], top, T::one());
+        gemv::<T, L>(y, &p[self.layout.w_out.clone()], top, T::one());
     }
 }
 
@@ -575,12 +596,29 @@ impl<T: Float> Window<T> {
                 start.len(),
             ));
         }
-        #[cfg(target_arch = "x86_64")]
-        if crate::nn::simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-            return Ok(unsafe { self.pass_avx2(model, start, n, loss, loss_steps) });
+        let level = crate::nn::simd::level();
+        Ok(self.pass_at(level, model, start, n, loss, loss_steps))
+    }
+
+    /// [`Window::forward_backward`] in the copy for `level`, which the CPU must support.
+    pub(crate) fn pass_at(
+        &mut self,
+        level: Level,
+        model: &Model<T>,
+        start: &[T],
+        n: usize,
+        loss: Loss,
+        loss_steps: usize,
+    ) -> T {
+        match level {
+            // SAFETY: `level` is at most what the CPU supports (`simd::level`).
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { self.pass_avx512(model, start, n, loss, loss_steps) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { self.pass_avx2(model, start, n, loss, loss_steps) },
+            _ => self.pass::<BASE>(model, start, n, loss, loss_steps),
         }
-        Ok(self.pass::<false>(model, start, n, loss, loss_steps))
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -593,12 +631,25 @@ impl<T: Float> Window<T> {
         loss: Loss,
         loss_steps: usize,
     ) -> T {
-        self.pass::<true>(model, start, n, loss, loss_steps)
+        self.pass::<AVX2>(model, start, n, loss, loss_steps)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn pass_avx512(
+        &mut self,
+        model: &Model<T>,
+        start: &[T],
+        n: usize,
+        loss: Loss,
+        loss_steps: usize,
+    ) -> T {
+        self.pass::<AVX512>(model, start, n, loss, loss_steps)
     }
 
     /// The forward and backward pass proper, shapes already checked.
     #[inline(always)]
-    fn pass<const F: bool>(
+    fn pass<const L: u8>(
         &mut self,
         model: &Model<T>,
         start: &[T],
@@ -625,9 +676,9 @@ impl<T: Float> Window<T> {
             };
             let p = model.layer(l);
             match c.cell {
-                CellKind::Elman => cell::elman::forward::<T, F>(&p, x, n, buf),
-                CellKind::Gru => cell::gru::forward::<T, F>(&p, x, n, buf),
-                CellKind::Lstm => cell::lstm::forward::<T, F>(&p, x, n, buf),
+                CellKind::Elman => cell::elman::forward::<T, L>(&p, x, n, buf),
+                CellKind::Gru => cell::gru::forward::<T, L>(&p, x, n, buf),
+                CellKind::Lstm => cell::lstm::forward::<T, L>(&p, x, n, buf),
             }
         }
         // ---- readout and loss on the last `loss_steps` steps
@@ -642,7 +693,7 @@ impl<T: Float> Window<T> {
         for t in s0..n {
             let y = &mut self.y[t * d_out..(t + 1) * d_out];
             y.copy_from_slice(b_out);
-            gemv::<T, F>(y, w_out, &hs_top[(t + 1) * h..(t + 2) * h], T::one());
+            gemv::<T, L>(y, w_out, &hs_top[(t + 1) * h..(t + 2) * h], T::one());
             total += loss.step_to(
                 y,
                 &self.targets[t * d_out..(t + 1) * d_out],
@@ -660,7 +711,7 @@ impl<T: Float> Window<T> {
         let (g_layers, g_out) = grads.split_at_mut(layout.w_out.start);
         let (gw, gb) = g_out.split_at_mut(d_out * h);
         let dy = &self.dy[s0 * d_out..n * d_out];
-        gemm_nt::<T, F>(
+        gemm_nt::<T, L>(
             gw,
             d_out,
             h,
@@ -671,7 +722,7 @@ impl<T: Float> Window<T> {
         );
         row_sums(gb, dy, loss_steps, T::zero());
         self.dh_top[..s0 * h].fill(T::zero());
-        gemm_tn::<T, F>(
+        gemm_tn::<T, L>(
             &mut self.dh_top[s0 * h..n * h],
             h,
             loss_steps,
@@ -708,10 +759,10 @@ impl<T: Float> Window<T> {
             let need_dx = l > 0;
             match c.cell {
                 CellKind::Elman => {
-                    cell::elman::backward::<T, F>(&p, x, n, buf, dh_above, g, need_dx)
+                    cell::elman::backward::<T, L>(&p, x, n, buf, dh_above, g, need_dx)
                 }
-                CellKind::Gru => cell::gru::backward::<T, F>(&p, x, n, buf, dh_above, g, need_dx),
-                CellKind::Lstm => cell::lstm::backward::<T, F>(&p, x, n, buf, dh_above, g, need_dx),
+                CellKind::Gru => cell::gru::backward::<T, L>(&p, x, n, buf, dh_above, g, need_dx),
+                CellKind::Lstm => cell::lstm::backward::<T, L>(&p, x, n, buf, dh_above, g, need_dx),
             }
         }
         total * inv

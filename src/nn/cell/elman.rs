@@ -6,7 +6,7 @@ use crate::Float;
 
 /// One live step: `h <- tanh(W_ih x + b_ih + W_hh h + b_hh)`; `a` is scratch of length `H`.
 #[inline(always)]
-pub(crate) fn step<T: Float, const F: bool>(
+pub(crate) fn step<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     h: &mut [T],
@@ -16,8 +16,8 @@ pub(crate) fn step<T: Float, const F: bool>(
     for ((ai, bi), bh) in a.iter_mut().zip(p.b_ih).zip(p.b_hh) {
         *ai = *bi + *bh;
     }
-    gemv::<T, F>(a, p.w_ih, x, T::one());
-    gemv::<T, F>(a, p.w_hh, h, T::one());
+    gemv::<T, L>(a, p.w_ih, x, T::one());
+    gemv::<T, L>(a, p.w_hh, h, T::one());
     for (hi, ai) in h.iter_mut().zip(a.iter()) {
         *hi = ai.tanh_act();
     }
@@ -25,14 +25,14 @@ pub(crate) fn step<T: Float, const F: bool>(
 
 /// Forward over `n` steps of `x` (`d_in x n`), from the start state in column 0 of `buf.hs`.
 #[inline(always)]
-pub(crate) fn forward<T: Float, const F: bool>(
+pub(crate) fn forward<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
     buf: &mut LayerBuf<T>,
 ) {
     let h = p.h;
-    gemm_nn::<T, F>(&mut buf.gi, h, n, p.w_ih, x, p.d_in, T::zero());
+    gemm_nn::<T, L>(&mut buf.gi, h, n, p.w_ih, x, p.d_in, T::zero());
     for col in buf.gi.chunks_exact_mut(h).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -43,7 +43,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
         let prev = &prev[t * h..];
         let next = &mut next[..h];
         next.copy_from_slice(&buf.gi[t * h..(t + 1) * h]);
-        gemv::<T, F>(next, p.w_hh, prev, T::one());
+        gemv::<T, L>(next, p.w_hh, prev, T::one());
         next.iter_mut().for_each(|v| *v = v.tanh_act());
     }
 }
@@ -52,7 +52,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
 /// reaching each `h_t` from outside the recurrence. Writes the layer's weight gradients,
 /// `buf.dx` (if `need_dx`) and the start-state gradient in `buf.dh`.
 #[inline(always)]
-pub(crate) fn backward<T: Float, const F: bool>(
+pub(crate) fn backward<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -71,14 +71,14 @@ pub(crate) fn backward<T: Float, const F: bool>(
         for (((d, u), g), y) in da.iter_mut().zip(up).zip(&buf.dh[..h]).zip(ht) {
             *d = (*u + *g) * (T::one() - *y * *y);
         }
-        gemv::<T, F>(&mut buf.dh, &buf.wt_hh, da, T::zero());
+        gemv::<T, L>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }
-    gemm_nt::<T, F>(g.w_ih, h, p.d_in, &buf.da, x, n, T::zero());
-    gemm_nt::<T, F>(g.w_hh, h, h, &buf.da, &buf.hs, n, T::zero());
+    gemm_nt::<T, L>(g.w_ih, h, p.d_in, &buf.da, x, n, T::zero());
+    gemm_nt::<T, L>(g.w_hh, h, h, &buf.da, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     g.b_hh.copy_from_slice(g.b_ih);
     if need_dx {
         transpose(&mut buf.wt_ih, p.w_ih, h, p.d_in);
-        gemm_nn::<T, F>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, h, T::zero());
+        gemm_nn::<T, L>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, h, T::zero());
     }
 }

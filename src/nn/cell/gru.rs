@@ -32,7 +32,7 @@ fn gates<T: Float>(gi: &[T], gh: &[T], hp: &[T], hn: &mut [T], act: &mut [T], h:
 
 /// One live step; `gi` and `gh` are scratch of length `3H`. `h` is updated in place.
 #[inline(always)]
-pub(crate) fn step<T: Float, const F: bool>(
+pub(crate) fn step<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     h: &mut [T],
@@ -42,9 +42,9 @@ pub(crate) fn step<T: Float, const F: bool>(
     let g3 = 3 * p.h;
     let (gi, gh) = (&mut gi[..g3], &mut gh[..g3]);
     gi.copy_from_slice(p.b_ih);
-    gemv::<T, F>(gi, p.w_ih, x, T::one());
+    gemv::<T, L>(gi, p.w_ih, x, T::one());
     gh.copy_from_slice(p.b_hh);
-    gemv::<T, F>(gh, p.w_hh, h, T::one());
+    gemv::<T, L>(gh, p.w_hh, h, T::one());
     let hh = p.h;
     let (gi_r, rest) = gi.split_at(hh);
     let (gi_z, gi_n) = rest.split_at(hh);
@@ -62,7 +62,7 @@ pub(crate) fn step<T: Float, const F: bool>(
 
 /// Forward over `n` steps of `x` (`d_in x n`) from the start state in column 0 of `buf.hs`.
 #[inline(always)]
-pub(crate) fn forward<T: Float, const F: bool>(
+pub(crate) fn forward<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -70,7 +70,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
 ) {
     let h = p.h;
     let g3 = 3 * h;
-    gemm_nn::<T, F>(&mut buf.gi, g3, n, p.w_ih, x, p.d_in, T::zero());
+    gemm_nn::<T, L>(&mut buf.gi, g3, n, p.w_ih, x, p.d_in, T::zero());
     for col in buf.gi.chunks_exact_mut(g3).take(n) {
         for (v, b) in col.iter_mut().zip(p.b_ih) {
             *v += *b;
@@ -79,7 +79,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
     for t in 0..n {
         let gh = &mut buf.tmp[..g3];
         gh.copy_from_slice(p.b_hh);
-        gemv::<T, F>(gh, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv::<T, L>(gh, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (prev, next) = buf.hs.split_at_mut((t + 1) * h);
         gates(
             &buf.gi[t * g3..(t + 1) * g3],
@@ -94,7 +94,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
 
 /// Backward over the `n` steps of the last [`forward`]; see `elman::backward`.
 #[inline(always)]
-pub(crate) fn backward<T: Float, const F: bool>(
+pub(crate) fn backward<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -136,14 +136,14 @@ pub(crate) fn backward<T: Float, const F: bool>(
             dah_n[i] = dpn * r[i];
             dh[i] = dht * z[i];
         }
-        gemv::<T, F>(&mut buf.dh, &buf.wt_hh, dah, one);
+        gemv::<T, L>(&mut buf.dh, &buf.wt_hh, dah, one);
     }
-    gemm_nt::<T, F>(g.w_ih, g3, p.d_in, &buf.da, x, n, T::zero());
-    gemm_nt::<T, F>(g.w_hh, g3, h, &buf.dah, &buf.hs, n, T::zero());
+    gemm_nt::<T, L>(g.w_ih, g3, p.d_in, &buf.da, x, n, T::zero());
+    gemm_nt::<T, L>(g.w_hh, g3, h, &buf.dah, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     row_sums(g.b_hh, &buf.dah, n, T::zero());
     if need_dx {
         transpose(&mut buf.wt_ih, p.w_ih, g3, p.d_in);
-        gemm_nn::<T, F>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, g3, T::zero());
+        gemm_nn::<T, L>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, g3, T::zero());
     }
 }

@@ -6,7 +6,7 @@ use crate::Float;
 
 /// One live step; `a` is scratch of length `4H`. `h` and `c` are updated in place.
 #[inline(always)]
-pub(crate) fn step<T: Float, const F: bool>(
+pub(crate) fn step<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     h: &mut [T],
@@ -18,8 +18,8 @@ pub(crate) fn step<T: Float, const F: bool>(
     for ((ai, bi), bh) in a.iter_mut().zip(p.b_ih).zip(p.b_hh) {
         *ai = *bi + *bh;
     }
-    gemv::<T, F>(a, p.w_ih, x, T::one());
-    gemv::<T, F>(a, p.w_hh, h, T::one());
+    gemv::<T, L>(a, p.w_ih, x, T::one());
+    gemv::<T, L>(a, p.w_hh, h, T::one());
     let (a_i, rest) = a.split_at(hh);
     let (a_f, rest) = rest.split_at(hh);
     let (a_g, a_o) = rest.split_at(hh);
@@ -38,7 +38,7 @@ pub(crate) fn step<T: Float, const F: bool>(
 /// Forward over `n` steps of `x` (`d_in x n`) from the start state in column 0 of `buf.hs`
 /// and `buf.cs`. Saves i, f, g, o (activated) and `tanh(c)` per step in `buf.act`.
 #[inline(always)]
-pub(crate) fn forward<T: Float, const F: bool>(
+pub(crate) fn forward<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -46,7 +46,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
 ) {
     let h = p.h;
     let g4 = 4 * h;
-    gemm_nn::<T, F>(&mut buf.gi, g4, n, p.w_ih, x, p.d_in, T::zero());
+    gemm_nn::<T, L>(&mut buf.gi, g4, n, p.w_ih, x, p.d_in, T::zero());
     for col in buf.gi.chunks_exact_mut(g4).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -56,7 +56,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
         let act = &mut buf.act[t * 5 * h..(t + 1) * 5 * h];
         let (a, tc) = act.split_at_mut(g4);
         a.copy_from_slice(&buf.gi[t * g4..(t + 1) * g4]);
-        gemv::<T, F>(a, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv::<T, L>(a, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (cprev, cnext) = buf.cs.split_at_mut((t + 1) * h);
         let cprev = &cprev[t * h..];
         let hnext = &mut buf.hs[(t + 1) * h..(t + 2) * h];
@@ -85,7 +85,7 @@ pub(crate) fn forward<T: Float, const F: bool>(
 /// Backward over the `n` steps of the last [`forward`]; see `elman::backward`. Leaves the
 /// start-state gradients in `buf.dh` and `buf.dc`.
 #[inline(always)]
-pub(crate) fn backward<T: Float, const F: bool>(
+pub(crate) fn backward<T: Float, const L: u8>(
     p: &LayerParams<'_, T>,
     x: &[T],
     n: usize,
@@ -123,14 +123,14 @@ pub(crate) fn backward<T: Float, const F: bool>(
             da_o[i] = dht * tc * og * (one - og);
             dc[i] = dct * fg;
         }
-        gemv::<T, F>(&mut buf.dh, &buf.wt_hh, da, T::zero());
+        gemv::<T, L>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }
-    gemm_nt::<T, F>(g.w_ih, g4, p.d_in, &buf.da, x, n, T::zero());
-    gemm_nt::<T, F>(g.w_hh, g4, h, &buf.da, &buf.hs, n, T::zero());
+    gemm_nt::<T, L>(g.w_ih, g4, p.d_in, &buf.da, x, n, T::zero());
+    gemm_nt::<T, L>(g.w_hh, g4, h, &buf.da, &buf.hs, n, T::zero());
     row_sums(g.b_ih, &buf.da, n, T::zero());
     g.b_hh.copy_from_slice(g.b_ih);
     if need_dx {
         transpose(&mut buf.wt_ih, p.w_ih, g4, p.d_in);
-        gemm_nn::<T, F>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, g4, T::zero());
+        gemm_nn::<T, L>(&mut buf.dx, p.d_in, n, &buf.wt_ih, &buf.da, g4, T::zero());
     }
 }

@@ -19,6 +19,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::nn::simd::Level;
 use crate::{Error, Float, Result};
 
 fn default_lr() -> f64 {
@@ -512,14 +513,22 @@ impl<T: Float> Optimizer<T> {
         if grads.len() != n {
             return Err(Error::len("Optimizer::step (grads)", n, grads.len()));
         }
-        #[cfg(target_arch = "x86_64")]
-        if crate::nn::simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-            unsafe { self.step_avx2(params, grads) };
-            return Ok(());
-        }
-        self.step_impl(params, grads);
+        self.step_at(crate::nn::simd::level(), params, grads);
         Ok(())
+    }
+
+    /// [`Optimizer::step`] in the copy for `level`, which the CPU must support; lengths
+    /// already checked.
+    pub(crate) fn step_at(&mut self, level: Level, params: &mut [T], grads: &mut [T]) {
+        match level {
+            // SAFETY: `level` is at most what the CPU supports (`simd::level`).
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { self.step_avx512(params, grads) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { self.step_avx2(params, grads) },
+            _ => self.step_impl(params, grads),
+        }
     }
 
     /// [`Optimizer::step`] compiled for AVX2 + FMA: `mul_add` becomes one instruction and the
@@ -530,7 +539,14 @@ impl<T: Float> Optimizer<T> {
         self.step_impl(params, grads);
     }
 
-    /// The update proper; lengths already checked. The arithmetic is the same in both copies.
+    /// [`Optimizer::step`] compiled for AVX-512: the same arithmetic in 512-bit vectors.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn step_avx512(&mut self, params: &mut [T], grads: &mut [T]) {
+        self.step_impl(params, grads);
+    }
+
+    /// The update proper; lengths already checked. The arithmetic is the same in every copy.
     #[inline(always)]
     fn step_impl(&mut self, params: &mut [T], grads: &mut [T]) {
         self.step += 1;
