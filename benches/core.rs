@@ -107,7 +107,7 @@ fn learner(c: &mut Criterion) {
 /// A noisy daily cycle at 5-minute steps, with a spike every 3,001 events.
 fn daily(t: u64) -> f64 {
     let noise = ((t.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64) / (1u64 << 24) as f64;
-    let spike = if t % 3001 == 0 { 40.0 } else { 0.0 };
+    let spike = if t.is_multiple_of(3001) { 40.0 } else { 0.0 };
     50.0 + 10.0 * (t as f64 * std::f64::consts::TAU / 288.0).sin() + 2.0 * noise + spike
 }
 

@@ -1,12 +1,13 @@
 //! Side by side with the PyTorch peer, and against this core's limit.
 //!
 //! Run: `cargo bench --bench peer` (add `-- --quick` for a shorter pass, `-- --no-peer` to skip
-//! PyTorch). Prints markdown tables:
+//! PyTorch, `-- --update` for the update table alone against matrixmultiply's peak). Prints markdown tables:
 //! 1. events/s of tbptt and of the PyTorch TBPTT learner (`torch_tbptt.py`, hand-written BPTT,
 //!    one thread) on the same stream with the same algorithm (Adam 3e-3, no clipping, loss on
 //!    the newest k steps), and both final MSEs;
-//! 2. the best single-thread sgemm rate of this core (matrixmultiply, 1024³) and the update's
-//!    rate in GFLOP/s as a fraction of it;
+//! 2. the best single-thread sgemm rate of this core (the better of matrixmultiply and the
+//!    peer's `torch.mm`, 1024³; with the FMA ceiling beside it) and the update's rate in
+//!    GFLOP/s as a fraction of it;
 //! 3. prediction latency (event line parsed → record written) with training on the trainer
 //!    thread, as an HDR histogram: p50, p99, p99.9, max;
 //! 4. cost per event as T, k and H grow.
@@ -192,6 +193,108 @@ fn sgemm_peak() -> f64 {
     best
 }
 
+/// Best of a few single-thread 1024³ `torch.mm` runs of the peer's PyTorch (MKL / oneDNN,
+/// which use AVX-512 where the core has it), in GFLOP/s.
+fn peer_sgemm(peer: &Peer) -> Result<f64, String> {
+    let code = "import torch, time\n\
+torch.set_num_threads(1)\n\
+a = torch.rand(1024, 1024); b = torch.rand(1024, 1024); c = torch.empty(1024, 1024)\n\
+best = 0.0\n\
+for _ in range(8):\n\
+    t = time.perf_counter(); torch.mm(a, b, out=c); s = time.perf_counter() - t\n\
+    best = max(best, 2 * 1024 ** 3 / s / 1e9)\n\
+print(best)\n";
+    let out = Command::new(&peer.python)
+        .args(["-c", code])
+        .output()
+        .map_err(|e| format!("cannot run the peer's Python: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("peer sgemm printed no number: {e}"))
+}
+
+/// The core's fused multiply-add ceiling in GFLOP/s: independent chains of `vfmadd` on
+/// registers, 512 bits wide where the kernels use AVX-512, else 256. No sgemm can pass it.
+fn fma_ceiling() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let wide = tbptt::nn::kernel_name() == "avx512";
+        if wide || tbptt::nn::kernel_name() == "avx2+fma" {
+            let reps = 20_000_000u64;
+            let mut best = 0.0f64;
+            for _ in 0..5 {
+                let t = Instant::now();
+                // SAFETY: the kernel level says the CPU has these instructions.
+                let lanes = unsafe {
+                    if wide {
+                        fma_chains_512(reps)
+                    } else {
+                        fma_chains_256(reps)
+                    }
+                };
+                let s = t.elapsed().as_secs_f64();
+                best = best.max(2.0 * lanes * reps as f64 / s / 1e9);
+            }
+            return best;
+        }
+    }
+    f64::NAN
+}
+
+/// Twelve independent FMA chains of 16 lanes, `reps` times; returns the lanes per rep.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_512(reps: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let m = _mm512_set1_ps(0.999_999);
+    let a = _mm512_set1_ps(1e-7);
+    let mut acc = [_mm512_set1_ps(1.0); 12];
+    for _ in 0..reps {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, m, a);
+        }
+    }
+    let mut sum = _mm512_setzero_ps();
+    for v in acc {
+        sum = _mm512_add_ps(sum, v);
+    }
+    std::hint::black_box(_mm512_reduce_add_ps(sum));
+    (12 * 16) as f64
+}
+
+/// Twelve independent FMA chains of 8 lanes, `reps` times; returns the lanes per rep.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_256(reps: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let m = _mm256_set1_ps(0.999_999);
+    let a = _mm256_set1_ps(1e-7);
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..reps {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, m, a);
+        }
+    }
+    let mut sum = _mm256_setzero_ps();
+    for v in acc {
+        sum = _mm256_add_ps(sum, v);
+    }
+    std::hint::black_box(sum);
+    (12 * 8) as f64
+}
+
+/// The cell's counted flops per event (D = 1 in and out): the live step's `G H (D + H)`
+/// multiply-adds, plus a window update every `k` events at three times its forward (forward,
+/// the backward's products through the weights and the weight gradients).
+fn event_flops(cell: CellKind, h: usize, t: usize, k: usize) -> f64 {
+    let f = (cell.gates() * h * (1 + h)) as f64;
+    2.0 * f * (1.0 + 3.0 * t as f64 / k as f64)
+}
+
 /// Multiply-adds of one window forward + backward (one layer, D = 1 in and out).
 fn update_macs(cell: CellKind, h: usize, t: usize, loss_steps: usize) -> f64 {
     let g = cell.gates() as f64;
@@ -305,6 +408,70 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
+/// The window update with each kernel copy in turn, interleaved (a shared machine's slow
+/// phases then hit both copies alike): best and median of 15 rounds per copy.
+fn kernel_ab(quick: bool) {
+    let kernels = ["avx2", "avx512"];
+    println!(
+        "| cell | H | {} |",
+        kernels.map(|k| format!("{k} best / median")).join(" | ")
+    );
+    println!("|---|---:|---:|---:|");
+    for (cell, h) in [
+        (CellKind::Gru, 64),
+        (CellKind::Gru, 128),
+        (CellKind::Gru, 256),
+        (CellKind::Lstm, 64),
+    ] {
+        let reps = if quick {
+            10
+        } else {
+            (1_000_000 / (h * h)).max(10)
+        };
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); kernels.len()];
+        for _ in 0..15 {
+            for (i, k) in kernels.iter().enumerate() {
+                tbptt::nn::set_kernel(k).expect("kernel name");
+                times[i].push(update_rate(cell, h, reps).0);
+            }
+        }
+        let cells: Vec<String> = times
+            .iter_mut()
+            .map(|t| {
+                t.sort_by(f64::total_cmp);
+                format!("{:.1} / {:.1} µs", t[0], t[t.len() / 2])
+            })
+            .collect();
+        println!("| {cell} | {h} | {} |", cells.join(" | "));
+    }
+    let _ = tbptt::nn::set_kernel("avx512");
+}
+
+/// Table 2's rows: one window update per case, its rate and its share of `peak`.
+fn update_table(peak: f64, quick: bool) {
+    println!("| cell | H | window fwd+bwd (T = 32) | GFLOP/s | of peak |");
+    println!("|---|---:|---:|---:|---:|");
+    for (cell, h) in [
+        (CellKind::Gru, 64),
+        (CellKind::Gru, 128),
+        (CellKind::Gru, 256),
+        (CellKind::Lstm, 128),
+        (CellKind::Elman, 128),
+    ] {
+        let reps = if quick {
+            20
+        } else {
+            (4_000_000 / (h * h)).max(20)
+        };
+        let (us, gf) = update_rate(cell, h, reps);
+        println!(
+            "| {cell} | {h} | {us:.1} µs | {gf:.1} | {:.0}% |",
+            100.0 * gf / peak
+        );
+    }
+    println!();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -312,7 +479,17 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return; // `cargo bench -- --list` compatibility
     }
+    let update_only = args.iter().any(|a| a == "--update");
     let n = if quick { 5_000 } else { 20_000 };
+    if args.iter().any(|a| a == "--ab") {
+        kernel_ab(quick);
+        return;
+    }
+    if update_only {
+        println!("kernels: {}", tbptt::nn::kernel_name());
+        update_table(sgemm_peak(), quick);
+        return;
+    }
     println!("# tbptt side-by-side benchmark");
     println!();
     println!(
@@ -343,12 +520,20 @@ fn main() {
         println!("PyTorch peer: {e}; its columns are empty.");
         println!();
     }
+    // The core's limit, measured first: the throughput table's last columns use it.
+    let mm = sgemm_peak();
+    let torch = match &peer {
+        Ok(p) => peer_sgemm(p),
+        Err(e) => Err(e.clone()),
+    };
+    let ceiling = fma_ceiling();
+    let peak = torch.as_ref().map_or(mm, |t| t.max(mm));
     println!(
         "## Throughput, T = 32, k = 8, D = 1, {n} events, Adam 3e-3, loss on the newest k steps"
     );
     println!();
-    println!("| cell | H | tbptt events/s | PyTorch events/s | ratio | tbptt MSE last 20% | PyTorch MSE last 20% |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| cell | H | tbptt events/s | PyTorch events/s | ratio | tbptt MSE last 20% | PyTorch MSE last 20% | FLOP limit | of limit |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let configs = [
         (CellKind::Gru, 32),
         (CellKind::Gru, 64),
@@ -370,38 +555,25 @@ fn main() {
             },
             Err(_) => (String::new(), String::new(), String::new()),
         };
-        println!("| {cell} | {h} | {eps:.0} | {peps} | {ratio} | {mse:.5} | {pmse} |");
+        let limit = peak * 1e9 / event_flops(cell, h, 32, 8);
+        println!(
+            "| {cell} | {h} | {eps:.0} | {peps} | {ratio} | {mse:.5} | {pmse} | {limit:.0} | {:.0}% |",
+            100.0 * eps / limit
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!();
 
     // ---- 2. the limit
-    let peak = sgemm_peak();
-    println!(
-        "## Update rate against this core's sgemm peak ({peak:.1} GFLOP/s, matrixmultiply 1024³)"
-    );
+    println!("## Update rate against this core's sgemm peak ({peak:.1} GFLOP/s)");
     println!();
-    println!("| cell | H | window fwd+bwd (T = 32) | GFLOP/s | of peak |");
-    println!("|---|---:|---:|---:|---:|");
-    for (cell, h) in [
-        (CellKind::Gru, 64),
-        (CellKind::Gru, 128),
-        (CellKind::Gru, 256),
-        (CellKind::Lstm, 128),
-        (CellKind::Elman, 128),
-    ] {
-        let reps = if quick {
-            20
-        } else {
-            (4_000_000 / (h * h)).max(20)
-        };
-        let (us, gf) = update_rate(cell, h, reps);
-        println!(
-            "| {cell} | {h} | {us:.1} µs | {gf:.1} | {:.0}% |",
-            100.0 * gf / peak
-        );
-    }
+    println!("Single-thread sgemm 1024³, best of several runs: matrixmultiply (AVX2) {mm:.1} GFLOP/s; PyTorch `torch.mm` {}; the FMA ceiling of the kernels' vector width (register-only chains) {ceiling:.1} GFLOP/s. The peak is the best sgemm measured.",
+        match &torch {
+            Ok(t) => format!("{t:.1} GFLOP/s"),
+            Err(e) => format!("not measured ({})", e.lines().next().unwrap_or("")),
+        });
     println!();
+    update_table(peak, quick);
 
     // ---- 3. latency
     let (events, rate) = if quick {

@@ -144,7 +144,10 @@ impl ErrorTrail {
     /// # Errors
     /// A message naming the problem.
     pub fn validate(&self) -> crate::Result<()> {
-        if self.max_blocks < 2 || self.max_blocks > TRAIL_BLOCKS || self.max_blocks % 2 != 0 {
+        if self.max_blocks < 2
+            || self.max_blocks > TRAIL_BLOCKS
+            || !self.max_blocks.is_multiple_of(2)
+        {
             return Err(crate::Error::state(
                 "trail",
                 format!(

@@ -75,7 +75,7 @@ impl ForecastTrace {
         if rec.anomaly {
             self.anomalies += 1;
         }
-        let keep = self.seen % self.stride == 0;
+        let keep = self.seen.is_multiple_of(self.stride);
         self.seen += 1;
         if !keep {
             return;
@@ -87,7 +87,7 @@ impl ForecastTrace {
                 i % 2 == 1
             });
             self.stride *= 2;
-            if (self.seen - 1) % self.stride != 0 {
+            if !(self.seen - 1).is_multiple_of(self.stride) {
                 return;
             }
         }

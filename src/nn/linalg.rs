@@ -243,19 +243,20 @@ fn gemm_strided<T: Float, const L: u8>(
     // One block of `C` is 8 vector registers at 256 bits (two per column, four columns) and
     // 16 of the 32 at 512 bits (two per column, eight columns).
     match (L == AVX512, std::mem::size_of::<T>() == 4) {
-        (false, true) => gemm_blocked::<T, L, 16, 4>(c, m, n, a, b, k, steps),
-        (false, false) => gemm_blocked::<T, L, 8, 4>(c, m, n, a, b, k, steps),
-        (true, true) => gemm_blocked::<T, L, 32, 8>(c, m, n, a, b, k, steps),
-        (true, false) => gemm_blocked::<T, L, 16, 8>(c, m, n, a, b, k, steps),
+        (false, true) => gemm_blocked::<T, L, 8, 2, 4>(c, m, n, a, b, k, steps),
+        (false, false) => gemm_blocked::<T, L, 4, 2, 4>(c, m, n, a, b, k, steps),
+        (true, true) => gemm_blocked::<T, L, 16, 2, 8>(c, m, n, a, b, k, steps),
+        (true, false) => gemm_blocked::<T, L, 8, 2, 8>(c, m, n, a, b, k, steps),
     }
 }
 
-/// `C += A B'` (see [`gemm_strided`]) in blocks of `MR` rows by `NR` columns, over `K` blocks
-/// of at most [`KB`]: the `MR x KB` panel of `A` (8 KiB at most) stays in L1 while every column
+/// `C += A B'` (see [`gemm_strided`]) in blocks of `MR = V C` rows (`C` vector registers of
+/// `V` lanes) by `NR` columns, over `K` blocks of at most [`KB`]: the `MR x KB` panel of `A`
+/// (16 KiB at most) stays in L1 while every column
 /// block of `C` takes its share of it.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn gemm_blocked<T: Float, const L: u8, const MR: usize, const NR: usize>(
+fn gemm_blocked<T: Float, const L: u8, const V: usize, const C: usize, const NR: usize>(
     c: &mut [T],
     m: usize,
     n: usize,
@@ -264,15 +265,16 @@ fn gemm_blocked<T: Float, const L: u8, const MR: usize, const NR: usize>(
     k: usize,
     (col_step, elem_stride): (usize, usize),
 ) {
-    let m_full = m / MR * MR;
+    let mr = V * C;
+    let m_full = m / mr * mr;
     let n_full = n / NR * NR;
     for p0 in (0..k).step_by(KB) {
         let kb = KB.min(k - p0);
         let bk = |j: usize| &b[j * col_step + p0 * elem_stride..];
-        for i0 in (0..m_full).step_by(MR) {
+        for i0 in (0..m_full).step_by(mr) {
             let ak = &a[p0 * m + i0..];
             for j0 in (0..n_full).step_by(NR) {
-                micro::<T, L, MR, NR>(
+                micro::<T, L, V, C, NR>(
                     &mut c[j0 * m + i0..],
                     m,
                     ak,
@@ -284,7 +286,7 @@ fn gemm_blocked<T: Float, const L: u8, const MR: usize, const NR: usize>(
                 );
             }
             for j in n_full..n {
-                micro::<T, L, MR, 1>(
+                micro::<T, L, V, C, 1>(
                     &mut c[j * m + i0..],
                     m,
                     ak,
@@ -314,12 +316,13 @@ fn gemm_blocked<T: Float, const L: u8, const MR: usize, const NR: usize>(
 /// Depth of a `K` block.
 const KB: usize = 128;
 
-/// `C[..MR, ..N] += A[..MR, ..kb] B'[..kb, ..N]` with the `MR x N` block of `C` in registers:
+/// `C[..MR, ..N] += A[..MR, ..kb] B'[..kb, ..N]`, `MR = V C`, with the `MR x N` block of `C`
+/// in registers:
 /// `C` column `q` at `c[q * ldc..]`, `A` column `p` at `a[p * lda..]`, `B'[p, q]` at
 /// `b[q * col_step + p * elem_stride]`. Each sum runs over `p` in order.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn micro<T: Float, const L: u8, const MR: usize, const N: usize>(
+fn micro<T: Float, const L: u8, const V: usize, const C: usize, const N: usize>(
     c: &mut [T],
     ldc: usize,
     a: &[T],
@@ -329,24 +332,39 @@ fn micro<T: Float, const L: u8, const MR: usize, const N: usize>(
     elem_stride: usize,
     kb: usize,
 ) {
-    debug_assert!(kb > 0 && a.len() >= (kb - 1) * lda + MR);
-    debug_assert!(c.len() >= (N - 1) * ldc + MR);
+    let mr = V * C;
+    debug_assert!(kb > 0 && a.len() >= (kb - 1) * lda + mr);
+    debug_assert!(c.len() >= (N - 1) * ldc + mr);
     debug_assert!(b.len() > (N - 1) * col_step + (kb - 1) * elem_stride);
-    let mut acc = [[T::zero(); MR]; N];
+    // One `[T; V]` per vector register: LLVM keeps a block of that shape in registers at
+    // every size, where a flat `[T; 32]` row block ends up on the stack at 512 bits.
+    let mut acc = [[[T::zero(); V]; C]; N];
     for (q, accq) in acc.iter_mut().enumerate() {
-        accq.copy_from_slice(&c[q * ldc..q * ldc + MR]);
+        for (ch, v) in accq.iter_mut().enumerate() {
+            let at = q * ldc + ch * V;
+            v.copy_from_slice(&c[at..at + V]);
+        }
     }
     for p in 0..kb {
-        let ap: &[T; MR] = a[p * lda..p * lda + MR].try_into().expect("MR rows");
+        let ap = &a[p * lda..p * lda + mr];
+        let mut av = [[T::zero(); V]; C];
+        for (ch, v) in av.iter_mut().enumerate() {
+            v.copy_from_slice(&ap[ch * V..(ch + 1) * V]);
+        }
         for (q, accq) in acc.iter_mut().enumerate() {
             let s = b[q * col_step + p * elem_stride];
-            for r in 0..MR {
-                accq[r] = madd::<T, L>(ap[r], s, accq[r]);
+            for (v, a) in accq.iter_mut().zip(&av) {
+                for r in 0..V {
+                    v[r] = madd::<T, L>(a[r], s, v[r]);
+                }
             }
         }
     }
     for (q, accq) in acc.iter().enumerate() {
-        c[q * ldc..q * ldc + MR].copy_from_slice(accq);
+        for (ch, v) in accq.iter().enumerate() {
+            let at = q * ldc + ch * V;
+            c[at..at + V].copy_from_slice(v);
+        }
     }
 }
 

@@ -9,4 +9,4 @@ pub mod optim;
 pub mod scalar;
 pub(crate) mod simd;
 
-pub use simd::kernel_name;
+pub use simd::{kernel_name, set_kernel};

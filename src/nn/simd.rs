@@ -5,6 +5,8 @@
 //! widest copy the CPU supports runs; the environment variable `TBPTT_SIMD` (`avx512`,
 //! `avx2` or `baseline`) caps it, and `TBPTT_NO_SIMD=1` forces the baseline.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 /// Instruction-set level of a kernel copy; the value is what the kernels' `const L: u8`
 /// parameter carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,12 +27,13 @@ pub(crate) const AVX2: u8 = Level::Avx2 as u8;
 /// `const` parameter value of the AVX-512 kernels.
 pub(crate) const AVX512: u8 = Level::Avx512 as u8;
 
+/// The level in use; `u8::MAX` until the first call of [`level`] detects it.
+static STATE: AtomicU8 = AtomicU8::new(u8::MAX);
+
 /// The widest level this CPU supports, capped by `TBPTT_SIMD` / `TBPTT_NO_SIMD` (read once,
 /// then cached).
 #[inline]
 pub(crate) fn level() -> Level {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    static STATE: AtomicU8 = AtomicU8::new(u8::MAX); // MAX: not detected yet
     match STATE.load(Ordering::Relaxed) {
         0 => Level::Baseline,
         1 => Level::Avx2,
@@ -69,6 +72,29 @@ fn cap() -> Level {
         Ok("avx2") => Level::Avx2,
         _ => Level::Avx512,
     }
+}
+
+/// Caps the kernel level at run time, for every thread, as `TBPTT_SIMD` does at start-up:
+/// `"avx512"`, `"avx2"` or `"baseline"`. A level above what the CPU has gives what it has.
+/// Returns the name of the kernel now in use ([`kernel_name`]). Meant for benchmarks that
+/// compare the copies in one process; results of the AVX2 and AVX-512 copies are identical.
+///
+/// # Errors
+/// [`crate::Error::Config`] for any other name.
+pub fn set_kernel(name: &str) -> crate::Result<&'static str> {
+    let want = match name {
+        "avx512" => Level::Avx512,
+        "avx2" => Level::Avx2,
+        "baseline" => Level::Baseline,
+        other => {
+            return Err(crate::Error::config(
+                "kernel",
+                format!("expected avx512, avx2 or baseline, got {other:?}"),
+            ))
+        }
+    };
+    STATE.store(detected().min(want) as u8, Ordering::Relaxed);
+    Ok(kernel_name())
 }
 
 /// Names the kernel variant in use, for benchmarks and logs.

@@ -778,7 +778,7 @@ impl RejectLog {
         *self.by_reason.entry(kind).or_insert(0) += 1;
         if self.count <= 20 {
             tracing::warn!("{origin}: {reason}; skipped");
-        } else if self.count % 1000 == 0 {
+        } else if self.count.is_multiple_of(1000) {
             tracing::warn!(
                 "{} records rejected so far; latest: {origin}: {reason}",
                 self.count

@@ -899,7 +899,7 @@ impl<T: Float> Learner<T> {
         let index = self.events;
         self.events += 1;
         let due = self.ring.len() >= self.window_len()
-            && self.events % self.config.trainer.every as u64 == 0;
+            && self.events.is_multiple_of(self.config.trainer.every as u64);
         let update = match (&mut self.mode, due) {
             (_, false) => None,
             (Mode::Inline(t), true) => Some(t.update(&mut self.model, &self.ring)?),

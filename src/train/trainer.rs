@@ -569,7 +569,7 @@ impl<T: Float> Trainer<T> {
         };
         if !(loss.finite() && norm.finite()) {
             self.rejected += 1;
-            if self.rejected <= 10 || self.rejected % 1000 == 0 {
+            if self.rejected <= 10 || self.rejected.is_multiple_of(1000) {
                 tracing::warn!(
                     "update rejected: non-finite loss {:?} or gradient norm {:?}; weights and \
                      optimizer state unchanged ({} rejected so far)",
@@ -611,7 +611,7 @@ pub fn full_bptt<T: Float>(
     loss: Loss,
 ) -> Result<(T, Vec<T>)> {
     let c = *model.config();
-    if inputs.is_empty() || inputs.len() % c.d_input != 0 {
+    if inputs.is_empty() || !inputs.len().is_multiple_of(c.d_input) {
         return Err(Error::Shape {
             op: "full_bptt (inputs)",
             expected: format!("a positive multiple of {}", c.d_input),

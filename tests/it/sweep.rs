@@ -739,7 +739,7 @@ fn random_steps_csv(events: usize) -> String {
         st ^= st << 13;
         st ^= st >> 7;
         st ^= st << 17;
-        if st % 20 == 0 {
+        if st.is_multiple_of(20) {
             level += if st & 32 == 0 { 1.0 } else { -1.0 };
         }
         out.push_str(&format!("{level}\n"));

@@ -281,7 +281,7 @@ impl Ring {
 
     fn push(&mut self, x: f64) {
         let s = self.head;
-        if s % BLOCK == 0 {
+        if s.is_multiple_of(BLOCK) {
             self.base[s / BLOCK] = x;
             self.delta[s] = 0.0;
         } else {

@@ -373,7 +373,7 @@ async fn send_loop<B: Backend>(
                 Err(e) => {
                     failures += 1;
                     counters.dropped.fetch_add(lines as u64, Ordering::Relaxed);
-                    if failures <= 10 || failures % 1000 == 0 {
+                    if failures <= 10 || failures.is_multiple_of(1000) {
                         tracing::warn!(
                             "{}: {e}; {lines} lines dropped after {attempt} attempts",
                             counters.target

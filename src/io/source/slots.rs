@@ -185,7 +185,7 @@ impl Slots {
 /// Whether the `n`-th occurrence (counted from 1) of a logged event is logged: the first 10,
 /// then every 1000th, so that a flood of refused or closed connections writes a few lines.
 pub(crate) fn log_this(n: u64) -> bool {
-    n <= 10 || n % 1000 == 0
+    n <= 10 || n.is_multiple_of(1000)
 }
 
 #[cfg(test)]

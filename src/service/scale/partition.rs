@@ -480,7 +480,7 @@ impl Partition {
 
     fn refuse(&self, seq: u64, why: &str) {
         let n = self.counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        if n <= 10 || n % 1000 == 0 {
+        if n <= 10 || n.is_multiple_of(1000) {
             tracing::warn!(
                 "partition {}: event {seq} refused: {why} ({n} refused)",
                 self.p
