@@ -8,7 +8,7 @@
 //! Every kernel is `#[inline(always)]` and generic over `const L: u8`, the instruction-set
 //! level of the copy it is inlined into ([`crate::nn::simd`]'s `BASE`, `AVX2`, `AVX512`).
 //! Above the baseline the multiply-adds are fused (`mul_add`), which is only fast inside code
-//! compiled for a CPU with FMA; at `AVX512` the GEMM keeps a twice larger block of `C` in the
+//! compiled for a CPU with FMA; at `AVX512` the GEMM keeps a four times larger block of `C` in the
 //! 32 vector registers. The cells' entry points are compiled once per level, the widest one the
 //! CPU has is chosen at run time, and everything below them, down to these loops, is inlined
 //! into each copy. The order of the operations on each element is the same at every level above
@@ -216,11 +216,12 @@ pub(crate) fn dot<T: Float, const L: u8>(a: &[T], b: &[T]) -> T {
 /// `n`).
 ///
 /// Register-blocked: [`micro`] keeps a block of `C` (two vector registers of rows — 16 `f32`
-/// or 8 `f64` at 256 bits, twice that at 512 — by four columns, or eight at 512) in registers while the `K` loop runs innermost over it, so each element of
-/// `C` is loaded and stored once per `K` block and every load of `A` serves all its columns. Every
-/// element of `C` is still `beta * c` followed by one multiply-add per `p` in increasing order,
-/// so the result is bit-identical to the column-at-a-time [`gemv_acc`] loop, which does the rows
-/// below a whole block.
+/// or 8 `f64` at 256 bits, twice that at 512 — by four columns, or eight at 512) in registers
+/// while the `K` loop runs innermost over it, so each element of `C` is loaded and stored once
+/// per `K` block and every load of `A` serves all the block's columns. Every element of `C` is
+/// still `beta * c` followed by one multiply-add per `p` in increasing order, so the result is
+/// bit-identical to the column-at-a-time [`gemv_acc`] loop, which does the rows below a whole
+/// block.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn gemm_strided<T: Float, const L: u8>(
@@ -252,8 +253,7 @@ fn gemm_strided<T: Float, const L: u8>(
 
 /// `C += A B'` (see [`gemm_strided`]) in blocks of `MR = V C` rows (`C` vector registers of
 /// `V` lanes) by `NR` columns, over `K` blocks of at most [`KB`]: the `MR x KB` panel of `A`
-/// (16 KiB at most) stays in L1 while every column
-/// block of `C` takes its share of it.
+/// (16 KiB at most) stays in L1 while every column block of `C` takes its share of it.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn gemm_blocked<T: Float, const L: u8, const V: usize, const C: usize, const NR: usize>(
