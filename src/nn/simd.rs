@@ -40,8 +40,11 @@ pub(crate) fn level() -> Level {
         2 => Level::Avx512,
         _ => {
             let l = detected().min(cap());
-            STATE.store(l as u8, Ordering::Relaxed);
-            l
+            // Only the first detection stores: a `set_kernel` that raced ahead of it stays.
+            match STATE.compare_exchange(u8::MAX, l as u8, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => l,
+                Err(_) => level(),
+            }
         }
     }
 }
