@@ -317,6 +317,24 @@ impl Partition {
         .await
     }
 
+    /// [`Self::open`], given up (`None`) when `stop` says so: its retries with backoff can
+    /// take a minute while a cluster elects new leaders, longer than a worker may take to
+    /// stop.
+    async fn open_unless_stopped(
+        &self,
+        b: &Buckets,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<consumer::pull::Stream>, ScaleError> {
+        if *stop.borrow() {
+            return Ok(None);
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => Ok(None),
+            r = self.open(b) => r.map(Some),
+        }
+    }
+
     /// The durable pull consumer of this partition, made afresh to start after the last
     /// applied event (after the checkpoint, at a takeover).
     async fn consumer(
@@ -357,7 +375,9 @@ impl Partition {
         interval: Duration,
     ) -> Result<(), ScaleError> {
         use tokio_stream::StreamExt;
-        let mut msgs = self.open(b).await?;
+        let Some(mut msgs) = self.open_unless_stopped(b, &mut stop).await? else {
+            return self.checkpoint(b, deadline).await;
+        };
         // The consumer numbers its deliveries 1, 2, 3, ... (redeliveries too). A gap means
         // deliveries were lost in flight, typically from a server that died while the
         // consumer's new leader carried on after them; their events would come back only
@@ -387,7 +407,10 @@ impl Partition {
                                 self.applied
                             );
                             self.settle(deadline).await?;
-                            msgs = self.open(b).await?;
+                            match self.open_unless_stopped(b, &mut stop).await? {
+                                Some(m) => msgs = m,
+                                None => break,
+                            }
                             delivered = 0;
                             continue;
                         }
@@ -400,7 +423,10 @@ impl Partition {
                     Some(Err(e)) => {
                         tracing::warn!("partition {}: {e}; reading again after event {}", self.p, self.applied);
                         self.settle(deadline).await?;
-                        msgs = self.open(b).await?;
+                        match self.open_unless_stopped(b, &mut stop).await? {
+                            Some(m) => msgs = m,
+                            None => break,
+                        }
                         delivered = 0;
                     }
                     None => break,
