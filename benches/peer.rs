@@ -1,7 +1,8 @@
 //! Side by side with the PyTorch peer, and against this core's limit.
 //!
 //! Run: `cargo bench --bench peer` (add `-- --quick` for a shorter pass, `-- --no-peer` to skip
-//! PyTorch, `-- --update` for the update table alone against matrixmultiply's peak). Prints markdown tables:
+//! PyTorch, `-- --update` for the update table alone against matrixmultiply's peak, `-- --spin
+//! gru 64` for ten seconds of one case's window update under a profiler). Prints markdown tables:
 //! 1. events/s of tbptt and of the PyTorch TBPTT learner (`torch_tbptt.py`, hand-written BPTT,
 //!    one thread) on the same stream with the same algorithm (Adam 3e-3, no clipping, loss on
 //!    the newest k steps), and both final MSEs;
@@ -445,6 +446,27 @@ fn kernel_ab(quick: bool) {
     let _ = tbptt::nn::set_kernel("avx512");
 }
 
+/// `--spin CELL H`: the window update of one case for about ten seconds and nothing else, for
+/// a sampling profiler (`perf record -g -e cpu-clock` with the bench profile's line tables).
+fn spin(cell: Option<&str>, h: Option<&str>) {
+    let cell = match cell.unwrap_or("gru") {
+        "lstm" => CellKind::Lstm,
+        "elman" => CellKind::Elman,
+        _ => CellKind::Gru,
+    };
+    let h: usize = h.and_then(|h| h.parse().ok()).unwrap_or(64);
+    let start = Instant::now();
+    let mut rounds = 0;
+    while start.elapsed().as_secs_f64() < 10.0 {
+        update_rate(cell, h, (1_000_000 / (h * h)).max(10));
+        rounds += 1;
+    }
+    println!(
+        "{cell} H = {h}: {rounds} rounds in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
 /// Table 2's rows: one window update per case, its rate and its share of `peak`.
 fn update_table(peak: f64, quick: bool) {
     println!("| cell | H | window fwd+bwd (T = 32) | GFLOP/s | of peak |");
@@ -481,6 +503,13 @@ fn main() {
     let n = if quick { 5_000 } else { 20_000 };
     if args.iter().any(|a| a == "--ab") {
         kernel_ab(quick);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--spin") {
+        spin(
+            args.get(i + 1).map(String::as_str),
+            args.get(i + 2).map(String::as_str),
+        );
         return;
     }
     if update_only {

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use tbptt::event::Event;
 use tbptt::io::format::{
     encode_event, ColumnSpec, Decoded, Decoder, DecoderConfig, Format, LineFramer, Missing,
-    MsgPackFramer, ParseError, Selector,
+    MsgPackFramer, ParseError, Selector, TimeUnit,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -125,6 +125,14 @@ fn json_safe_f64() -> impl Strategy<Value = f64> {
 
 fn finite_f64() -> impl Strategy<Value = f64> {
     any::<f64>().prop_filter("finite", |v| v.is_finite())
+}
+
+/// A finite number that does not look like an integer Unix time in any unit: the decoders read
+/// such a number in a headerless first column, or as an event's time, as a time in its unit
+/// (`TimeUnit::of_epoch` and the `r16_unix_times_*` tests pin that), so a round trip of
+/// arbitrary numbers leaves them out.
+fn finite_non_epoch_f64() -> impl Strategy<Value = f64> {
+    finite_f64().prop_filter("not epoch-like", |&v| TimeUnit::of_epoch(v).is_none())
 }
 
 fn specs() -> impl Strategy<Value = ColumnSpec> {
@@ -305,7 +313,7 @@ proptest! {
 
     #[test]
     fn csv_rows_round_trip_exactly(
-        rows in proptest::collection::vec(proptest::collection::vec(finite_f64(), 3), 1..20),
+        rows in proptest::collection::vec(proptest::collection::vec(finite_non_epoch_f64(), 3), 1..20),
         times in proptest::collection::vec(0i64..4_000_000_000, 20),
         with_header in any::<bool>(),
         with_time in any::<bool>(),
@@ -374,7 +382,7 @@ proptest! {
     #[test]
     fn msgpack_events_round_trip_exactly_through_the_framer(
         events in proptest::collection::vec(
-            (proptest::option::of(finite_f64()), "[a-z]{0,40}",
+            (proptest::option::of(finite_non_epoch_f64()), "[a-z]{0,40}",
              proptest::collection::vec(finite_f64(), 2),
              proptest::collection::vec(finite_f64(), 1)),
             1..10),
