@@ -1,7 +1,9 @@
 //! Elman cell: `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`.
 
 use super::{LayerBuf, LayerGrads, LayerParams};
-use crate::nn::linalg::{gemm_nn, gemm_nt, gemv, row_sums, transpose};
+use crate::nn::linalg::{
+    gemm_nn, gemm_nt, gemv, gemv_packed, pack_rows, pack_transposed, row_sums, transpose,
+};
 use crate::Float;
 
 /// One live step: `h <- tanh(W_ih x + b_ih + W_hh h + b_hh)`; `a` is scratch of length `H`.
@@ -33,6 +35,8 @@ pub(crate) fn forward<T: Float, const L: u8>(
 ) {
     let h = p.h;
     gemm_nn::<T, L>(&mut buf.gi, h, n, p.w_ih, x, p.d_in, T::zero());
+    // W_hh in panels for the T recurrent gemvs (the backward pass packs its transpose here).
+    pack_rows::<T, L>(&mut buf.wt_hh, p.w_hh, h, h);
     for col in buf.gi.chunks_exact_mut(h).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -43,7 +47,7 @@ pub(crate) fn forward<T: Float, const L: u8>(
         let prev = &prev[t * h..];
         let next = &mut next[..h];
         next.copy_from_slice(&buf.gi[t * h..(t + 1) * h]);
-        gemv::<T, L>(next, p.w_hh, prev, T::one());
+        gemv_packed::<T, L>(next, &buf.wt_hh, prev, T::one());
         next.iter_mut().for_each(|v| *v = v.tanh_act());
     }
 }
@@ -62,7 +66,7 @@ pub(crate) fn backward<T: Float, const L: u8>(
     need_dx: bool,
 ) {
     let h = p.h;
-    transpose(&mut buf.wt_hh, p.w_hh, h, h);
+    pack_transposed::<T, L>(&mut buf.wt_hh, p.w_hh, h, h);
     buf.dh.fill(T::zero());
     for t in (0..n).rev() {
         let ht = &buf.hs[(t + 1) * h..(t + 2) * h];
@@ -71,7 +75,7 @@ pub(crate) fn backward<T: Float, const L: u8>(
         for (((d, u), g), y) in da.iter_mut().zip(up).zip(&buf.dh[..h]).zip(ht) {
             *d = (*u + *g) * (T::one() - *y * *y);
         }
-        gemv::<T, L>(&mut buf.dh, &buf.wt_hh, da, T::zero());
+        gemv_packed::<T, L>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }
     gemm_nt::<T, L>(g.w_ih, h, p.d_in, &buf.da, x, n, T::zero());
     gemm_nt::<T, L>(g.w_hh, h, h, &buf.da, &buf.hs, n, T::zero());

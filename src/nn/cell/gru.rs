@@ -1,7 +1,9 @@
 //! GRU cell, PyTorch's formulation (gates r, z, n; `b_hn` inside `r ⊙ (·)`).
 
 use super::{LayerBuf, LayerGrads, LayerParams};
-use crate::nn::linalg::{gemm_nn, gemm_nt, gemv, row_sums, transpose};
+use crate::nn::linalg::{
+    gemm_nn, gemm_nt, gemv, gemv_packed, pack_rows, pack_transposed, row_sums, transpose,
+};
 use crate::Float;
 
 /// Gate update of the window forward: from the input projection `gi` and hidden projection `gh`
@@ -71,6 +73,8 @@ pub(crate) fn forward<T: Float, const L: u8>(
     let h = p.h;
     let g3 = 3 * h;
     gemm_nn::<T, L>(&mut buf.gi, g3, n, p.w_ih, x, p.d_in, T::zero());
+    // W_hh in panels for the T recurrent gemvs (the backward pass packs its transpose here).
+    pack_rows::<T, L>(&mut buf.wt_hh, p.w_hh, g3, h);
     for col in buf.gi.chunks_exact_mut(g3).take(n) {
         for (v, b) in col.iter_mut().zip(p.b_ih) {
             *v += *b;
@@ -79,7 +83,7 @@ pub(crate) fn forward<T: Float, const L: u8>(
     for t in 0..n {
         let gh = &mut buf.tmp[..g3];
         gh.copy_from_slice(p.b_hh);
-        gemv::<T, L>(gh, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv_packed::<T, L>(gh, &buf.wt_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (prev, next) = buf.hs.split_at_mut((t + 1) * h);
         gates(
             &buf.gi[t * g3..(t + 1) * g3],
@@ -106,7 +110,7 @@ pub(crate) fn backward<T: Float, const L: u8>(
     let h = p.h;
     let g3 = 3 * h;
     let one = T::one();
-    transpose(&mut buf.wt_hh, p.w_hh, g3, h);
+    pack_transposed::<T, L>(&mut buf.wt_hh, p.w_hh, g3, h);
     buf.dh.fill(T::zero());
     for t in (0..n).rev() {
         let hp = &buf.hs[t * h..(t + 1) * h];
@@ -136,7 +140,7 @@ pub(crate) fn backward<T: Float, const L: u8>(
             dah_n[i] = dpn * r[i];
             dh[i] = dht * z[i];
         }
-        gemv::<T, L>(&mut buf.dh, &buf.wt_hh, dah, one);
+        gemv_packed::<T, L>(&mut buf.dh, &buf.wt_hh, dah, one);
     }
     gemm_nt::<T, L>(g.w_ih, g3, p.d_in, &buf.da, x, n, T::zero());
     gemm_nt::<T, L>(g.w_hh, g3, h, &buf.dah, &buf.hs, n, T::zero());

@@ -1,7 +1,9 @@
 //! LSTM cell, PyTorch's formulation (gates i, f, g, o).
 
 use super::{LayerBuf, LayerGrads, LayerParams};
-use crate::nn::linalg::{gemm_nn, gemm_nt, gemv, row_sums, transpose};
+use crate::nn::linalg::{
+    gemm_nn, gemm_nt, gemv, gemv_packed, pack_rows, pack_transposed, row_sums, transpose,
+};
 use crate::Float;
 
 /// One live step; `a` is scratch of length `4H`. `h` and `c` are updated in place.
@@ -47,6 +49,8 @@ pub(crate) fn forward<T: Float, const L: u8>(
     let h = p.h;
     let g4 = 4 * h;
     gemm_nn::<T, L>(&mut buf.gi, g4, n, p.w_ih, x, p.d_in, T::zero());
+    // W_hh in panels for the T recurrent gemvs (the backward pass packs its transpose here).
+    pack_rows::<T, L>(&mut buf.wt_hh, p.w_hh, g4, h);
     for col in buf.gi.chunks_exact_mut(g4).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -56,7 +60,7 @@ pub(crate) fn forward<T: Float, const L: u8>(
         let act = &mut buf.act[t * 5 * h..(t + 1) * 5 * h];
         let (a, tc) = act.split_at_mut(g4);
         a.copy_from_slice(&buf.gi[t * g4..(t + 1) * g4]);
-        gemv::<T, L>(a, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv_packed::<T, L>(a, &buf.wt_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (cprev, cnext) = buf.cs.split_at_mut((t + 1) * h);
         let cprev = &cprev[t * h..];
         let hnext = &mut buf.hs[(t + 1) * h..(t + 2) * h];
@@ -97,7 +101,7 @@ pub(crate) fn backward<T: Float, const L: u8>(
     let h = p.h;
     let g4 = 4 * h;
     let one = T::one();
-    transpose(&mut buf.wt_hh, p.w_hh, g4, h);
+    pack_transposed::<T, L>(&mut buf.wt_hh, p.w_hh, g4, h);
     buf.dh.fill(T::zero());
     buf.dc.fill(T::zero());
     for t in (0..n).rev() {
@@ -123,7 +127,7 @@ pub(crate) fn backward<T: Float, const L: u8>(
             da_o[i] = dht * tc * og * (one - og);
             dc[i] = dct * fg;
         }
-        gemv::<T, L>(&mut buf.dh, &buf.wt_hh, da, T::zero());
+        gemv_packed::<T, L>(&mut buf.dh, &buf.wt_hh, da, T::zero());
     }
     gemm_nt::<T, L>(g.w_ih, g4, p.d_in, &buf.da, x, n, T::zero());
     gemm_nt::<T, L>(g.w_hh, g4, h, &buf.da, &buf.hs, n, T::zero());
