@@ -535,6 +535,20 @@ pub(crate) fn gemm_tn<T: Float, const L: u8>(
     if m == 0 {
         return;
     }
+    if beta == T::zero() && (1..8).contains(&k) {
+        // Shorter than one vector of `dot4`: its sums are then plain in-order multiply-adds
+        // from zero, done here as `k` passes over each column of `C`, which vectorize over
+        // the rows (the readout's gradient, `k = d_out`, runs this way), to the same bits.
+        for (cj, bj) in c.chunks_exact_mut(m).take(n).zip(b.chunks_exact(k)) {
+            cj.fill(T::zero());
+            for (p, &bp) in bj.iter().enumerate() {
+                for (ci, ai) in cj.iter_mut().zip(a[p..].iter().step_by(k)) {
+                    *ci = madd::<T, L>(*ai, bp, *ci);
+                }
+            }
+        }
+        return;
+    }
     for (cj, bj) in c.chunks_exact_mut(m).take(n).zip(b.chunks_exact(k.max(1))) {
         gemv_t::<T, L>(cj, a, &bj[..k], beta);
     }
@@ -815,6 +829,23 @@ mod tests {
                         assert_eq!(bits(&plain), bits(&want), "{rows}x{cols} unpacked");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn short_gemm_tn_equals_its_dot_products_to_the_bit() {
+        for k in 1..9 {
+            for (m, n) in [(1, 1), (64, 8), (67, 3)] {
+                let a = vals::<f32>(k * m, 0.1);
+                let b = vals::<f32>(k * n, 0.2);
+                let mut got = vals::<f32>(m * n, 0.3);
+                gemm_tn::<f32, AVX2>(&mut got, m, n, &a, &b, k, 0.0);
+                let mut want = vec![0.0f32; m * n];
+                for (cj, bj) in want.chunks_exact_mut(m).zip(b.chunks_exact(k)) {
+                    gemv_t::<f32, AVX2>(cj, &a, bj, 0.0);
+                }
+                assert_eq!(got, want, "k = {k}, {m} x {n}");
             }
         }
     }
