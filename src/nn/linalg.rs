@@ -454,9 +454,15 @@ fn micro<T: Float, const L: u8, const V: usize, const C: usize, const N: usize>(
     kb: usize,
 ) {
     let mr = V * C;
-    debug_assert!(kb > 0 && a.len() >= (kb - 1) * lda + mr);
+    if kb == 0 {
+        return;
+    }
+    // Checked once here, so that the loop over `p` indexes without checks: a check there
+    // (one per column of `B` per step) made LLVM store every accumulator after each
+    // multiply-add, which halved the weight-gradient GEMM's rate.
+    assert!(a.len() >= (kb - 1) * lda + mr);
+    assert!(b.len() > (N - 1) * col_step + (kb - 1) * elem_stride);
     debug_assert!(c.len() >= (N - 1) * ldc + mr);
-    debug_assert!(b.len() > (N - 1) * col_step + (kb - 1) * elem_stride);
     // One `[T; V]` per vector register: LLVM keeps a block of that shape in registers at
     // every size, where a flat `[T; 32]` row block ends up on the stack at 512 bits.
     let mut acc = [[[T::zero(); V]; C]; N];
@@ -467,13 +473,16 @@ fn micro<T: Float, const L: u8, const V: usize, const C: usize, const N: usize>(
         }
     }
     for p in 0..kb {
-        let ap = &a[p * lda..p * lda + mr];
+        // SAFETY: `p < kb`, so `p * lda + mr <= (kb - 1) * lda + mr <= a.len()` (asserted).
+        let ap = unsafe { a.get_unchecked(p * lda..p * lda + mr) };
         let mut av = [[T::zero(); V]; C];
         for (ch, v) in av.iter_mut().enumerate() {
             v.copy_from_slice(&ap[ch * V..(ch + 1) * V]);
         }
         for (q, accq) in acc.iter_mut().enumerate() {
-            let s = b[q * col_step + p * elem_stride];
+            // SAFETY: `q < N` and `p < kb`, so the index is at most
+            // `(N - 1) * col_step + (kb - 1) * elem_stride < b.len()` (asserted).
+            let s = unsafe { *b.get_unchecked(q * col_step + p * elem_stride) };
             for (v, a) in accq.iter_mut().zip(&av) {
                 for r in 0..V {
                     v[r] = madd::<T, L>(a[r], s, v[r]);
