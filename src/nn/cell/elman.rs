@@ -2,7 +2,7 @@
 
 use super::{LayerBuf, LayerGrads, LayerParams};
 use crate::nn::linalg::{
-    gemm_nn, gemm_nt, gemv, gemv_packed, pack_rows, pack_transposed, row_sums, transpose,
+    gemm_nn, gemm_nt, gemv, gemv_packed, pack_transposed, row_sums, transpose,
 };
 use crate::Float;
 
@@ -35,8 +35,6 @@ pub(crate) fn forward<T: Float, const L: u8>(
 ) {
     let h = p.h;
     gemm_nn::<T, L>(&mut buf.gi, h, n, p.w_ih, x, p.d_in, T::zero());
-    // W_hh in panels for the T recurrent gemvs (the backward pass packs its transpose here).
-    pack_rows::<T, L>(&mut buf.wt_hh, p.w_hh, h, h);
     for col in buf.gi.chunks_exact_mut(h).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -47,7 +45,7 @@ pub(crate) fn forward<T: Float, const L: u8>(
         let prev = &prev[t * h..];
         let next = &mut next[..h];
         next.copy_from_slice(&buf.gi[t * h..(t + 1) * h]);
-        gemv_packed::<T, L>(next, &buf.wt_hh, prev, T::one());
+        gemv::<T, L>(next, p.w_hh, prev, T::one());
         next.iter_mut().for_each(|v| *v = v.tanh_act());
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{LayerBuf, LayerGrads, LayerParams};
 use crate::nn::linalg::{
-    gemm_nn, gemm_nt, gemv, gemv_packed, pack_rows, pack_transposed, row_sums, transpose,
+    gemm_nn, gemm_nt, gemv, gemv_packed, pack_transposed, row_sums, transpose,
 };
 use crate::Float;
 
@@ -74,7 +74,6 @@ pub(crate) fn forward<T: Float, const L: u8>(
     let g3 = 3 * h;
     gemm_nn::<T, L>(&mut buf.gi, g3, n, p.w_ih, x, p.d_in, T::zero());
     // W_hh in panels for the T recurrent gemvs (the backward pass packs its transpose here).
-    pack_rows::<T, L>(&mut buf.wt_hh, p.w_hh, g3, h);
     for col in buf.gi.chunks_exact_mut(g3).take(n) {
         for (v, b) in col.iter_mut().zip(p.b_ih) {
             *v += *b;
@@ -83,7 +82,7 @@ pub(crate) fn forward<T: Float, const L: u8>(
     for t in 0..n {
         let gh = &mut buf.tmp[..g3];
         gh.copy_from_slice(p.b_hh);
-        gemv_packed::<T, L>(gh, &buf.wt_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv::<T, L>(gh, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (prev, next) = buf.hs.split_at_mut((t + 1) * h);
         gates(
             &buf.gi[t * g3..(t + 1) * g3],

@@ -2,7 +2,7 @@
 
 use super::{LayerBuf, LayerGrads, LayerParams};
 use crate::nn::linalg::{
-    gemm_nn, gemm_nt, gemv, gemv_packed, pack_rows, pack_transposed, row_sums, transpose,
+    gemm_nn, gemm_nt, gemv, gemv_packed, pack_transposed, row_sums, transpose,
 };
 use crate::Float;
 
@@ -49,8 +49,6 @@ pub(crate) fn forward<T: Float, const L: u8>(
     let h = p.h;
     let g4 = 4 * h;
     gemm_nn::<T, L>(&mut buf.gi, g4, n, p.w_ih, x, p.d_in, T::zero());
-    // W_hh in panels for the T recurrent gemvs (the backward pass packs its transpose here).
-    pack_rows::<T, L>(&mut buf.wt_hh, p.w_hh, g4, h);
     for col in buf.gi.chunks_exact_mut(g4).take(n) {
         for ((v, bi), bh) in col.iter_mut().zip(p.b_ih).zip(p.b_hh) {
             *v += *bi + *bh;
@@ -60,7 +58,7 @@ pub(crate) fn forward<T: Float, const L: u8>(
         let act = &mut buf.act[t * 5 * h..(t + 1) * 5 * h];
         let (a, tc) = act.split_at_mut(g4);
         a.copy_from_slice(&buf.gi[t * g4..(t + 1) * g4]);
-        gemv_packed::<T, L>(a, &buf.wt_hh, &buf.hs[t * h..(t + 1) * h], T::one());
+        gemv::<T, L>(a, p.w_hh, &buf.hs[t * h..(t + 1) * h], T::one());
         let (cprev, cnext) = buf.cs.split_at_mut((t + 1) * h);
         let cprev = &cprev[t * h..];
         let hnext = &mut buf.hs[(t + 1) * h..(t + 2) * h];
