@@ -33,8 +33,7 @@ pub(crate) fn madd<T: Float, const L: u8>(a: T, b: T, c: T) -> T {
 /// element of `y` is loaded and stored once, and its multiply-adds run over `j` in order, as
 /// in [`micro`] with one column (which this is). Eight independent sums per block cover the
 /// FMA units' latency; the column-sweep loop this replaces reloaded and stored `y` every eight
-/// columns and spent a third of the recurrent gemv's time in alias checks between `y` and the
-/// columns.
+/// columns, with the eight multiply-adds of each vector of `y` chained one after another.
 #[inline(always)]
 fn gemv_acc<T: Float, const L: u8>(
     y: &mut [T],
