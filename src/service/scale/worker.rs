@@ -106,7 +106,18 @@ pub async fn run_worker(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            _ = tick.tick() => w.round().await,
+            _ = tick.tick() => {
+                let began = std::time::Instant::now();
+                w.round().await;
+                let took = began.elapsed();
+                // A round longer than the TTL's margin lets leases lapse before renewal.
+                if took > w.config.lease_ttl / 4 {
+                    tracing::warn!(
+                        "a lease round took {took:?} (renewals are due every {:?})",
+                        w.config.lease_ttl / 4
+                    );
+                }
+            }
         }
     }
     w.stop().await;
@@ -151,10 +162,15 @@ impl Worker {
         self.counters.owned.store(owned, Ordering::Relaxed);
     }
 
+    /// Renews every held lease at once: one round trip for all of them, so a round on a
+    /// loaded cluster does not outlast the leases renewed at its end.
     async fn renew(&mut self) {
-        let id = &self.config.id;
-        for (p, h) in &mut self.held {
-            if !h.lease.renew(&self.b.leases, id).await && !h.leaving {
+        let (id, kv) = (&self.config.id, &self.b.leases);
+        let renewed =
+            futures_util::future::join_all(self.held.values_mut().map(|h| h.lease.renew(kv, id)))
+                .await;
+        for ((p, h), ok) in self.held.iter_mut().zip(renewed) {
+            if !ok && !h.leaving {
                 tracing::warn!("partition {p}: lease lost; stopping it");
                 self.counters.lost.fetch_add(1, Ordering::Relaxed);
                 h.leaving = true;
