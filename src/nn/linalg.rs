@@ -829,78 +829,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn packed_gemvs_equal_the_plain_loop_at_odd_sizes() {
-        packed_against_naive::<f32, BASE>();
-        packed_against_naive::<f64, BASE>();
-        packed_against_naive::<f32, AVX2>();
-        packed_against_naive::<f64, AVX2>();
-        packed_against_naive::<f32, AVX512>();
-        packed_against_naive::<f64, AVX512>();
+    /// A check run at one kernel level, for both float types.
+    trait AtLevel {
+        fn run<const L: u8>();
+    }
+
+    /// Runs `C` at every level's block shapes as plain code and, where the CPU has them, in
+    /// copies compiled for the AVX2 and AVX-512 instruction sets.
+    fn at_every_level<C: AtLevel>() {
+        C::run::<BASE>();
+        C::run::<AVX2>();
+        C::run::<AVX512>();
         #[cfg(target_arch = "x86_64")]
         {
             use crate::nn::simd::{level, Level};
             if level() >= Level::Avx2 {
                 // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { packed_compiled_avx2() };
+                unsafe { compiled_avx2::<C>() };
             }
             if level() >= Level::Avx512 {
                 // SAFETY: the CPU has AVX-512 F and VL.
-                unsafe { packed_compiled_avx512() };
+                unsafe { compiled_avx512::<C>() };
             }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn packed_compiled_avx2() {
-        packed_against_naive::<f32, AVX2>();
-        packed_against_naive::<f64, AVX2>();
+    unsafe fn compiled_avx2<C: AtLevel>() {
+        C::run::<AVX2>();
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn packed_compiled_avx512() {
-        packed_against_naive::<f32, AVX512>();
-        packed_against_naive::<f64, AVX512>();
+    unsafe fn compiled_avx512<C: AtLevel>() {
+        C::run::<AVX512>();
+    }
+
+    struct Packed;
+    impl AtLevel for Packed {
+        fn run<const L: u8>() {
+            packed_against_naive::<f32, L>();
+            packed_against_naive::<f64, L>();
+        }
+    }
+
+    struct Blocked;
+    impl AtLevel for Blocked {
+        fn run<const L: u8>() {
+            blocked_against_naive::<f32, L>(1e-6);
+            blocked_against_naive::<f64, L>(1e-14);
+        }
+    }
+
+    #[test]
+    fn packed_gemvs_equal_the_plain_loop_at_odd_sizes() {
+        at_every_level::<Packed>();
     }
 
     #[test]
     fn blocked_gemms_equal_the_plain_loop_at_odd_sizes() {
-        blocked_against_naive::<f32, BASE>(1e-6);
-        blocked_against_naive::<f64, BASE>(1e-14);
-        // The AVX2 and AVX-512 block shapes, as plain code and, where the CPU has them, in
-        // copies compiled for those instruction sets.
-        blocked_against_naive::<f32, AVX2>(1e-6);
-        blocked_against_naive::<f64, AVX2>(1e-14);
-        blocked_against_naive::<f32, AVX512>(1e-6);
-        blocked_against_naive::<f64, AVX512>(1e-14);
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::nn::simd::{level, Level};
-            if level() >= Level::Avx2 {
-                // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { blocked_compiled_avx2() };
-            }
-            if level() >= Level::Avx512 {
-                // SAFETY: the CPU has AVX-512 F and VL.
-                unsafe { blocked_compiled_avx512() };
-            }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn blocked_compiled_avx2() {
-        blocked_against_naive::<f32, AVX2>(1e-6);
-        blocked_against_naive::<f64, AVX2>(1e-14);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn blocked_compiled_avx512() {
-        blocked_against_naive::<f32, AVX512>(1e-6);
-        blocked_against_naive::<f64, AVX512>(1e-14);
+        at_every_level::<Blocked>();
     }
 
     #[test]
